@@ -1,0 +1,74 @@
+"""NWPU-Crowd (Wang et al., TPAMI 2020).
+
+Layout: ``images/<id>.jpg``, ``jsons/<id>.json`` with ``points`` ([[x, y], ...]) and ``boxes``
+([[x1, y1, x2, y2], ...]), and split lists ``train.txt``, ``val.txt``, ``test.txt`` whose lines
+begin with the image id. Test labels are withheld: its images come back with ``labelled=False``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from maskfocal.errors import DatasetError, MaskfocalError
+from maskfocal.structures import AnnotatedImage
+
+from .common import (ReadReport, as_points, choose_splits, collect, find_image, image_size,
+                     list_images, make_image, read_split_list, read_text, require_root)
+
+SPLITS = ("train", "val", "test")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        data = json.loads(read_text(path))
+    except json.JSONDecodeError as error:
+        raise DatasetError(path, f"invalid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise DatasetError(path, "expected a JSON object")
+    return data
+
+
+def _read_one(image_path: Path, split: str, report: ReadReport) -> AnnotatedImage:
+    annotation = image_path.parent.parent / "jsons" / f"{image_path.stem}.json"
+    if not annotation.is_file() and split == "test":
+        width, height = image_size(image_path)
+        return AnnotatedImage(image_path, np.zeros((0, 2)), width, height,
+                              meta={"split": split}, labelled=False)
+    data = read_json(annotation)
+    points = as_points(data.get("points", []), annotation)
+    boxes = data.get("boxes")
+    if boxes is not None:
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if len(boxes) else None
+        if boxes is not None and len(boxes) != len(points):
+            report.note("images whose box and point counts differ (boxes left out)")
+            boxes = None
+    return make_image(image_path, points, annotation=annotation, report=report, boxes=boxes,
+                      meta={"split": split})
+
+
+def read_nwpu(root: str | Path, split: str | None, report: ReadReport) -> list[AnnotatedImage]:
+    root = require_root(root)
+    image_folder = root / "images"
+    if not image_folder.is_dir():
+        raise MaskfocalError(f"{root}: expected images/ and jsons/")
+    found = {name: root / f"{name}.txt" for name in SPLITS if (root / f"{name}.txt").is_file()}
+    if not found:
+        found = {"all": None}
+    images: list[AnnotatedImage] = []
+    for name, list_file in choose_splits(found, split, root).items():
+        if list_file is None:
+            paths = list_images(image_folder)
+        else:
+            paths = []
+            for image_id in read_split_list(list_file):
+                path = find_image(image_folder, image_id)
+                if path is None:
+                    report.skip(DatasetError(image_folder / image_id,
+                                             f"listed in {list_file.name} but no image found"))
+                else:
+                    paths.append(path)
+        images += collect(report.guard(lambda p=p: _read_one(p, name, report)) for p in paths)
+    return images
