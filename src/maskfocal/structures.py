@@ -83,7 +83,7 @@ class AnnotatedImage:
 
     @property
     def num_heads(self) -> int:
-        return int(len(self.points))
+        return len(self.points)
 
     @property
     def name(self) -> str:

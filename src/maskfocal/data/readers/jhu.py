@@ -13,8 +13,16 @@ import numpy as np
 
 from maskfocal.structures import AnnotatedImage
 
-from .common import (ReadReport, choose_splits, collect, list_images, make_image,
-                     parse_number_rows, read_text, require_root)
+from .common import (
+    ReadReport,
+    choose_splits,
+    collect,
+    list_images,
+    make_image,
+    parse_number_rows,
+    read_text,
+    require_root,
+)
 
 SPLITS = ("train", "val", "test")
 LABEL_FIELDS = ("total_count", "scene_type", "weather", "distractor")

@@ -17,8 +17,15 @@ import numpy as np
 from maskfocal.errors import DatasetError, MaskfocalError
 from maskfocal.structures import AnnotatedImage
 
-from .common import (ReadReport, choose_splits, image_size, list_images, make_image,
-                     parse_number_rows, require_root)
+from .common import (
+    ReadReport,
+    choose_splits,
+    image_size,
+    list_images,
+    make_image,
+    parse_number_rows,
+    require_root,
+)
 
 
 def _is_sequence(folder: Path) -> bool:

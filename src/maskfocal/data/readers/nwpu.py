@@ -15,8 +15,19 @@ import numpy as np
 from maskfocal.errors import DatasetError, MaskfocalError
 from maskfocal.structures import AnnotatedImage
 
-from .common import (ReadReport, as_points, choose_splits, collect, find_image, image_size,
-                     list_images, make_image, read_split_list, read_text, require_root)
+from .common import (
+    ReadReport,
+    as_points,
+    choose_splits,
+    collect,
+    find_image,
+    image_size,
+    list_images,
+    make_image,
+    read_split_list,
+    read_text,
+    require_root,
+)
 
 SPLITS = ("train", "val", "test")
 

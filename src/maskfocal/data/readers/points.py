@@ -16,8 +16,17 @@ import numpy as np
 from maskfocal.errors import DatasetError
 from maskfocal.structures import AnnotatedImage
 
-from .common import (IMAGE_EXTENSIONS, ReadReport, as_points, choose_splits, collect,
-                     make_image, parse_number_rows, read_text, require_root)
+from .common import (
+    IMAGE_EXTENSIONS,
+    ReadReport,
+    as_points,
+    choose_splits,
+    collect,
+    make_image,
+    parse_number_rows,
+    read_text,
+    require_root,
+)
 from .nwpu import read_json
 
 

@@ -15,8 +15,15 @@ import scipy.io
 from maskfocal.errors import DatasetError, MaskfocalError
 from maskfocal.structures import AnnotatedImage
 
-from .common import (ReadReport, as_points, choose_splits, collect, list_images, make_image,
-                     require_root)
+from .common import (
+    ReadReport,
+    as_points,
+    choose_splits,
+    collect,
+    list_images,
+    make_image,
+    require_root,
+)
 
 SPLITS = {"train": "train_data", "test": "test_data"}
 GT_FOLDERS = ("ground_truth", "ground-truth")

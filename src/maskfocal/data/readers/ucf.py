@@ -14,8 +14,15 @@ import scipy.io
 from maskfocal.errors import DatasetError
 from maskfocal.structures import AnnotatedImage
 
-from .common import (ReadReport, as_points, choose_splits, collect, list_images, make_image,
-                     require_root)
+from .common import (
+    ReadReport,
+    as_points,
+    choose_splits,
+    collect,
+    list_images,
+    make_image,
+    require_root,
+)
 
 
 def _read_one(image_path: Path, split: str, report: ReadReport) -> AnnotatedImage:

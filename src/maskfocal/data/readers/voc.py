@@ -18,8 +18,16 @@ import numpy as np
 from maskfocal.errors import DatasetError, MaskfocalError
 from maskfocal.structures import AnnotatedImage
 
-from .common import (ReadReport, choose_splits, collect, find_image, image_size, make_image,
-                     read_split_list, require_root)
+from .common import (
+    ReadReport,
+    choose_splits,
+    collect,
+    find_image,
+    image_size,
+    make_image,
+    read_split_list,
+    require_root,
+)
 
 HEAD_CLASS = "head"
 

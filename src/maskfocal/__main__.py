@@ -1,0 +1,5 @@
+import sys
+
+from maskfocal.cli import main
+
+sys.exit(main())

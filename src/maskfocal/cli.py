@@ -1,0 +1,150 @@
+"""The ``maskfocal`` command: parse, build, call. User mistakes exit with status 2, one line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from maskfocal.errors import MaskfocalError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if width < 16 or height < 16:
+        raise argparse.ArgumentTypeError("width and height must be at least 16")
+    return width, height
+
+
+def _data_stats(args: argparse.Namespace) -> int:
+    from maskfocal.data.readers import read_dataset
+    from maskfocal.data.stats import dataset_stats, format_stats
+
+    dataset = read_dataset(args.format, args.root, split=args.split, strict=args.strict)
+    stats = dataset_stats(dataset)
+    if args.json:
+        print(json.dumps(stats))
+    else:
+        print(format_stats(stats))
+    return 0
+
+
+def _data_synth(args: argparse.Namespace) -> int:
+    from maskfocal.data.synthetic import SyntheticConfig, write_mot
+
+    config = SyntheticConfig(width=args.size[0], height=args.size[1],
+                             max_count=args.max_count)
+    splits = {name: count for name, count in
+              (("train", args.train), ("val", args.val), ("test", args.test)) if count > 0}
+    heads = write_mot(args.out, splits, seed=args.seed, config=config, progress=True)
+    for split, count in splits.items():
+        print(f"{split}: {count} images, {heads[split]:,} heads")
+    print(f"written to {args.out} (read it with --format mot --root {args.out})")
+    return 0
+
+
+def _data_show(args: argparse.Namespace) -> int:
+    from maskfocal.data.readers import read_dataset
+    from maskfocal.visualize import draw_annotated
+
+    dataset = read_dataset(args.format, args.root, split=args.split, strict=args.strict)
+    if not dataset.images:
+        raise MaskfocalError(f"{args.root}: no images to show")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    indices = args.index or list(range(min(args.count, len(dataset.images))))
+    for index in indices:
+        if not 0 <= index < len(dataset.images):
+            raise MaskfocalError(f"--index {index} is outside 0..{len(dataset.images) - 1}")
+        annotated = dataset.images[index]
+        path = out / f"{index:05d}_{Path(annotated.name).stem}.png"
+        draw_annotated(annotated).save(path)
+        print(path)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from maskfocal.demo import run_demo
+
+    run_demo(Path(args.out), seed=args.seed)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from maskfocal import __version__
+    from maskfocal.data.readers import READERS
+
+    parser = _Parser(prog="maskfocal", description="Count people by detecting their heads.")
+    parser.add_argument("--version", action="version", version=f"maskfocal {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    data = commands.add_parser("data", help="read, summarise, draw or synthesise datasets")
+    data_commands = data.add_subparsers(dest="data_command", required=True,
+                                        parser_class=_Parser)
+
+    def dataset_arguments(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--format", required=True, choices=sorted(READERS),
+                         help="the dataset's own file format")
+        sub.add_argument("--root", required=True, help="the dataset's folder")
+        sub.add_argument("--split", help="one split (default: every split found)")
+        sub.add_argument("--strict", action="store_true",
+                         help="fail on a damaged file instead of skipping it")
+
+    stats = data_commands.add_parser("stats", help="count images and heads")
+    dataset_arguments(stats)
+    stats.add_argument("--json", action="store_true",
+                       help="print one JSON object as the last line")
+    stats.set_defaults(run=_data_stats)
+
+    show = data_commands.add_parser("show", help="draw images with their annotated heads")
+    dataset_arguments(show)
+    show.add_argument("--out", required=True, help="folder for the PNG files")
+    show.add_argument("--index", type=int, nargs="*", help="which images (default: the first)")
+    show.add_argument("--count", type=int, default=4, help="how many from the start")
+    show.set_defaults(run=_data_show)
+
+    synth = data_commands.add_parser("synth", help="write synthetic crowds in the MOT layout")
+    synth.add_argument("--out", required=True, help="folder to write")
+    synth.add_argument("--train", type=int, default=200, help="training images")
+    synth.add_argument("--val", type=int, default=50, help="validation images")
+    synth.add_argument("--test", type=int, default=50, help="test images")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--size", type=_size, default=(640, 480), help="WIDTHxHEIGHT")
+    synth.add_argument("--max-count", type=int, default=1500,
+                       help="most people placed in one image")
+    synth.set_defaults(run=_data_synth)
+
+    demo = commands.add_parser("demo", help="the main job on built-in synthetic data")
+    demo.add_argument("--out", default="demo_out", help="folder for everything it writes")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except MaskfocalError as error:
+        print(f"maskfocal: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("maskfocal: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
