@@ -94,7 +94,7 @@ def _sample_count(config: SyntheticConfig, rng: np.random.Generator) -> int:
     low = max(config.min_count, 1)
     if config.count_distribution == "uniform":
         return int(rng.integers(low, config.max_count + 1))
-    return int(round(math.exp(rng.uniform(math.log(low), math.log(config.max_count + 0.5)))))
+    return round(math.exp(rng.uniform(math.log(low), math.log(config.max_count + 0.5))))
 
 
 def _ground_positions(count: int, z_range: tuple[float, float],
@@ -186,9 +186,12 @@ def _background(config: SyntheticConfig, camera: _Camera, rng: np.random.Generat
 
 
 def _ellipse_alpha(xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, rx: float,
-                   ry: float) -> np.ndarray:
-    """Anti-aliased coverage in [0, 1] of an axis-aligned ellipse over a pixel patch."""
-    d = np.sqrt(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2)
+                   ry: float, power: float = 2.0) -> np.ndarray:
+    """Anti-aliased coverage in [0, 1] of an axis-aligned (super)ellipse over a pixel patch.
+
+    ``power`` 2 is an ellipse; 4 is a rounded box (shoulders and torso).
+    """
+    d = (np.abs((xx - cx) / rx) ** power + np.abs((yy - cy) / ry) ** power) ** (1 / power)
     return np.clip((1 - d) * min(rx, ry) + 0.5, 0, 1)
 
 
@@ -201,9 +204,8 @@ class _Canvas:
         self.height, self.width = image.shape[:2]
 
     def patch(self, x0: float, y0: float, x1: float, y1: float):
-        ix0, iy0 = max(int(math.floor(x0)), 0), max(int(math.floor(y0)), 0)
-        ix1, iy1 = min(int(math.ceil(x1)) + 1, self.width), min(int(math.ceil(y1)) + 1,
-                                                               self.height)
+        ix0, iy0 = max(math.floor(x0), 0), max(math.floor(y0), 0)
+        ix1, iy1 = min(math.ceil(x1) + 1, self.width), min(math.ceil(y1) + 1, self.height)
         if ix0 >= ix1 or iy0 >= iy1:
             return None
         yy, xx = np.mgrid[iy0:iy1, ix0:ix1].astype(np.float32) + 0.5
@@ -228,7 +230,7 @@ def _draw_person(canvas: _Canvas, index: int, u: float, v: float, rx: float, ry:
     got = canvas.patch(u - shoulder * 1.3, torso_top, u + shoulder * 1.3, torso_top + ry * 9)
     if got is not None:
         region, xx, yy = got
-        torso = _ellipse_alpha(xx, yy, u, torso_top + ry * 2.6, shoulder, ry * 2.6)
+        torso = _ellipse_alpha(xx, yy, u, torso_top + ry * 2.4, shoulder, ry * 2.4, power=3.5)
         legs = ((np.abs(xx - u) < shoulder * 0.6) & (yy > torso_top + ry * 3.5)).astype(
             np.float32)
         shade = 1 - 0.25 * np.clip((xx - u) / (shoulder + 1e-6), -1, 1)

@@ -58,9 +58,9 @@ def _read_file(path: Path, split: str, report: ReadReport) -> list[AnnotatedImag
         boxes = np.asarray(per_image.get(image_id, []), dtype=np.float64).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]
         size = (int(width), int(height)) if width and height else None
-        image = report.guard(lambda p=image_path, b=boxes, s=size: make_image(
-            p, (b[:, :2] + b[:, 2:]) / 2, annotation=path, report=report, boxes=b, size=s,
-            meta={"split": split}))
+        image = report.guard(make_image, image_path, (boxes[:, :2] + boxes[:, 2:]) / 2,
+                             annotation=path, report=report, boxes=boxes, size=size,
+                             meta={"split": split})
         if image is not None:
             images.append(image)
     return images
@@ -73,5 +73,5 @@ def read_coco(root: str | Path, split: str | None, report: ReadReport) -> list[A
         raise MaskfocalError(f"{root}: no COCO annotation .json file")
     images: list[AnnotatedImage] = []
     for name, path in choose_splits(found, split, root).items():
-        images += report.guard(lambda p=path, n=name: _read_file(p, n, report)) or []
+        images += report.guard(_read_file, path, name, report) or []
     return images

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import scipy.io
 from PIL import Image
 
 from maskfocal.errors import DatasetError, MaskfocalError
@@ -43,10 +44,11 @@ class ReadReport:
         if self.warn:
             print(f"warning: skipped {error.path}: {error.reason}", file=sys.stderr)
 
-    def guard(self, read: Callable[[], T]) -> T | None:
-        """Run one file's ``read``; a :class:`DatasetError` skips that file (or raises if strict)."""
+    def guard(self, read: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """``read(*args, **kwargs)`` for one file; a :class:`DatasetError` skips that file
+        (or raises, when strict) and gives None."""
         try:
-            return read()
+            return read(*args, **kwargs)
         except DatasetError as error:
             self.skip(error)
             return None
@@ -85,6 +87,18 @@ def read_text(path: Path) -> str:
         raise DatasetError(path, "file is missing") from None
     except (OSError, UnicodeDecodeError) as error:
         raise DatasetError(path, f"cannot read text ({error})") from None
+
+
+def load_mat(path: Path, key: str, dataset: str) -> Any:
+    """``scipy.io.loadmat(path)[key]``, with each failure a :class:`DatasetError` naming it."""
+    if not path.is_file():
+        raise DatasetError(path, "annotation file is missing")
+    try:
+        return scipy.io.loadmat(path)[key]
+    except KeyError:
+        raise DatasetError(path, f"no {key!r} key; not a {dataset} annotation") from None
+    except Exception as error:  # scipy raises many types on damaged .mat files
+        raise DatasetError(path, f"cannot read .mat ({type(error).__name__}: {error})") from None
 
 
 def parse_number_rows(path: Path, *, min_columns: int, max_columns: int | None = None,
@@ -163,7 +177,9 @@ def make_image(path: Path, points: np.ndarray, *, annotation: Path, report: Read
     report.note("points within 1 px outside the image clipped to it", int((near & keep).sum()))
     report.note("points outside the image dropped", int((~inside & ~near & keep).sum()))
     keep &= inside | near
-    points = np.clip(points, 0, np.nextafter(size_limit, 0))[keep]
+    # The largest float32 below the size, so that the point stays inside after the cast.
+    upper = np.nextafter(size_limit.astype(np.float32), np.float32(0)).astype(np.float64)
+    points = np.clip(points, 0, upper)[keep]
     if boxes is not None:
         boxes = boxes[keep]
         clipped = np.clip(boxes, 0, np.tile(size_limit, 2))

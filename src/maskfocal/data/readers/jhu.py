@@ -64,8 +64,8 @@ def read_jhu(root: str | Path, split: str | None, report: ReadReport) -> list[An
     found = {name: root / name for name in SPLITS if (root / name / "images").is_dir()}
     images: list[AnnotatedImage] = []
     for name, folder in choose_splits(found, split, root).items():
-        labels = report.guard(lambda f=folder: _image_labels(f / "image_labels.txt")) or {}
+        labels = report.guard(_image_labels, folder / "image_labels.txt") or {}
         images += collect(
-            report.guard(lambda p=p: _read_one(p, name, labels.get(p.stem, {}), report))
+            report.guard(_read_one, p, name, labels.get(p.stem, {}), report)
             for p in list_images(folder / "images"))
     return images

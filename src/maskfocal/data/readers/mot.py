@@ -20,7 +20,6 @@ from maskfocal.structures import AnnotatedImage
 from .common import (
     ReadReport,
     choose_splits,
-    image_size,
     list_images,
     make_image,
     parse_number_rows,
@@ -79,10 +78,10 @@ def _read_sequence(folder: Path, split: str, report: ReadReport) -> list[Annotat
         attributes = {"track_id": frame_rows[:, 1].astype(np.int64)}
         if frame_rows.shape[1] >= 9:
             attributes["visibility"] = frame_rows[:, 8].astype(np.float32)
-        image = report.guard(lambda p=path, b=boxes, a=attributes, f=frame: make_image(
-            p, (b[:, :2] + b[:, 2:]) / 2, annotation=annotation, report=report, boxes=b,
-            attributes=a, size=size or image_size(p),
-            meta={"split": split, "sequence": folder.name, "frame": f}))
+        image = report.guard(make_image, path, (boxes[:, :2] + boxes[:, 2:]) / 2,
+                             annotation=annotation, report=report, boxes=boxes,
+                             attributes=attributes, size=size,
+                             meta={"split": split, "sequence": folder.name, "frame": frame})
         if image is not None:
             images.append(image)
     return images
@@ -106,5 +105,5 @@ def read_mot(root: str | Path, split: str | None, report: ReadReport) -> list[An
     images: list[AnnotatedImage] = []
     for name, sequences in choose_splits(found, split, root).items():
         for sequence in sequences:
-            images += report.guard(lambda s=sequence: _read_sequence(s, name, report)) or []
+            images += report.guard(_read_sequence, sequence, name, report) or []
     return images

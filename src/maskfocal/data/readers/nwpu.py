@@ -81,5 +81,5 @@ def read_nwpu(root: str | Path, split: str | None, report: ReadReport) -> list[A
                                              f"listed in {list_file.name} but no image found"))
                 else:
                     paths.append(path)
-        images += collect(report.guard(lambda p=p: _read_one(p, name, report)) for p in paths)
+        images += collect(report.guard(_read_one, p, name, report) for p in paths)
     return images

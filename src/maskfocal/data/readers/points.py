@@ -70,14 +70,14 @@ def read_points(root: str | Path, split: str | None,
     if lists:
         for name, list_file in choose_splits(lists, split, root).items():
             lines = [line for line in read_text(list_file).splitlines() if line.strip()]
-            images += collect(report.guard(lambda x=x: _read_pair(root, x, list_file, name,
-                                                                  report)) for x in lines)
+            images += collect(report.guard(_read_pair, root, x, list_file, name, report)
+                              for x in lines)
         return images
     found = {name: root / name for name in ("train", "val", "test")
              if (root / name).is_dir() and _json_images(root / name)}
     if not found and _json_images(root):
         found = {"all": root}
     for name, folder in choose_splits(found, split, root).items():
-        images += collect(report.guard(lambda p=p: _read_json_image(p, name, report))
+        images += collect(report.guard(_read_json_image, p, name, report)
                           for p in _json_images(folder))
     return images

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 from maskfocal.errors import DatasetError, MaskfocalError
 from maskfocal.structures import AnnotatedImage
@@ -21,6 +20,7 @@ from .common import (
     choose_splits,
     collect,
     list_images,
+    load_mat,
     make_image,
     require_root,
 )
@@ -44,16 +44,12 @@ def _dataset_folder(root: Path) -> Path:
 
 def read_location_mat(path: Path) -> np.ndarray:
     """The (N, 2) head locations of one ``GT_IMG_n.mat``."""
+    image_info = load_mat(path, "image_info", "ShanghaiTech")
     try:
-        mat = scipy.io.loadmat(path)
-        info = mat["image_info"][0, 0][0, 0]
+        info = image_info[0, 0][0, 0]
         location = info["location"] if "location" in (info.dtype.names or ()) else info[0]
-    except FileNotFoundError:
-        raise DatasetError(path, "annotation file is missing") from None
-    except KeyError:
-        raise DatasetError(path, "no 'image_info' key; not a ShanghaiTech annotation") from None
-    except Exception as error:  # scipy raises many types on damaged .mat files
-        raise DatasetError(path, f"cannot read .mat ({type(error).__name__}: {error})") from None
+    except (IndexError, TypeError, ValueError, AttributeError) as error:
+        raise DatasetError(path, f"unexpected image_info layout ({error})") from None
     return as_points(location, path, "image_info location")
 
 
@@ -77,6 +73,6 @@ def read_shanghaitech(root: str | Path, split: str | None,
             raise MaskfocalError(f"{split_folder}: expected images/ and ground_truth/ "
                                  "(or ground-truth/)")
         images += collect(
-            report.guard(lambda p=p: _read_one(p, gt_folder, name, report))
+            report.guard(_read_one, p, gt_folder, name, report)
             for p in list_images(split_folder / "images"))
     return images

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import scipy.io
-
-from maskfocal.errors import DatasetError
 from maskfocal.structures import AnnotatedImage
 
 from .common import (
@@ -20,6 +17,7 @@ from .common import (
     choose_splits,
     collect,
     list_images,
+    load_mat,
     make_image,
     require_root,
 )
@@ -27,15 +25,7 @@ from .common import (
 
 def _read_one(image_path: Path, split: str, report: ReadReport) -> AnnotatedImage:
     annotation = image_path.with_name(f"{image_path.stem}_ann.mat")
-    try:
-        points = scipy.io.loadmat(annotation)["annPoints"]
-    except FileNotFoundError:
-        raise DatasetError(annotation, "annotation file is missing") from None
-    except KeyError:
-        raise DatasetError(annotation, "no 'annPoints' key; not a UCF annotation") from None
-    except Exception as error:  # scipy raises many types on damaged .mat files
-        raise DatasetError(annotation,
-                           f"cannot read .mat ({type(error).__name__}: {error})") from None
+    points = load_mat(annotation, "annPoints", "UCF")
     return make_image(image_path, as_points(points, annotation, "annPoints"),
                       annotation=annotation, report=report, meta={"split": split})
 
@@ -47,6 +37,6 @@ def read_ucf(root: str | Path, split: str | None, report: ReadReport) -> list[An
         found = {"all": root}
     images: list[AnnotatedImage] = []
     for name, folder in choose_splits(found, split, root).items():
-        images += collect(report.guard(lambda p=p: _read_one(p, name, report))
+        images += collect(report.guard(_read_one, p, name, report)
                           for p in list_images(folder))
     return images

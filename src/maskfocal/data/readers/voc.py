@@ -112,9 +112,9 @@ def read_voc(root: str | Path, split: str | None, report: ReadReport) -> list[An
         if list_file is None:
             ids = [p.stem for p in sorted((root / "Annotations").glob("*.xml"))]
         else:
-            ids = report.guard(lambda f=list_file: read_split_list(f)) or []
+            ids = report.guard(read_split_list, list_file) or []
         ids = [i for i in ids if i not in seen]  # trainval repeats train and val
         seen.update(ids)
-        images += collect(report.guard(lambda i=i: _read_one(root, i, name, report))
+        images += collect(report.guard(_read_one, root, i, name, report)
                           for i in ids)
     return images

@@ -1,0 +1,65 @@
+"""The CLI end to end, in-process and as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from maskfocal.cli import main
+from tests.data.test_readers import make_voc
+
+
+def test_data_synth_stats_show(tmp_path, capsys):
+    root = tmp_path / "synth"
+    assert main(["data", "synth", "--out", str(root), "--train", "3", "--val", "1",
+                 "--test", "0", "--size", "96x64", "--max-count", "50"]) == 0
+    capsys.readouterr()
+    assert main(["data", "stats", "--format", "mot", "--root", str(root), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert stats["images"] == 4
+    assert set(stats["heads_per_image"]) == {"min", "mean", "max"}
+    assert main(["data", "show", "--format", "mot", "--root", str(root), "--out",
+                 str(tmp_path / "show"), "--count", "2"]) == 0
+    assert len(list((tmp_path / "show").glob("*.png"))) == 2
+
+
+def test_stats_reports_repairs(tmp_path, capsys):
+    make_voc(tmp_path)
+    assert main(["data", "stats", "--format", "voc", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "zero-area boxes dropped: 1" in out and "images            2" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["data", "stats", "--format", "voc", "--root", "/no/such/dir"], "does not exist"),
+    (["data", "stats", "--format", "nope", "--root", "."], "invalid choice"),
+    (["data", "synth", "--out", "x", "--size", "big"], "WIDTHxHEIGHT"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_user_mistakes_one_line_status_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        sys.exit(main(argv))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_damaged_file_strict_exits_2(tmp_path, capsys):
+    make_voc(tmp_path)
+    (tmp_path / "Annotations" / "b.xml").write_text("<broken")
+    assert main(["data", "stats", "--format", "voc", "--root", str(tmp_path), "--strict"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("b.xml: invalid XML (unclosed token: line 1, column 0)")
+    assert len(err.splitlines()) == 1
+
+
+def test_python_dash_m_runs_the_cli(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "maskfocal", "data", "stats", "--format",
+                             "voc", "--root", str(tmp_path / "missing")],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"maskfocal: error: {tmp_path / 'missing'}: dataset root " \
+                                    "does not exist"
