@@ -36,33 +36,46 @@ def _as_sigma_pairs(sigmas: Tensor | Sequence, num_heads: int, device: torch.dev
 
 def _render_flat(peaks: Tensor, sigmas: Tensor, slots: Tensor, height: int, width: int,
                  num_slots: int) -> Tensor:
-    """Max-merge the Gaussians of all heads into ``num_slots`` flattened (height, width) maps.
+    """Max-merge the Gaussians of all heads into ``num_slots`` (height, width) maps.
 
     ``peaks``: (N, 2) integer peak pixels (x, y), all inside the map; ``sigmas``: (N, 2);
-    ``slots``: (N,) which map each head belongs to. Returns (num_slots * height * width,).
+    ``slots``: (N,) which map each head belongs to. Returns (num_slots, height, width).
+
+    The maps are drawn on a canvas padded by the largest window radius, so that no window needs
+    a bounds check, then cropped. Each window is the outer product of two 1-D Gaussians.
     """
-    flat = torch.zeros(num_slots * height * width + 1, dtype=torch.float32, device=peaks.device)
+    device = peaks.device
     if len(peaks) == 0:
-        return flat[:-1]
-    trash = num_slots * height * width  # out-of-map window pixels land here and are dropped
+        return torch.zeros(num_slots, height, width, dtype=torch.float32, device=device)
     radii = torch.ceil(CUTOFF_SIGMAS * sigmas).long()  # (N, 2) window half-sizes rx, ry
-    groups, group_of_head = torch.unique(radii, dim=0, return_inverse=True)
-    for group, (rx, ry) in enumerate(groups.tolist()):  # one pass per window size, not per head
-        members = (group_of_head == group).nonzero(as_tuple=True)[0]
-        dx = torch.arange(-rx, rx + 1, device=peaks.device)
-        dy = torch.arange(-ry, ry + 1, device=peaks.device)
-        # (n, 2ry+1, 2rx+1) exponent per axis, computed separably
-        ex = (dx[None, :].float() ** 2) / (2 * sigmas[members, 0:1] ** 2)  # (n, 2rx+1)
-        ey = (dy[None, :].float() ** 2) / (2 * sigmas[members, 1:2] ** 2)  # (n, 2ry+1)
-        values = torch.exp(-(ey[:, :, None] + ex[:, None, :]))
-        xs = peaks[members, 0:1] + dx[None, :]  # (n, 2rx+1)
-        ys = peaks[members, 1:2] + dy[None, :]  # (n, 2ry+1)
-        inside = (((xs >= 0) & (xs < width))[:, None, :]
-                  & ((ys >= 0) & (ys < height))[:, :, None])
-        index = (slots[members, None, None] * height + ys[:, :, None]) * width + xs[:, None, :]
-        index = torch.where(inside, index, torch.full_like(index, trash))
-        flat.scatter_reduce_(0, index.reshape(-1), values.reshape(-1), reduce="amax")
-    return flat[:-1]
+    pad = int(radii.max())
+    padded_h, padded_w = height + 2 * pad, width + 2 * pad
+    canvas = torch.zeros(num_slots * padded_h * padded_w, dtype=torch.float32, device=device)
+    # Sort heads by window size (rx, ry) so that each size is one contiguous slice.
+    order = torch.argsort(radii[:, 0] * (pad + 1) + radii[:, 1])
+    radii, sigmas = radii[order], sigmas[order]
+    peak_row = (slots[order] * padded_h + peaks[order, 1] + pad) * padded_w  # (N,)
+    peak_col = peaks[order, 0] + pad  # (N,)
+    counts = torch.unique_consecutive(radii[:, 0] * (pad + 1) + radii[:, 1],
+                                      return_counts=True)[1]
+    start = 0
+    for count in counts.tolist():  # one pass per window size, not per head
+        group = slice(start, start + count)
+        rx, ry = radii[start].tolist()
+        start += count
+        dx = torch.arange(-rx, rx + 1, device=device)
+        dy = torch.arange(-ry, ry + 1, device=device)
+        inv_x = -0.5 / sigmas[group, 0:1] ** 2  # (n, 1)
+        inv_y = -0.5 / sigmas[group, 1:2] ** 2
+        gx = torch.exp(dx.square() * inv_x)  # (n, wx), 1 at dx = 0
+        gy = torch.exp(dy.square() * inv_y)  # (n, wy)
+        values = gy[:, :, None] * gx[:, None, :]  # (n, wy, wx); exactly 1 at the peak
+        rows = peak_row[group, None] + dy * padded_w  # (n, wy)
+        cols = peak_col[group, None] + dx  # (n, wx)
+        index = rows[:, :, None] + cols[:, None, :]  # (n, wy, wx)
+        canvas.scatter_reduce_(0, index.view(-1), values.view(-1), reduce="amax")
+    canvas = canvas.view(num_slots, padded_h, padded_w)
+    return canvas[:, pad:pad + height, pad:pad + width].contiguous()
 
 
 def _peaks_inside(centers: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
@@ -90,8 +103,7 @@ def gaussian_heatmap(centers: Tensor | Sequence, sigmas: Tensor | Sequence | flo
     sigmas = _as_sigma_pairs(sigmas, len(centers), centers.device)
     peaks, inside = _peaks_inside(centers, height, width)
     slots = torch.zeros(int(inside.sum()), dtype=torch.long, device=centers.device)
-    return _render_flat(peaks[inside], sigmas[inside], slots, height, width, 1).view(
-        height, width)
+    return _render_flat(peaks[inside], sigmas[inside], slots, height, width, 1)[0]
 
 
 @torch.no_grad()
@@ -110,9 +122,8 @@ def gaussian_heatmaps(centers_per_image: Sequence[Tensor], sigmas_per_image: Seq
         return torch.zeros(0, height, width)
     centers_all, sigmas_all, slots_all = torch.cat(centers), torch.cat(sigmas), torch.cat(slots)
     peaks, inside = _peaks_inside(centers_all, height, width)
-    flat = _render_flat(peaks[inside], sigmas_all[inside], slots_all[inside], height, width,
+    return _render_flat(peaks[inside], sigmas_all[inside], slots_all[inside], height, width,
                         len(centers_per_image))
-    return flat.view(len(centers_per_image), height, width)
 
 
 @torch.no_grad()
