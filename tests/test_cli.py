@@ -63,3 +63,39 @@ def test_python_dash_m_runs_the_cli(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == f"maskfocal: error: {tmp_path / 'missing'}: dataset root " \
                                     "does not exist"
+
+
+def test_train_eval_count_end_to_end(tmp_path, capsys):
+    from pathlib import Path
+
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(tiny), "--out", str(run), "--quiet",
+                 "train.epochs=1"]) == 0
+    assert "test MAE" in capsys.readouterr().out
+    assert main(["eval", "--checkpoint", str(run / "best.pt"), "--format", "synthetic",
+                 "--json", "--save-dir", str(tmp_path / "eval")]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"mae", "rmse", "nae", "f1_sigma4", "f1_sigma8"} <= set(metrics)
+    assert (tmp_path / "eval" / "per_image.csv").read_text().startswith("image,true_count")
+
+    scenes = tmp_path / "scenes"
+    main(["data", "synth", "--out", str(scenes), "--train", "0", "--val", "0", "--test", "2",
+          "--size", "96x64", "--max-count", "20"])
+    capsys.readouterr()
+    folder = scenes / "test" / "synth-test-00" / "img1"
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    assert main(["count", str(folder / "000001.jpg"), "--checkpoint", str(run / "best.pt"),
+                 "--json"]) == 0
+    one = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(one) >= {"count", "points"} and one["count"] == len(one["points"])
+    assert main(["count", str(folder), "--checkpoint", str(run / "best.pt"), "--json",
+                 "--save-overlay", str(tmp_path / "overlays")]) == 0
+    captured = capsys.readouterr()
+    many = json.loads(captured.out.strip().splitlines()[-1])
+    assert isinstance(many, list) and len(many) == 2
+    assert "1 of 3 images could not be read" in captured.err
+    assert len(list((tmp_path / "overlays").glob("*.png"))) == 2
+    assert main(["eval", "--checkpoint", str(tmp_path / "missing.pt"), "--format",
+                 "synthetic"]) == 2
+    assert main(["train", "--config", str(tiny), "--out", str(run), "model.nope=1"]) == 2

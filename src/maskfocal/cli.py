@@ -75,10 +75,72 @@ def _data_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from maskfocal.engine import train_from_files
+
+    result = train_from_files(args.config, args.out, args.overrides, resume=args.resume,
+                              progress=not args.quiet)
+    if "test" in result:
+        test = result["test"]
+        print(f"test MAE {test['mae']:.2f}  RMSE {test['rmse']:.2f}  NAE {test['nae']:.3f}  "
+              f"F1@8px {test['f1_sigma8']:.3f}  (threshold {test['threshold']:.2f})")
+    print(f"checkpoints in {args.out} (best.pt, last.pt)")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from maskfocal.evaluation import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(args.checkpoint, args.format, args.root, split=args.split,
+                                  save_dir=args.save_dir, progress=not args.json)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"images {metrics['images']}  MAE {metrics['mae']:.2f}  RMSE {metrics['rmse']:.2f}"
+              f"  NAE {metrics['nae']:.3f}  (threshold {metrics['threshold']:.2f})")
+        for sigma in ("4", "8"):
+            print(f"sigma {sigma} px: precision {metrics[f'precision_sigma{sigma}']:.3f}  "
+                  f"recall {metrics[f'recall_sigma{sigma}']:.3f}  "
+                  f"F1 {metrics[f'f1_sigma{sigma}']:.3f}")
+    return 0
+
+
+def _count(args: argparse.Namespace) -> int:
+    from maskfocal.errors import DatasetError
+    from maskfocal.inference import Counter, expand_inputs
+    from maskfocal.visualize import draw_heads
+
+    paths = expand_inputs(args.inputs)
+    counter = Counter.from_checkpoint(args.checkpoint, device=args.device)
+    results, skipped = [], 0
+    overlay_dir = Path(args.save_overlay) if args.save_overlay else None
+    for path in paths:
+        try:
+            pixels = counter._pixels(path)
+        except DatasetError as error:
+            print(f"warning: skipped {error}", file=sys.stderr)
+            skipped += 1
+            continue
+        result = counter(pixels)
+        results.append({"image": str(path), **result.to_json()})
+        if not args.json:
+            print(f"{path}: {result.count}")
+        if overlay_dir is not None:
+            overlay_dir.mkdir(parents=True, exist_ok=True)
+            draw_heads(pixels, result.points, result.boxes,
+                       label=f"{result.count} heads").save(overlay_dir / f"{path.stem}.png")
+    if skipped:
+        print(f"{skipped} of {len(paths)} images could not be read and were skipped",
+              file=sys.stderr)
+    if args.json:
+        print(json.dumps(results[0] if len(paths) == 1 and results else results))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from maskfocal.demo import run_demo
 
-    run_demo(Path(args.out), seed=args.seed)
+    run_demo(Path(args.out), seed=args.seed, overrides=args.overrides)
     return 0
 
 
@@ -126,9 +188,41 @@ def build_parser() -> argparse.ArgumentParser:
                        help="most people placed in one image")
     synth.set_defaults(run=_data_synth)
 
+    train = commands.add_parser("train", help="train a counter")
+    train.add_argument("--config", help="YAML config (see configs/base.yaml)")
+    train.add_argument("--out", default="runs/latest", help="folder for checkpoints and logs")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="config overrides, e.g. train.epochs=5 model.backbone=resnet34")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("eval", help="score a checkpoint on a dataset")
+    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--format", required=True, choices=["synthetic", *sorted(READERS)],
+                          help="a reader, or synthetic: the test scenes of the checkpoint's "
+                               "config")
+    evaluate.add_argument("--root", help="the dataset's folder (not for synthetic)")
+    evaluate.add_argument("--split", help="one split (default: every split found)")
+    evaluate.add_argument("--json", action="store_true",
+                          help="print one JSON object as the last line")
+    evaluate.add_argument("--save-dir", help="write per_image.csv and metrics.json here")
+    evaluate.set_defaults(run=_eval)
+
+    count = commands.add_parser("count", help="count heads in images or folders")
+    count.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    count.add_argument("--checkpoint", required=True)
+    count.add_argument("--json", action="store_true",
+                       help="last line: JSON ({count, points} or a list of those)")
+    count.add_argument("--save-overlay", metavar="DIR", help="save annotated PNGs here")
+    count.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    count.set_defaults(run=_count)
+
     demo = commands.add_parser("demo", help="the main job on built-in synthetic data")
     demo.add_argument("--out", default="demo_out", help="folder for everything it writes")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("overrides", nargs="*", metavar="key=value",
+                      help="overrides of configs/demo.yaml, e.g. train.epochs=2")
     demo.set_defaults(run=_demo)
     return parser
 

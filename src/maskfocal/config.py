@@ -1,0 +1,271 @@
+"""One configuration path: typed dataclasses, one commented YAML of defaults, key=value overrides.
+
+``configs/base.yaml`` documents every key; a run's file overrides some of them, and
+``section.key=value`` arguments on the command line override those. Unknown keys and invalid
+values are errors that list what is valid. The resolved config is saved next to every
+checkpoint (``config.yaml``) and inside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from maskfocal.errors import MaskfocalError
+
+MODEL_NAMES = ("centernet", "fcos", "retinanet")
+BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_large", "vgg16_bn")
+LOSS_NAMES = ("native", "mfl")
+DATA_FORMATS = ("synthetic", "shanghaitech", "ucf", "jhu", "nwpu", "voc", "mot", "coco",
+                "points")
+
+CHOICES: dict[str, tuple] = {
+    "model.name": MODEL_NAMES,
+    "model.backbone": BACKBONES,
+    "loss.name": LOSS_NAMES,
+    "loss.mask": ("peak", "gaussian", "box"),
+    "loss.normalizer": ("objects", "positives", "weighted"),
+    "loss.box_spread": ("centernet", "ttfnet"),
+    "data.format": DATA_FORMATS,
+    "train.device": ("auto", "cpu", "cuda"),
+}
+
+
+@dataclass
+class SyntheticDataConfig:
+    train_images: int = 400
+    val_images: int = 60
+    test_images: int = 60
+    width: int = 640
+    height: int = 480
+    max_count: int = 1500
+    seed: int = 0
+    cache: bool = False
+
+
+@dataclass
+class DataConfig:
+    format: str = "synthetic"
+    root: str | None = None
+    train_split: str | None = "train"
+    val_split: str | None = "val"
+    test_split: str | None = "test"
+    val_fraction: float = 0.1
+    synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
+    input_size: int = 512
+    min_scale: float = 0.7
+    max_scale: float = 1.3
+    flip: bool = True
+    color_jitter: float = 0.3
+    max_eval_side: int = 2048
+    batch_size: int = 8
+    workers: int = 2
+
+
+@dataclass
+class ModelConfig:
+    name: str = "centernet"
+    backbone: str = "resnet18"
+    weights: str | None = None
+    neck_channels: int = 128
+    head_channels: int = 64
+    size_head: bool = True
+
+
+@dataclass
+class LossConfig:
+    name: str = "mfl"
+    mask: str = "gaussian"
+    tau: float = 0.5
+    gamma: float = 2.0
+    beta: float = 4.0
+    weight_power: float = 1.0
+    alpha: float | None = None
+    normalizer: str = "objects"
+    negatives_inside_mask: bool = True
+    box_spread: str = "centernet"
+    point_spread_k: int = 3
+    point_spread_scale: float = 0.3
+    min_sigma: float = 0.5
+    max_sigma: float = 8.0
+    heatmap_weight: float = 1.0
+    offset_weight: float = 1.0
+    size_weight: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    grad_clip: float = 10.0
+    amp: bool = True
+    seed: int = 0
+    device: str = "auto"
+    eval_every: int = 1
+
+
+@dataclass
+class DecodeConfig:
+    threshold: float = 0.3
+    peak_window: int = 3
+    max_detections: int = 10000
+    calibrate: bool = True
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+    """Convert ``value`` to the field type ``kind``; raise naming ``key`` when it cannot."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except MaskfocalError as error:
+                errors.append(str(error))
+        raise MaskfocalError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise MaskfocalError(f"{key}: expected true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise MaskfocalError(f"{key}: expected an integer, got {value!r}")
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise MaskfocalError(f"{key}: expected a number, got {value!r}")
+    if kind is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise MaskfocalError(f"{key}: expected a string, got {value!r}")
+    raise MaskfocalError(f"{key}: unsupported type {kind}")
+
+
+def _apply(target: Any, values: dict[str, Any], prefix: str) -> None:
+    if not isinstance(values, dict):
+        raise MaskfocalError(f"{prefix or 'config'}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(type(target))
+    names = [f.name for f in dataclasses.fields(target)]
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        if name not in names:
+            raise MaskfocalError(f"unknown config key {key!r}; valid keys here: "
+                                 f"{', '.join(prefix + n for n in names)}")
+        current = getattr(target, name)
+        if dataclasses.is_dataclass(current):
+            _apply(current, value, f"{key}.")
+            continue
+        value = _coerce(value, hints[name], key)
+        if key in CHOICES and value not in CHOICES[key]:
+            raise MaskfocalError(f"{key}: {value!r} is not one of: {', '.join(CHOICES[key])}")
+        setattr(target, name, value)
+
+
+def _validate(config: Config) -> None:
+    checks = [
+        (config.data.input_size % 32 == 0 and config.data.input_size >= 64,
+         "data.input_size must be a multiple of 32, at least 64"),
+        (0 < config.data.min_scale <= config.data.max_scale,
+         "need 0 < data.min_scale <= data.max_scale"),
+        (0 <= config.data.val_fraction < 1, "data.val_fraction must be in [0, 1)"),
+        (config.data.batch_size >= 1, "data.batch_size must be at least 1"),
+        (config.data.workers >= 0, "data.workers must be >= 0"),
+        (config.train.epochs >= 1, "train.epochs must be at least 1"),
+        (config.train.lr > 0, "train.lr must be positive"),
+        (0 < config.loss.tau <= 1, "loss.tau must be in (0, 1]"),
+        (config.loss.alpha is None or 0 < config.loss.alpha < 1, "loss.alpha must be in (0, 1)"),
+        (0 < config.decode.threshold < 1, "decode.threshold must be in (0, 1)"),
+        (config.decode.peak_window % 2 == 1, "decode.peak_window must be odd"),
+        (config.decode.max_detections >= 10000, "decode.max_detections must be >= 10000 so "
+                                                "dense scenes are not capped"),
+        (config.data.format == "synthetic" or config.data.root is not None,
+         f"data.root is required for data.format={config.data.format}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise MaskfocalError(message)
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["model.name=fcos", "train.epochs=5"]`` -> nested dict, values parsed as YAML."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise MaskfocalError(f"override {item!r} is not key=value (e.g. train.epochs=5)")
+        key, text = item.split("=", 1)
+        try:
+            value = yaml.safe_load(text) if text != "" else None
+        except yaml.YAMLError:
+            value = text
+        parts = key.strip().split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise MaskfocalError(f"override {item!r} conflicts with another override")
+        node[parts[-1]] = value
+    return nested
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> Config:
+    """Defaults, then ``base`` (e.g. a checkpoint's saved config), then the file, then overrides."""
+    config = Config()
+    if base:
+        _apply(config, base, "")
+    if path is not None:
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise MaskfocalError(f"{path}: config file does not exist") from None
+        except (OSError, yaml.YAMLError) as error:
+            raise MaskfocalError(f"{path}: cannot read config ({error})") from None
+        try:
+            _apply(config, values, "")
+        except MaskfocalError as error:
+            raise MaskfocalError(f"{path}: {error}") from None
+    _apply(config, parse_overrides(overrides or []), "")
+    _validate(config)
+    return config
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Rebuild a saved, resolved config (e.g. from a checkpoint)."""
+    config = Config()
+    _apply(config, values, "")
+    return config

@@ -1,0 +1,89 @@
+"""Torch datasets for training and evaluation, and the collate that pads to a stride."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from maskfocal.structures import AnnotatedImage
+from maskfocal.targets.spreads import pseudo_boxes
+
+from .transforms import Sample, augment, fit_for_eval, to_tensor
+
+
+def to_sample(annotated: AnnotatedImage) -> Sample:
+    """Pixels and heads of an annotated image; point-only heads get pseudo boxes (MFL.md)."""
+    image = to_tensor(annotated.load_image())
+    points = torch.from_numpy(annotated.points.copy())
+    if annotated.boxes is not None:
+        boxes, has_boxes = torch.from_numpy(annotated.boxes.copy()), True
+    else:
+        boxes, has_boxes = torch.from_numpy(pseudo_boxes(annotated.points)), False
+    return Sample(image, points, boxes, has_boxes)
+
+
+@dataclass
+class AugmentOptions:
+    size: int = 512
+    min_scale: float = 0.7
+    max_scale: float = 1.3
+    flip: bool = True
+    jitter: float = 0.3
+
+
+class TrainingSet(Dataset):
+    """Augmented crops of annotated images; ``set_epoch`` changes the augmentation draw."""
+
+    def __init__(self, images: Sequence[AnnotatedImage], options: AugmentOptions,
+                 seed: int = 0) -> None:
+        self.images = images
+        self.options = options
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Sample:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        o = self.options
+        return augment(to_sample(self.images[index]), size=o.size, min_scale=o.min_scale,
+                       max_scale=o.max_scale, flip=o.flip, jitter=o.jitter, rng=rng)
+
+
+class EvalSet(Dataset):
+    """Whole images (scaled down beyond ``max_side``), heads in the scaled pixels."""
+
+    def __init__(self, images: Sequence[AnnotatedImage], max_side: int = 2048) -> None:
+        self.images = images
+        self.max_side = max_side
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Sample:
+        return fit_for_eval(to_sample(self.images[index]), self.max_side)
+
+
+def pad_batch(images: Sequence[Tensor], multiple: int = 32) -> Tensor:
+    """Stack (3, H_i, W_i) images into (B, 3, H, W), zero-padded right and bottom so that H and
+    W are the largest sizes rounded up to ``multiple``."""
+    height = max(image.shape[1] for image in images)
+    width = max(image.shape[2] for image in images)
+    height, width = -(-height // multiple) * multiple, -(-width // multiple) * multiple
+    return torch.stack([F.pad(image, (0, width - image.shape[2], 0, height - image.shape[1]))
+                        for image in images])
+
+
+def collate(samples: list[Sample]) -> tuple[Tensor, list[Sample]]:
+    """(padded images (B, 3, H, W), the samples) for a DataLoader."""
+    return pad_batch([sample.image for sample in samples]), samples

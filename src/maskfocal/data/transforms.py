@@ -1,0 +1,98 @@
+"""Joint image + heads transforms: random scale, crop, flip, colour jitter; resize for eval.
+
+Every random choice comes from a numpy Generator passed in, so an epoch's augmentation is a
+pure function of (seed, epoch, index) and a resumed run sees the same images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+from torch import Tensor
+
+
+@dataclass
+class Sample:
+    """One image ready for a model: (3, H, W) float in [0, 1], heads in its pixels."""
+
+    image: Tensor
+    points: Tensor  # (N, 2)
+    boxes: Tensor  # (N, 4), real or pseudo
+    has_boxes: bool
+    scale: float = 1.0  # input pixels per original pixel
+    valid_size: tuple[int, int] | None = None  # (height, width) before padding
+
+
+def to_tensor(pixels: np.ndarray) -> Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div_(255)
+
+
+def resize(image: Tensor, scale: float) -> Tensor:
+    height, width = image.shape[-2:]
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False,
+                         antialias=scale < 1)[0]
+
+
+def random_crop(sample: Sample, size: int, rng: np.random.Generator) -> Sample:
+    """A ``size`` x ``size`` window (zero-padded where the image is smaller); heads whose centre
+    leaves the window are dropped, boxes are clipped to it."""
+    _, height, width = sample.image.shape
+    top = int(rng.integers(0, max(height - size, 0) + 1))
+    left = int(rng.integers(0, max(width - size, 0) + 1))
+    canvas = sample.image.new_zeros(3, size, size)
+    window = sample.image[:, top:top + size, left:left + size]
+    canvas[:, :window.shape[1], :window.shape[2]] = window
+    shift = torch.tensor([left, top], dtype=torch.float32)
+    points = sample.points - shift
+    limit = torch.tensor([window.shape[2], window.shape[1]], dtype=torch.float32)
+    keep = ((points >= 0) & (points < limit)).all(dim=1)
+    boxes = (sample.boxes - shift.repeat(2))[keep]
+    boxes = torch.minimum(boxes.clamp(min=0), limit.repeat(2))
+    return Sample(canvas, points[keep], boxes, sample.has_boxes)
+
+
+def hflip(sample: Sample) -> Sample:
+    width = sample.image.shape[-1]
+    points = sample.points.clone()
+    points[:, 0] = width - points[:, 0]
+    boxes = sample.boxes[:, [2, 1, 0, 3]].clone()
+    boxes[:, [0, 2]] = width - boxes[:, [0, 2]]
+    points[:, 0] = points[:, 0].clamp(max=np.nextafter(np.float32(width), np.float32(0)))
+    return Sample(sample.image.flip(-1), points, boxes, sample.has_boxes)
+
+
+def color_jitter(image: Tensor, strength: float, rng: np.random.Generator) -> Tensor:
+    """Brightness, contrast and saturation each scaled by a factor in [1 - s, 1 + s]."""
+    low, high = max(0.0, 1 - strength), 1 + strength
+    image = TF.adjust_brightness(image, float(rng.uniform(low, high)))
+    image = TF.adjust_contrast(image, float(rng.uniform(low, high)))
+    return TF.adjust_saturation(image, float(rng.uniform(low, high)))
+
+
+def augment(sample: Sample, *, size: int, min_scale: float, max_scale: float, flip: bool,
+            jitter: float, rng: np.random.Generator) -> Sample:
+    """Training augmentation: scale, crop to ``size``, flip, colour jitter; heads follow."""
+    scale = float(rng.uniform(min_scale, max_scale))
+    image = resize(sample.image, scale)
+    sample = Sample(image, sample.points * scale, sample.boxes * scale, sample.has_boxes)
+    sample = random_crop(sample, size, rng)
+    if flip and rng.random() < 0.5:
+        sample = hflip(sample)
+    if jitter > 0:
+        sample.image = color_jitter(sample.image, jitter, rng)
+    return sample
+
+
+def fit_for_eval(sample: Sample, max_side: int) -> Sample:
+    """Scale down so the longer side is at most ``max_side``; keep the factor in ``scale``."""
+    _, height, width = sample.image.shape
+    scale = min(1.0, max_side / max(height, width))
+    image = resize(sample.image, scale) if scale < 1 else sample.image
+    return Sample(image, sample.points * scale, sample.boxes * scale, sample.has_boxes,
+                  scale=scale, valid_size=tuple(image.shape[-2:]))

@@ -1,0 +1,8 @@
+"""Engine: training loop, evaluation loop, checkpoints. Device and autocast are decided here."""
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .evaluate import calibrate_threshold, predict, score
+from .trainer import build_splits, train, train_from_files
+
+__all__ = ["build_splits", "calibrate_threshold", "load_checkpoint", "predict",
+           "save_checkpoint", "score", "train", "train_from_files"]

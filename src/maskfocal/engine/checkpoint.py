@@ -1,0 +1,47 @@
+"""Checkpoints: written atomically, loaded with ``weights_only=True`` (a file cannot run code)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from maskfocal.errors import MaskfocalError
+from maskfocal.io import atomic_write_bytes
+
+FORMAT = "maskfocal-checkpoint"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` (tensors, numbers, strings, lists and dicts only) to ``path`` atomically:
+    a crash mid-write leaves the previous file intact."""
+    from maskfocal import __version__
+
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION,
+                "maskfocal_version": __version__, **state}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a maskfocal checkpoint; a missing, corrupt or foreign file is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise MaskfocalError(f"{path}: checkpoint file does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception:  # pickle, zip and unpickler errors of many types
+        raise MaskfocalError(f"{path}: not a readable checkpoint (damaged, or not a "
+                             "weights-only PyTorch file)") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise MaskfocalError(f"{path}: not a maskfocal checkpoint")
+    if state.get("format_version", 0) > FORMAT_VERSION:
+        raise MaskfocalError(f"{path}: written by a newer maskfocal "
+                             f"({state.get('maskfocal_version')}); upgrade to read it")
+    for key in ("model", "config"):
+        if key not in state:
+            raise MaskfocalError(f"{path}: checkpoint has no {key!r} entry")
+    return state

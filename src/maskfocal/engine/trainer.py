@@ -1,0 +1,297 @@
+"""The training loop: data, optimiser, schedule, checkpoints, validation, calibration.
+
+Device, autocast and seeding are decided here, once. Everything a run writes goes under its
+``out`` folder: ``config.yaml``, ``last.pt`` (every epoch), ``best.pt`` (lowest validation
+MAE), ``metrics.csv``, TensorBoard events in ``tb/`` and ``test_metrics.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from maskfocal.config import Config, config_from_dict, load_config
+from maskfocal.data.readers import read_dataset
+from maskfocal.data.synthetic import SyntheticConfig, SyntheticCrowds
+from maskfocal.data.training import AugmentOptions, TrainingSet, collate
+from maskfocal.errors import MaskfocalError
+from maskfocal.io import atomic_write_text
+from maskfocal.losses import LOSS_KEYS, centernet_losses
+from maskfocal.models import build_model
+from maskfocal.structures import AnnotatedImage
+from maskfocal.targets.centernet import SpreadRule, encode_centernet
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .evaluate import calibrate_threshold, predict, score
+
+METRIC_COLUMNS = ("epoch", "step", "loss", *LOSS_KEYS, "lr", "val_mae", "val_rmse", "val_nae",
+                  "threshold", "images_per_second", "seconds")
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MaskfocalError("train.device=cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def build_splits(config: Config) -> tuple[Sequence[AnnotatedImage], Sequence[AnnotatedImage],
+                                          Sequence[AnnotatedImage]]:
+    """(train, val, test) images the config names; val is carved from train when missing."""
+    data = config.data
+    if data.format == "synthetic":
+        s = data.synthetic
+        scenes = SyntheticConfig(width=s.width, height=s.height, max_count=s.max_count)
+        splits = (SyntheticCrowds(s.train_images, seed=s.seed, config=scenes),
+                  SyntheticCrowds(s.val_images, seed=s.seed, config=scenes,
+                                  offset=s.train_images),
+                  SyntheticCrowds(s.test_images, seed=s.seed, config=scenes,
+                                  offset=s.train_images + s.val_images))
+        if s.cache:
+            return tuple([crowds[i] for i in range(len(crowds))] for crowds in splits)
+        return splits
+    train = read_dataset(data.format, data.root, split=data.train_split).images
+    val: list[AnnotatedImage] = []
+    if data.val_split is not None:
+        try:
+            val = read_dataset(data.format, data.root, split=data.val_split).images
+        except MaskfocalError as error:
+            if "no split" not in str(error):
+                raise
+            print(f"no {data.val_split!r} split; carving {data.val_fraction:.0%} of train "
+                  "for validation", file=sys.stderr)
+    if not val and data.val_fraction > 0:
+        order = np.random.default_rng(config.train.seed).permutation(len(train))
+        held = max(1, round(len(train) * data.val_fraction))
+        val = [train[i] for i in sorted(order[:held])]
+        train = [train[i] for i in sorted(order[held:])]
+    test: list[AnnotatedImage] = []
+    if data.test_split is not None:
+        test = read_dataset(data.format, data.root, split=data.test_split).images
+    train = [image for image in train if image.labelled]
+    if not train:
+        raise MaskfocalError(f"{data.root}: no labelled training images")
+    return train, val, test
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class _Run:
+    """Files of one training run."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.last = out / "last.pt"
+        self.best = out / "best.pt"
+        self.metrics = out / "metrics.csv"
+
+    def read_metrics(self) -> list[dict[str, str]]:
+        if not self.metrics.is_file():
+            return []
+        with self.metrics.open(newline="") as file:
+            return list(csv.DictReader(file))
+
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.metrics, buffer.getvalue())
+
+
+def train(config: Config, out: str | Path, *, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None) -> dict[str, Any]:
+    """Train ``config`` into ``out``; returns the final validation and test metrics.
+
+    ``resume=True`` continues from ``out/last.pt`` exactly (weights, optimiser, schedule, data
+    order and augmentation all continue). ``stop_after`` ends the run after that epoch, as an
+    interruption would (for tests and time-boxed runs).
+    """
+    from tqdm import tqdm
+
+    run = _Run(Path(out))
+    run.out.mkdir(parents=True, exist_ok=True)
+    state = None
+    if resume and run.last.is_file():
+        state = load_checkpoint(run.last)
+        saved = config_from_dict(state["config"])
+        if saved.model != config.model:
+            raise MaskfocalError(f"{run.last}: model config differs from the run being "
+                                 "resumed; resume with the same model settings")
+    device = select_device(config.train.device)
+    torch.manual_seed(config.train.seed)
+    model = build_model(config.model).to(device)
+    train_images, val_images, test_images = build_splits(config)
+    dataset = TrainingSet(train_images, AugmentOptions(
+        size=config.data.input_size, min_scale=config.data.min_scale,
+        max_scale=config.data.max_scale, flip=config.data.flip,
+        jitter=config.data.color_jitter), seed=config.train.seed)
+    batch_size = min(config.data.batch_size, len(dataset))
+    steps_per_epoch = len(dataset) // batch_size
+    total_steps = steps_per_epoch * config.train.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr,
+                                  weight_decay=config.train.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, config.train.warmup_steps, total_steps))
+    amp = config.train.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
+    rule = SpreadRule(box_rule=config.loss.box_spread, k=config.loss.point_spread_k,
+                      scale=config.loss.point_spread_scale, min_sigma=config.loss.min_sigma,
+                      max_sigma=config.loss.max_sigma)
+
+    start_epoch, step, best_mae = 0, 0, math.inf
+    threshold = config.decode.threshold
+    rows: list[dict[str, Any]] = []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, step = state["epoch"] + 1, state["step"]
+        best_mae, threshold = state["best_mae"], state["threshold"]
+        rows = [row for row in run.read_metrics() if int(row["epoch"]) < start_epoch]
+        print(f"resuming {run.last} at epoch {start_epoch + 1}", file=sys.stderr)
+    atomic_write_text(run.out / "config.yaml", config.to_yaml())
+    writer = _tensorboard(run.out / "tb")
+
+    def checkpoint(epoch: int) -> dict[str, Any]:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step,
+                "config": config.to_dict(), "threshold": threshold, "best_mae": best_mae}
+
+    val_metrics: dict[str, float] = {}
+    for epoch in range(start_epoch, config.train.epochs):
+        dataset.set_epoch(epoch)
+        generator = torch.Generator().manual_seed(config.train.seed * 100003 + epoch)
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
+                            generator=generator, num_workers=config.data.workers,
+                            collate_fn=collate, pin_memory=device.type == "cuda")
+        model.train()
+        sums = dict.fromkeys(("loss", *LOSS_KEYS), 0.0)
+        started, seen = time.perf_counter(), 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", unit="batch",
+                   disable=not progress, leave=False)
+        for images, samples in bar:
+            images = images.to(device, non_blocking=True)
+            targets = encode_centernet(
+                [s.points.to(device) for s in samples], [s.boxes.to(device) for s in samples],
+                [s.has_boxes for s in samples], images.shape[-2], images.shape[-1],
+                stride=model.stride, rule=rule)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+                outputs = model(images)
+            losses = centernet_losses(outputs, targets, config.loss, stride=model.stride)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise MaskfocalError(f"loss became {loss.item()} at epoch {epoch + 1}, step "
+                                     f"{step + 1}; try a lower train.lr or train.grad_clip")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.train.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            seen += len(samples)
+            sums["loss"] += loss.item()
+            for key in LOSS_KEYS:
+                sums[key] += losses[key].item()
+            rate = seen / (time.perf_counter() - started)
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}",
+                            img_s=f"{rate:.1f}")
+        seconds = time.perf_counter() - started
+        row: dict[str, Any] = {"epoch": epoch, "step": step,
+                               "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 2),
+                               "images_per_second": round(seen / max(seconds, 1e-9), 2)}
+        row.update({k: v / max(1, steps_per_epoch) for k, v in sums.items()})
+        last_epoch = epoch == config.train.epochs - 1
+        if val_images and ((epoch + 1) % config.train.eval_every == 0 or last_epoch):
+            predictions = predict(model, val_images, device=device, decode=config.decode,
+                                  max_side=config.data.max_eval_side)
+            epoch_threshold = (calibrate_threshold(predictions)[0] if config.decode.calibrate
+                               else config.decode.threshold)
+            val_metrics = score(predictions, epoch_threshold)
+            row.update(val_mae=val_metrics["mae"], val_rmse=val_metrics["rmse"],
+                       val_nae=val_metrics["nae"], threshold=epoch_threshold)
+            if val_metrics["mae"] < best_mae:
+                best_mae, threshold = val_metrics["mae"], epoch_threshold
+                save_checkpoint(run.best, checkpoint(epoch))
+        elif not val_images:
+            save_checkpoint(run.best, checkpoint(epoch))
+        rows.append(row)
+        save_checkpoint(run.last, checkpoint(epoch))
+        run.write_metrics(rows)
+        for key, value in row.items():
+            if key not in ("epoch", "step") and value is not None:
+                writer.add_scalar(key, float(value), epoch + 1)
+        writer.flush()
+        if progress:
+            print(_epoch_line(row, config.train.epochs), file=sys.stderr)
+        if stop_after is not None and epoch + 1 >= stop_after and not last_epoch:
+            writer.close()
+            return {"stopped_after_epoch": epoch + 1}
+    writer.close()
+    result: dict[str, Any] = {"val": val_metrics, "threshold": threshold}
+    if test_images:
+        best_state = load_checkpoint(run.best)
+        model.load_state_dict(best_state["model"])
+        predictions = predict(model, test_images, device=device, decode=config.decode,
+                              max_side=config.data.max_eval_side, progress=progress)
+        result["test"] = score(predictions, best_state["threshold"])
+        atomic_write_text(run.out / "test_metrics.json", json.dumps(result["test"], indent=2))
+    return result
+
+
+def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    text = (f"epoch {row['epoch'] + 1}/{epochs}  loss {row['loss']:.4f}  "
+            f"{row['images_per_second']:.1f} img/s")
+    if row.get("val_mae") is not None:
+        text += (f"  val MAE {row['val_mae']:.2f}  RMSE {row['val_rmse']:.2f}  "
+                 f"(threshold {row['threshold']:.2f})")
+    return text
+
+
+class _NullWriter:
+    def add_scalar(self, *args: Any) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def _tensorboard(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency; degrade rather than fail a run
+        return _NullWriter()
+    return SummaryWriter(log_dir=str(folder))
+
+
+def train_from_files(config_path: str | None, out: str | Path, overrides: list[str], *,
+                     resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """The ``maskfocal train`` entry: config file + overrides, or a resumed run's own config."""
+    base = None
+    last = Path(out) / "last.pt"
+    if resume and last.is_file():
+        base = load_checkpoint(last)["config"]
+    elif config_path is None:
+        raise MaskfocalError("--config is required (unless --resume finds a run in --out)")
+    config = load_config(config_path, overrides, base=base)
+    return train(config, out, resume=resume, progress=progress)

@@ -1,0 +1,62 @@
+"""CenterNet's losses, with the heatmap loss either its own or Mask Focal Loss.
+
+``native``: CenterNet's penalty-reduced focal loss (MFL's ``centernet`` special case, exactly).
+``mfl``: Mask Focal Loss with the configured mask and options. The offset and size heads keep
+their L1 losses (Zhou et al. 2019), averaged over the heads of the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from maskfocal.config import LossConfig
+from maskfocal.targets.centernet import CenterNetTargets
+from maskfocal.targets.heatmaps import box_mask, positive_mask
+
+from .mask_focal import LOSS_PRESETS, MaskFocalLossConfig, mask_focal_loss
+
+LOSS_KEYS = ("loss_heatmap", "loss_offset", "loss_size")
+
+
+def heatmap_loss_config(config: LossConfig) -> MaskFocalLossConfig:
+    """The MFL options of the heatmap loss: the ``centernet`` preset, or the configured MFL."""
+    if config.name == "native":
+        return LOSS_PRESETS["centernet"]
+    return MaskFocalLossConfig(mask=config.mask, tau=config.tau, gamma=config.gamma,
+                               beta=config.beta, weight_power=config.weight_power,
+                               alpha=config.alpha, normalizer=config.normalizer,
+                               negatives_inside_mask=config.negatives_inside_mask)
+
+
+def _gather(prediction: Tensor, targets: CenterNetTargets) -> Tensor:
+    """(K, C) predictions at the heads' peak pixels from a (B, C, h, w) map."""
+    batch, channels, height, width = prediction.shape
+    flat = prediction.permute(0, 2, 3, 1).reshape(batch * height * width, channels)
+    return flat[targets.batch_index * height * width + targets.peak_index]
+
+
+def centernet_losses(outputs: dict[str, Tensor], targets: CenterNetTargets,
+                     config: LossConfig, stride: int = 4) -> dict[str, Tensor]:
+    """``{"loss_heatmap", "loss_offset", "loss_size"}``, each already weighted; sum to train."""
+    options = heatmap_loss_config(config)
+    heatmap = targets.heatmap
+    if options.mask == "box":
+        mask = torch.stack([box_mask(boxes, heatmap.shape[-2], heatmap.shape[-1], stride)
+                            for boxes in targets.boxes_per_image])[:, None].to(heatmap.device)
+    else:
+        mask = positive_mask(options.mask, heatmap, tau=options.tau)
+    loss_heatmap = mask_focal_loss(outputs["heatmap"], heatmap, mask,
+                                   num_objects=targets.num_heads, **options.loss_options())
+    normaliser = max(1, targets.num_heads)
+    loss_offset = (_gather(outputs["offset"].float(), targets) - targets.offset).abs().sum() \
+        / normaliser
+    losses = {"loss_heatmap": config.heatmap_weight * loss_heatmap,
+              "loss_offset": config.offset_weight * loss_offset}
+    if "size" in outputs:
+        loss_size = (_gather(outputs["size"].float(), targets) - targets.size).abs().sum() \
+            / normaliser
+        losses["loss_size"] = config.size_weight * loss_size
+    else:
+        losses["loss_size"] = outputs["heatmap"].new_zeros(())
+    return losses

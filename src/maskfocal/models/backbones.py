@@ -1,0 +1,92 @@
+"""torchvision backbones returning four feature maps at strides 4, 8, 16 and 32.
+
+Weights: ``None`` (random initialisation, the default: nothing is downloaded), a torchvision
+weight name (``"ResNet18_Weights.IMAGENET1K_V1"`` or ``"DEFAULT"``), or the path of a local
+``.pth`` file holding the classification model's state dict.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torchvision.models.feature_extraction import create_feature_extractor
+
+from maskfocal.errors import MaskfocalError
+
+# Feature nodes of each backbone at strides 4, 8, 16, 32 (named c2..c5 as in FPN).
+RETURN_NODES: dict[str, dict[str, str]] = {
+    "resnet18": {"layer1": "c2", "layer2": "c3", "layer3": "c4", "layer4": "c5"},
+    "resnet34": {"layer1": "c2", "layer2": "c3", "layer3": "c4", "layer4": "c5"},
+    "resnet50": {"layer1": "c2", "layer2": "c3", "layer3": "c4", "layer4": "c5"},
+    "mobilenet_v3_large": {"features.3": "c2", "features.6": "c3", "features.12": "c4",
+                           "features.16": "c5"},
+    "vgg16_bn": {"features.13": "c2", "features.23": "c3", "features.33": "c4",
+                 "features.43": "c5"},
+}
+STRIDES = (4, 8, 16, 32)
+
+
+def resolve_weights(name: str, weights: str | None):
+    """The torchvision weight enum for ``weights``, or None (random init or a local file)."""
+    if weights is None or Path(weights).suffix in (".pth", ".pt"):
+        return None
+    try:
+        if weights == "DEFAULT":
+            return torchvision.models.get_model_weights(name).DEFAULT
+        return torchvision.models.get_weight(weights)
+    except (ValueError, KeyError, AttributeError) as error:
+        raise MaskfocalError(f"unknown weights {weights!r} for {name} ({error}); use a "
+                             f"torchvision weight name or a local .pth file") from None
+
+
+def build_classifier(name: str, weights: str | None = None) -> nn.Module:
+    """The torchvision classification model ``name``, with ``weights`` loaded."""
+    if name not in RETURN_NODES:
+        raise MaskfocalError(f"unknown backbone {name!r}; choose one of: "
+                             f"{', '.join(RETURN_NODES)}")
+    enum = resolve_weights(name, weights)
+    try:
+        model = torchvision.models.get_model(name, weights=enum)
+    except (OSError, RuntimeError) as error:  # no network here: say what to do instead
+        raise MaskfocalError(f"cannot fetch {weights} ({error}); download the file elsewhere "
+                             f"and pass its local path as model.weights") from None
+    if weights is not None and enum is None:
+        path = Path(weights)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise MaskfocalError(f"{path}: weights file does not exist") from None
+        except Exception as error:
+            raise MaskfocalError(f"{path}: cannot read weights ({error})") from None
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError) as error:
+            first = str(error).splitlines()[0]
+            raise MaskfocalError(f"{path}: not {name} weights ({first})") from None
+    return model
+
+
+class Backbone(nn.Module):
+    """A torchvision network cut at four stages: ``forward(x) -> {"c2".."c5": (B, C_i, H/s, W/s)}``.
+
+    ``out_channels`` lists the channels of c2..c5 and ``strides`` their strides (4, 8, 16, 32).
+    """
+
+    def __init__(self, name: str, weights: str | None = None) -> None:
+        super().__init__()
+        self.name = name
+        self.body = create_feature_extractor(build_classifier(name, weights), RETURN_NODES[name])
+        self.strides = STRIDES
+        with torch.no_grad():  # channels, found by a tiny dry run
+            features = self.body.eval()(torch.zeros(1, 3, 64, 64))
+        self.body.train()
+        self.out_channels = [features[k].shape[1] for k in ("c2", "c3", "c4", "c5")]
+
+    def forward(self, images: Tensor) -> OrderedDict[str, Tensor]:
+        return self.body(images)

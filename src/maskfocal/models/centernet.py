@@ -1,0 +1,67 @@
+"""A CenterNet-style dense head counter (Zhou et al., "Objects as Points", 2019).
+
+Backbone (torchvision) -> FPN-style top-down neck at stride 4 -> heads: heatmap (1 class), sub-pixel
+offset (2) and head size (2). The model returns raw maps only; targets, losses and decoding
+live in ``targets/``, ``losses/`` and ``decode/``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .backbones import Backbone
+from .necks import TopDownNeck
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PRIOR_PROBABILITY = 0.1  # heatmap bias -log((1 - 0.1) / 0.1) = -2.19, as in CenterNet
+
+
+def head(in_channels: int, hidden: int, out_channels: int, bias: float = 0.0) -> nn.Sequential:
+    """conv3x3 -> ReLU -> conv1x1, the CenterNet head."""
+    layers = nn.Sequential(nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(inplace=True),
+                           nn.Conv2d(hidden, out_channels, 1))
+    nn.init.constant_(layers[-1].bias, bias)
+    return layers
+
+
+class CenterNet(nn.Module):
+    """``forward(images) -> {"heatmap": (B, 1, H/4, W/4), "offset": (B, 2, ...), "size": ...}``.
+
+    Args:
+        backbone: a :class:`Backbone`; built from ``backbone_name`` and ``weights`` when None.
+        neck_channels: FPN channels.
+        head_channels: hidden channels of each head.
+        size_head: add the head-size branch (``"size"``, box width and height in stride units).
+
+    ``images`` are (B, 3, H, W) RGB in [0, 1] with H and W multiples of 32; the model applies
+    the ImageNet normalisation itself.
+    """
+
+    stride = 4
+
+    def __init__(self, backbone: Backbone | None = None, *, backbone_name: str = "resnet18",
+                 weights: str | None = None, neck_channels: int = 128, head_channels: int = 64,
+                 size_head: bool = True) -> None:
+        super().__init__()
+        self.backbone = backbone if backbone is not None else Backbone(backbone_name, weights)
+        self.neck = TopDownNeck(self.backbone.out_channels, neck_channels)
+        prior = -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
+        self.heads = nn.ModuleDict({
+            "heatmap": head(neck_channels, head_channels, 1, bias=prior),
+            "offset": head(neck_channels, head_channels, 2),
+        })
+        if size_head:
+            self.heads["size"] = head(neck_channels, head_channels, 2)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
+                             persistent=False)
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        features = self.backbone((images - self.mean) / self.std)
+        finest = self.neck(features)  # (B, neck_channels, H/4, W/4)
+        return {name: branch(finest) for name, branch in self.heads.items()}
