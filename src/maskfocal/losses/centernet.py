@@ -7,6 +7,8 @@ their L1 losses (Zhou et al. 2019), averaged over the heads of the batch.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor
 
@@ -23,10 +25,9 @@ def heatmap_loss_config(config: LossConfig) -> MaskFocalLossConfig:
     """The MFL options of the heatmap loss: the ``centernet`` preset, or the configured MFL."""
     if config.name == "native":
         return LOSS_PRESETS["centernet"]
-    return MaskFocalLossConfig(mask=config.mask, tau=config.tau, gamma=config.gamma,
-                               beta=config.beta, weight_power=config.weight_power,
-                               alpha=config.alpha, normalizer=config.normalizer,
-                               negatives_inside_mask=config.negatives_inside_mask)
+    # The loss config carries every MFL option under the same names.
+    return MaskFocalLossConfig(**{option.name: getattr(config, option.name)
+                                  for option in dataclasses.fields(MaskFocalLossConfig)})
 
 
 def _gather(prediction: Tensor, targets: CenterNetTargets) -> Tensor:
