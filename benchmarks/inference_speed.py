@@ -32,7 +32,7 @@ def main() -> None:
         counter = Counter.from_checkpoint(args.checkpoint, device=args.device)
     else:
         config = Config()
-        counter = Counter(build_model(config.model), config, 0.3, torch.device(args.device))
+        counter = Counter(build_model(config), config, 0.3, torch.device(args.device))
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
               for _ in range(args.images)]

@@ -30,6 +30,7 @@ CHOICES: dict[str, tuple] = {
     "model.backbone": BACKBONES,
     "loss.name": LOSS_NAMES,
     "loss.mask": ("peak", "gaussian", "box"),
+    "loss.target_map": ("gaussian", "binary"),
     "loss.normalizer": ("objects", "positives", "weighted"),
     "loss.box_spread": ("centernet", "ttfnet"),
     "data.format": DATA_FORMATS,
@@ -76,11 +77,13 @@ class ModelConfig:
     neck_channels: int = 128
     head_channels: int = 64
     size_head: bool = True
+    head_convs: int = 2
 
 
 @dataclass
 class LossConfig:
     name: str = "mfl"
+    target_map: str = "gaussian"
     mask: str = "gaussian"
     tau: float = 0.5
     gamma: float = 2.0
@@ -93,7 +96,7 @@ class LossConfig:
     point_spread_k: int = 3
     point_spread_scale: float = 0.3
     min_sigma: float = 0.5
-    max_sigma: float = 8.0
+    max_sigma: float = 2.0
     heatmap_weight: float = 1.0
     offset_weight: float = 1.0
     size_weight: float = 0.1
@@ -116,6 +119,7 @@ class TrainConfig:
 class DecodeConfig:
     threshold: float = 0.3
     peak_window: int = 3
+    nms_threshold: float = 0.5
     max_detections: int = 10000
     calibrate: bool = True
 

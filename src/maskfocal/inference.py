@@ -19,8 +19,8 @@ from maskfocal.config import Config, config_from_dict
 from maskfocal.data.readers.common import IMAGE_EXTENSIONS
 from maskfocal.data.training import pad_batch
 from maskfocal.data.transforms import resize, to_tensor
-from maskfocal.decode import decode_centernet
 from maskfocal.engine.checkpoint import load_checkpoint
+from maskfocal.engine.tasks import detect
 from maskfocal.errors import MaskfocalError
 from maskfocal.models import build_model
 from maskfocal.structures import load_rgb
@@ -69,7 +69,7 @@ class Counter:
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Counter:
         state = load_checkpoint(path)
         config = config_from_dict(state["config"])
-        model = build_model(config.model)
+        model = build_model(config)
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as error:
@@ -103,16 +103,14 @@ class Counter:
         if scale < 1:
             tensor = resize(tensor, scale)
         batch = pad_batch([tensor]).to(self.device)
-        outputs = self.model(batch)
-        decode = self.config.decode
-        detections = decode_centernet(outputs, threshold=self.threshold,
-                                      stride=self.model.stride, peak_window=decode.peak_window,
-                                      max_detections=decode.max_detections,
-                                      image_sizes=[tuple(tensor.shape[-2:])])[0]
+        detections = detect(self.model, batch, [tuple(tensor.shape[-2:])],
+                            threshold=self.threshold, decode=self.config.decode)[0]
         detections = detections.scaled(1 / scale)
         heatmap = None
         if return_heatmap:
-            heatmap = torch.sigmoid(outputs["heatmap"][0, 0].float()).cpu().numpy()
+            if "heatmap" not in self.model(batch):
+                raise MaskfocalError("this model has no heatmap (only CenterNet does)")
+            heatmap = torch.sigmoid(self.model(batch)["heatmap"][0, 0].float()).cpu().numpy()
         return CountResult(count=detections.count, points=detections.points.cpu().numpy(),
                            scores=detections.scores.cpu().numpy(),
                            boxes=None if detections.boxes is None

@@ -26,7 +26,7 @@ def load_rgb(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image = ImageOps.exif_transpose(image)
-            return np.asarray(image.convert("RGB"))
+            return np.array(image.convert("RGB"))  # a writable copy
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise DatasetError(path, f"cannot read image ({error})") from None
 

@@ -61,10 +61,10 @@ def test_resume_with_a_different_model_is_refused(tmp_path):
 def test_non_finite_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
     import maskfocal.engine.trainer as trainer
 
-    def broken(outputs, *args, **kwargs):
-        return {"loss_heatmap": outputs["heatmap"].sum() * float("nan")}
+    def broken(model, images, samples, config):
+        return {"loss_heatmap": model(images)["heatmap"].sum() * float("nan")}
 
-    monkeypatch.setattr(trainer, "centernet_losses", broken)
+    monkeypatch.setattr(trainer, "training_losses", broken)
     with pytest.raises(MaskfocalError, match="loss became nan at epoch 1, step 1"):
         train(tiny("train.epochs=1"), tmp_path, progress=False)
 

@@ -12,9 +12,11 @@ from torch.utils.data import DataLoader
 
 from maskfocal.config import DecodeConfig
 from maskfocal.data.training import EvalSet, collate
-from maskfocal.decode import Detections, decode_centernet
+from maskfocal.decode import Detections
 from maskfocal.metrics import counting_errors, localization_report
 from maskfocal.structures import AnnotatedImage
+
+from .tasks import detect
 
 CALIBRATION_FLOOR = 0.05  # lowest threshold considered; peaks below it are never counted
 CALIBRATION_GRID = np.round(np.arange(CALIBRATION_FLOOR, 0.951, 0.01), 4)
@@ -51,11 +53,8 @@ def predict(model: nn.Module, images: Sequence[AnnotatedImage], *, device: torch
     detections = []
     for batch, samples in tqdm(loader, desc="evaluating", unit="img", disable=not progress,
                                leave=False):
-        outputs = model(batch.to(device))
-        found = decode_centernet(outputs, threshold=floor, stride=model.stride,
-                                 peak_window=decode.peak_window,
-                                 max_detections=decode.max_detections,
-                                 image_sizes=[s.valid_size for s in samples])
+        found = detect(model, batch.to(device), [s.valid_size for s in samples],
+                       threshold=floor, decode=decode)
         detections += [d.scaled(1 / s.scale) for d, s in zip(found, samples, strict=True)]
     return Predictions(
         detections=[Detections(d.points.cpu(), d.scores.cpu(),

@@ -27,16 +27,17 @@ from maskfocal.data.synthetic import SyntheticConfig, SyntheticCrowds
 from maskfocal.data.training import AugmentOptions, TrainingSet, collate
 from maskfocal.errors import MaskfocalError
 from maskfocal.io import atomic_write_text
-from maskfocal.losses import LOSS_KEYS, centernet_losses
 from maskfocal.models import build_model
 from maskfocal.structures import AnnotatedImage
-from maskfocal.targets.centernet import SpreadRule, encode_centernet
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .evaluate import calibrate_threshold, predict, score
+from .tasks import LOSS_KEYS, training_losses
 
-METRIC_COLUMNS = ("epoch", "step", "loss", *LOSS_KEYS, "lr", "val_mae", "val_rmse", "val_nae",
-                  "threshold", "images_per_second", "seconds")
+
+def metric_columns(model_name: str) -> tuple[str, ...]:
+    return ("epoch", "step", "loss", *LOSS_KEYS[model_name], "lr", "val_mae", "val_rmse",
+            "val_nae", "threshold", "images_per_second", "seconds")
 
 
 def select_device(name: str) -> torch.device:
@@ -97,8 +98,9 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 class _Run:
     """Files of one training run."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, columns: tuple[str, ...]) -> None:
         self.out = out
+        self.columns = columns
         self.last = out / "last.pt"
         self.best = out / "best.pt"
         self.metrics = out / "metrics.csv"
@@ -111,7 +113,7 @@ class _Run:
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS)
+        writer = csv.DictWriter(buffer, fieldnames=self.columns)
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(self.metrics, buffer.getvalue())
@@ -127,7 +129,8 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
     """
     from tqdm import tqdm
 
-    run = _Run(Path(out))
+    run = _Run(Path(out), metric_columns(config.model.name))
+    loss_keys = LOSS_KEYS[config.model.name]
     run.out.mkdir(parents=True, exist_ok=True)
     state = None
     if resume and run.last.is_file():
@@ -138,7 +141,7 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
                                  "resumed; resume with the same model settings")
     device = select_device(config.train.device)
     torch.manual_seed(config.train.seed)
-    model = build_model(config.model).to(device)
+    model = build_model(config).to(device)
     train_images, val_images, test_images = build_splits(config)
     dataset = TrainingSet(train_images, AugmentOptions(
         size=config.data.input_size, min_scale=config.data.min_scale,
@@ -154,9 +157,6 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
     amp = config.train.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
-    rule = SpreadRule(box_rule=config.loss.box_spread, k=config.loss.point_spread_k,
-                      scale=config.loss.point_spread_scale, min_sigma=config.loss.min_sigma,
-                      max_sigma=config.loss.max_sigma)
 
     start_epoch, step, best_mae = 0, 0, math.inf
     threshold = config.decode.threshold
@@ -185,19 +185,14 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
                             generator=generator, num_workers=config.data.workers,
                             collate_fn=collate, pin_memory=device.type == "cuda")
         model.train()
-        sums = dict.fromkeys(("loss", *LOSS_KEYS), 0.0)
+        sums = dict.fromkeys(("loss", *loss_keys), 0.0)
         started, seen = time.perf_counter(), 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", unit="batch",
                    disable=not progress, leave=False)
         for images, samples in bar:
             images = images.to(device, non_blocking=True)
-            targets = encode_centernet(
-                [s.points.to(device) for s in samples], [s.boxes.to(device) for s in samples],
-                [s.has_boxes for s in samples], images.shape[-2], images.shape[-1],
-                stride=model.stride, rule=rule)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                outputs = model(images)
-            losses = centernet_losses(outputs, targets, config.loss, stride=model.stride)
+                losses = training_losses(model, images, samples, config)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 raise MaskfocalError(f"loss became {loss.item()} at epoch {epoch + 1}, step "
@@ -213,7 +208,7 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
             step += 1
             seen += len(samples)
             sums["loss"] += loss.item()
-            for key in LOSS_KEYS:
+            for key in loss_keys:
                 sums[key] += losses[key].item()
             rate = seen / (time.perf_counter() - started)
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}",

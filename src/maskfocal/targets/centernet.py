@@ -28,7 +28,7 @@ class SpreadRule:
     k: int = 3
     scale: float = 0.3
     min_sigma: float = 0.5
-    max_sigma: float = 8.0
+    max_sigma: float = 2.0
 
 
 @dataclass
