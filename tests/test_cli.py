@@ -99,3 +99,25 @@ def test_train_eval_count_end_to_end(tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(tmp_path / "missing.pt"), "--format",
                  "synthetic"]) == 2
     assert main(["train", "--config", str(tiny), "--out", str(run), "model.nope=1"]) == 2
+
+
+def test_counter_accepts_arrays_pil_tensors_and_gives_heatmap(tmp_path):
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from maskfocal import Counter
+    from maskfocal.config import load_config
+    from maskfocal.engine import save_checkpoint
+    from maskfocal.models import build_model
+
+    config = load_config(None, ["model.neck_channels=16", "model.head_channels=8"])
+    save_checkpoint(tmp_path / "c.pt", {"model": build_model(config).state_dict(),
+                                        "config": config.to_dict(), "threshold": 0.3})
+    counter = Counter.from_checkpoint(tmp_path / "c.pt", device="cpu")
+    pixels = np.zeros((70, 90, 3), np.uint8)
+    counts = {counter(pixels).count, counter(Image.fromarray(pixels)).count,
+              counter(torch.zeros(3, 70, 90)).count}
+    assert len(counts) == 1
+    result = counter(pixels, return_heatmap=True)
+    assert result.heatmap.shape == (96 // 4, 96 // 4)

@@ -20,9 +20,9 @@ from maskfocal.data.readers.common import IMAGE_EXTENSIONS
 from maskfocal.data.training import pad_batch
 from maskfocal.data.transforms import resize, to_tensor
 from maskfocal.engine.checkpoint import load_checkpoint
-from maskfocal.engine.tasks import detect
+from maskfocal.engine.tasks import decode_outputs, forward
 from maskfocal.errors import MaskfocalError
-from maskfocal.models import build_model
+from maskfocal.models import CenterNet, build_model
 from maskfocal.structures import load_rgb
 
 __all__ = ["CountResult", "Counter", "expand_inputs"]
@@ -103,14 +103,15 @@ class Counter:
         if scale < 1:
             tensor = resize(tensor, scale)
         batch = pad_batch([tensor]).to(self.device)
-        detections = detect(self.model, batch, [tuple(tensor.shape[-2:])],
-                            threshold=self.threshold, decode=self.config.decode)[0]
+        outputs = forward(self.model, batch)
+        detections = decode_outputs(self.model, outputs, [tuple(tensor.shape[-2:])],
+                                    threshold=self.threshold, decode=self.config.decode)[0]
         detections = detections.scaled(1 / scale)
         heatmap = None
         if return_heatmap:
-            if "heatmap" not in self.model(batch):
-                raise MaskfocalError("this model has no heatmap (only CenterNet does)")
-            heatmap = torch.sigmoid(self.model(batch)["heatmap"][0, 0].float()).cpu().numpy()
+            if not isinstance(self.model, CenterNet):
+                raise MaskfocalError("only CenterNet predicts a heatmap")
+            heatmap = torch.sigmoid(outputs["heatmap"][0, 0].float()).cpu().numpy()
         return CountResult(count=detections.count, points=detections.points.cpu().numpy(),
                            scores=detections.scores.cpu().numpy(),
                            boxes=None if detections.boxes is None

@@ -58,13 +58,26 @@ def detect(model: nn.Module, images: Tensor, valid_sizes: Sequence[tuple[int, in
            threshold: float, decode: DecodeConfig) -> list[Detections]:
     """Heads (score >= ``threshold``) in each image of a padded batch, in input pixels,
     sorted by score; heads beyond an image's valid (unpadded) size are dropped."""
+    return decode_outputs(model, forward(model, images), valid_sizes, threshold=threshold,
+                          decode=decode)
+
+
+def forward(model: nn.Module, images: Tensor):
+    """Inference outputs of a (B, 3, H, W) batch: CenterNet's raw maps, or torchvision's
+    per-image detections (the model must be in eval mode)."""
+    return model(images) if isinstance(model, CenterNet) else model(list(images))
+
+
+def decode_outputs(model: nn.Module, outputs, valid_sizes: Sequence[tuple[int, int]], *,
+                   threshold: float, decode: DecodeConfig) -> list[Detections]:
+    """:func:`detect` after the forward pass: CenterNet maps, or torchvision's detections."""
     if isinstance(model, CenterNet):
-        return decode_centernet(model(images), threshold=threshold, stride=model.stride,
+        return decode_centernet(outputs, threshold=threshold, stride=model.stride,
                                 peak_window=decode.peak_window,
                                 max_detections=decode.max_detections,
                                 image_sizes=list(valid_sizes))
     found = []
-    for output, (height, width) in zip(model(list(images)), valid_sizes, strict=True):
+    for output, (height, width) in zip(outputs, valid_sizes, strict=True):
         boxes, scores = output["boxes"], output["scores"]
         points = (boxes[:, :2] + boxes[:, 2:]) / 2
         keep = (scores >= threshold) & (points[:, 0] < width) & (points[:, 1] < height)
