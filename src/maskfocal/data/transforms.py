@@ -29,7 +29,8 @@ class Sample:
 
 def to_tensor(pixels: np.ndarray) -> Tensor:
     """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div_(255)
+    pixels = np.require(pixels, dtype=np.uint8, requirements=["C", "W"])  # copies only if needed
+    return torch.from_numpy(pixels).permute(2, 0, 1).float().div_(255)
 
 
 def resize(image: Tensor, scale: float) -> Tensor:
