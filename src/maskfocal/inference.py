@@ -69,7 +69,7 @@ class Counter:
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Counter:
         state = load_checkpoint(path)
         config = config_from_dict(state["config"])
-        model = build_model(config)
+        model = build_model(config, pretrained=False)
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as error:

@@ -141,7 +141,7 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
                                  "resumed; resume with the same model settings")
     device = select_device(config.train.device)
     torch.manual_seed(config.train.seed)
-    model = build_model(config).to(device)
+    model = build_model(config, pretrained=state is None).to(device)
     train_images, val_images, test_images = build_splits(config)
     dataset = TrainingSet(train_images, AugmentOptions(
         size=config.data.input_size, min_scale=config.data.min_scale,

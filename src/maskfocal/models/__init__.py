@@ -15,11 +15,16 @@ from .centernet import CenterNet
 __all__ = ["Backbone", "CenterNet", "build_classifier", "build_model"]
 
 
-def build_model(config: Config) -> nn.Module:
-    """The detector a config names, with the classification loss it asks for."""
+def build_model(config: Config, *, pretrained: bool = True) -> nn.Module:
+    """The detector a config names, with the classification loss it asks for.
+
+    ``pretrained=False`` skips ``model.weights`` (for weights about to be replaced by a
+    checkpoint's, which must not need a download or the original file).
+    """
     model = config.model
+    weights = model.weights if pretrained else None
     if model.name == "centernet":
-        return CenterNet(backbone_name=model.backbone, weights=model.weights,
+        return CenterNet(backbone_name=model.backbone, weights=weights,
                          neck_channels=model.neck_channels, head_channels=model.head_channels,
                          size_head=model.size_head)
     from maskfocal.engine.tasks import spread_rule
@@ -33,7 +38,7 @@ def build_model(config: Config) -> nn.Module:
                    for f in dataclasses.fields(MaskFocalLossConfig)}
         mfl = MaskFocalLossConfig(**{**options, "mask": "assigned"})
     build = build_fcos if model.name == "fcos" else build_retinanet
-    return build(Backbone(model.backbone, model.weights), channels=model.neck_channels,
+    return build(Backbone(model.backbone, weights), channels=model.neck_channels,
                  head_convs=model.head_convs, mfl=mfl,
                  binary=config.loss.target_map == "binary", spread=spread_rule(config),
                  nms_threshold=config.decode.nms_threshold)
