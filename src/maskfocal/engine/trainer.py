@@ -249,9 +249,12 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
     if test_images:
         best_state = load_checkpoint(run.best)
         model.load_state_dict(best_state["model"])
+        started = time.perf_counter()
         predictions = predict(model, test_images, device=device, decode=config.decode,
                               max_side=config.data.max_eval_side, progress=progress)
+        seconds = time.perf_counter() - started
         result["test"] = score(predictions, best_state["threshold"])
+        result["test"]["images_per_second"] = len(test_images) / seconds
         atomic_write_text(run.out / "test_metrics.json", json.dumps(result["test"], indent=2))
     return result
 

@@ -1,0 +1,198 @@
+"""The MFL experiment: each detector trained with its own loss and with Mask Focal Loss.
+
+    .venv/bin/python benchmarks/mfl_vs_native.py --quick                 # CPU, about 90 min
+    .venv/bin/python benchmarks/mfl_vs_native.py --full                  # for a GPU
+    .venv/bin/python benchmarks/mfl_vs_native.py --quick --datasets synthetic --seeds 0
+
+Within a comparison everything but ``loss.name`` is equal: data, budget, schedule,
+augmentation and seed. The counting threshold is calibrated on validation; test metrics are
+reported. Runs are appended to ``benchmarks/results/mfl_vs_native.json`` as they finish, and a
+run already there is not repeated, so an interrupted grid resumes. The Markdown table and the
+bar chart (``docs/mfl_vs_native.png``) are rebuilt from the JSON at the end (or alone with
+``--report``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskfocal.config import load_config
+from maskfocal.engine import build_splits, train
+from maskfocal.io import atomic_write_text
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "mfl_vs_native.json"
+TABLE = HERE / "results" / "mfl_vs_native.md"
+CHART = HERE.parent / "docs" / "mfl_vs_native.png"
+DETECTORS = ("centernet", "fcos", "retinanet")
+LOSSES = ("native", "mfl")
+
+# Budgets: what each dataset trains on, per profile. Same for every detector and loss.
+BUDGETS: dict[str, dict[str, list[str]]] = {
+    "quick": {
+        "synthetic": ["data.synthetic.train_images=160", "data.synthetic.val_images=30",
+                      "data.synthetic.test_images=40", "data.synthetic.width=320",
+                      "data.synthetic.height=240", "data.synthetic.max_count=600",
+                      "data.synthetic.seed=1000", "data.synthetic.cache=true",
+                      "data.input_size=192", "train.epochs=5", "train.lr=0.002",
+                      "train.warmup_steps=20", "data.workers=0"],
+        "shanghaitech_b": ["data.input_size=256", "train.epochs=4", "train.lr=0.002",
+                           "train.warmup_steps=20", "data.workers=1"],
+        "scut_head_b": ["data.input_size=256", "train.epochs=4", "train.lr=0.002",
+                        "train.warmup_steps=20", "data.workers=1", "data.max_eval_side=1024"],
+    },
+    "full": {
+        "synthetic": ["data.synthetic.train_images=2000", "data.synthetic.val_images=200",
+                      "data.synthetic.test_images=300", "data.synthetic.seed=1000",
+                      "data.input_size=512", "train.epochs=40", "data.workers=8"],
+        "shanghaitech_b": ["data.input_size=512", "train.epochs=100", "data.workers=8"],
+        "scut_head_b": ["data.input_size=512", "train.epochs=60", "data.workers=8"],
+    },
+}
+
+
+def dataset_overrides(name: str, data_root: Path) -> list[str]:
+    if name == "synthetic":
+        return ["data.format=synthetic"]
+    if name == "shanghaitech_b":
+        return ["data.format=shanghaitech", f"data.root={data_root / 'ShanghaiTech/part_B'}",
+                "data.val_split=null", "data.val_fraction=0.1"]
+    if name == "scut_head_b":
+        return ["data.format=voc", f"data.root={data_root / 'SCUT-HEAD-PartB'}",
+                "data.val_split=null", "data.val_fraction=0.1"]
+    raise SystemExit(f"unknown dataset {name!r}")
+
+
+def load_results() -> list[dict[str, Any]]:
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+
+
+def run_one(detector: str, loss: str, dataset: str, seed: int, profile: str,
+            data_root: Path, extra: list[str]) -> dict[str, Any]:
+    overrides = [*dataset_overrides(dataset, data_root), *BUDGETS[profile][dataset],
+                 f"model.name={detector}", f"loss.name={loss}", f"train.seed={seed}", *extra]
+    config = load_config(None, overrides)
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        result = train(config, folder, progress=False)
+        minutes = (time.perf_counter() - start) / 60
+        test = result["test"]
+        images = len(build_splits(config)[2])
+    return {"detector": detector, "loss": loss, "dataset": dataset, "seed": seed,
+            "profile": profile, "mae": test["mae"], "rmse": test["rmse"], "nae": test["nae"],
+            "f1_sigma8": test["f1_sigma8"], "threshold": test["threshold"],
+            "train_minutes": round(minutes, 2),
+            "images_per_second": round(test["images_per_second"], 2), "test_images": images,
+            "config": config.to_dict(), "overrides": overrides}
+
+
+def report(results: list[dict[str, Any]]) -> str:
+    """Markdown table: mean (std) per detector and dataset, and MFL's relative reductions."""
+    lines = ["| dataset | detector | seeds | native MAE | MFL MAE | MAE change | native RMSE "
+             "| MFL RMSE | RMSE change |", "|---|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple[str, str], dict[str, list[dict]]] = {}
+    for run in results:
+        groups.setdefault((run["dataset"], run["detector"]), {}).setdefault(
+            run["loss"], []).append(run)
+    for (dataset, detector), by_loss in sorted(groups.items()):
+        if not all(loss in by_loss for loss in LOSSES):
+            continue
+        cells = {}
+        for loss in LOSSES:
+            maes = np.array([r["mae"] for r in by_loss[loss]])
+            rmses = np.array([r["rmse"] for r in by_loss[loss]])
+            cells[loss] = (maes.mean(), maes.std(), rmses.mean(), rmses.std(), len(maes))
+        native, mfl = cells["native"], cells["mfl"]
+        mae_change = (mfl[0] - native[0]) / native[0] * 100
+        rmse_change = (mfl[2] - native[2]) / native[2] * 100
+        lines.append(
+            f"| {dataset} | {detector} | {min(native[4], mfl[4])} | "
+            f"{native[0]:.2f} ({native[1]:.2f}) | {mfl[0]:.2f} ({mfl[1]:.2f}) | "
+            f"{mae_change:+.1f} % | {native[2]:.2f} ({native[3]:.2f}) | "
+            f"{mfl[2]:.2f} ({mfl[3]:.2f}) | {rmse_change:+.1f} % |")
+    lines.append("")
+    lines.append("Negative change: MFL has the lower error. Mean (standard deviation) over seeds.")
+    return "\n".join(lines)
+
+
+def chart(results: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({(r["dataset"], r["detector"]) for r in results})
+    if not keys:
+        return
+    figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(keys)), 3.6))
+    width = 0.38
+    for offset, loss in ((-width / 2, "native"), (width / 2, "mfl")):
+        means = [np.mean([r["mae"] for r in results if (r["dataset"], r["detector"]) == key
+                          and r["loss"] == loss] or [np.nan]) for key in keys]
+        stds = [np.std([r["mae"] for r in results if (r["dataset"], r["detector"]) == key
+                        and r["loss"] == loss] or [np.nan]) for key in keys]
+        axis.bar(np.arange(len(keys)) + offset, means, width, yerr=stds, capsize=3,
+                 label="own loss" if loss == "native" else "Mask Focal Loss")
+    axis.set_xticks(np.arange(len(keys)), [f"{d}\n{m}" for d, m in keys], fontsize=8)
+    axis.set_ylabel("test MAE (lower is better)")
+    axis.legend()
+    figure.tight_layout()
+    CHART.parent.mkdir(exist_ok=True)
+    figure.savefig(CHART, dpi=110)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    profile = parser.add_mutually_exclusive_group()
+    profile.add_argument("--quick", action="store_const", dest="profile", const="quick")
+    profile.add_argument("--full", action="store_const", dest="profile", const="full")
+    parser.add_argument("--datasets", nargs="*",
+                        default=["synthetic", "shanghaitech_b", "scut_head_b"])
+    parser.add_argument("--detectors", nargs="*", default=list(DETECTORS))
+    parser.add_argument("--seeds", type=int, nargs="*")
+    parser.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
+    parser.add_argument("--report", action="store_true", help="only rebuild table and chart")
+    parser.add_argument("overrides", nargs="*", help="extra key=value for every run")
+    args = parser.parse_args()
+    args.profile = args.profile or "quick"
+    results = load_results()
+    if not args.report:
+        for dataset in args.datasets:
+            if dataset != "synthetic" and not args.data_root.is_dir():
+                print(f"skipping {dataset}: {args.data_root} is missing", file=sys.stderr)
+                continue
+            seeds = args.seeds if args.seeds is not None else (
+                [0, 1, 2] if dataset == "synthetic" else [0])
+            for seed in seeds:
+                for detector in args.detectors:
+                    for loss in LOSSES:
+                        done = any(r["detector"] == detector and r["loss"] == loss
+                                   and r["dataset"] == dataset and r["seed"] == seed
+                                   and r["profile"] == args.profile for r in results)
+                        if done:
+                            continue
+                        run = run_one(detector, loss, dataset, seed, args.profile,
+                                      args.data_root, args.overrides)
+                        results.append(run)
+                        RESULTS.parent.mkdir(exist_ok=True)
+                        atomic_write_text(RESULTS, json.dumps(results, indent=1))
+                        print(f"{dataset:<15} {detector:<10} {loss:<7} seed {seed}: "
+                              f"MAE {run['mae']:.2f} RMSE {run['rmse']:.2f} "
+                              f"({run['train_minutes']:.1f} min)", flush=True)
+    table = report(results)
+    atomic_write_text(TABLE, table + "\n")
+    chart(results)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
