@@ -71,23 +71,41 @@ def dataset_overrides(name: str, data_root: Path) -> list[str]:
     raise SystemExit(f"unknown dataset {name!r}")
 
 
+# Ablations of MFL on CenterNet and synthetic data; each changes one thing from the default
+# (gaussian mask, tau 0.5, w = 1, normaliser objects, negatives inside the mask).
+ABLATIONS: dict[str, list[str]] = {
+    "default": [],
+    "mask=peak": ["loss.mask=peak"],
+    "mask=gaussian tau=0.3": ["loss.tau=0.3"],
+    "mask=gaussian tau=0.7": ["loss.tau=0.7"],
+    "mask=box": ["loss.mask=box"],
+    "weight_power=0": ["loss.weight_power=0"],
+    "weight_power=2": ["loss.weight_power=2"],
+    "normalizer=positives": ["loss.normalizer=positives"],
+    "normalizer=weighted": ["loss.normalizer=weighted"],
+    "negatives_inside_mask=false": ["loss.negatives_inside_mask=false"],
+}
+
+
 def load_results() -> list[dict[str, Any]]:
     return json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
 
 
 def run_one(detector: str, loss: str, dataset: str, seed: int, profile: str,
-            data_root: Path, extra: list[str]) -> dict[str, Any]:
+            data_root: Path, extra: list[str], variant: str = "default") -> dict[str, Any]:
     overrides = [*dataset_overrides(dataset, data_root), *BUDGETS[profile][dataset],
-                 f"model.name={detector}", f"loss.name={loss}", f"train.seed={seed}", *extra]
+                 f"model.name={detector}", f"loss.name={loss}", f"train.seed={seed}",
+                 *ABLATIONS[variant], *extra]
     config = load_config(None, overrides)
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         result = train(config, folder, progress=False)
         minutes = (time.perf_counter() - start) / 60
         test = result["test"]
-        images = len(build_splits(config)[2])
+        images = len(build_splits(config)[2])  # the test split
     return {"detector": detector, "loss": loss, "dataset": dataset, "seed": seed,
-            "profile": profile, "mae": test["mae"], "rmse": test["rmse"], "nae": test["nae"],
+            "profile": profile, "variant": variant, "mae": test["mae"], "rmse": test["rmse"],
+            "nae": test["nae"],
             "f1_sigma8": test["f1_sigma8"], "threshold": test["threshold"],
             "train_minutes": round(minutes, 2),
             "images_per_second": round(test["images_per_second"], 2), "test_images": images,
@@ -100,6 +118,8 @@ def report(results: list[dict[str, Any]]) -> str:
              "| MFL RMSE | RMSE change |", "|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple[str, str], dict[str, list[dict]]] = {}
     for run in results:
+        if run.get("variant", "default") != "default":
+            continue
         groups.setdefault((run["dataset"], run["detector"]), {}).setdefault(
             run["loss"], []).append(run)
     for (dataset, detector), by_loss in sorted(groups.items()):
@@ -120,6 +140,24 @@ def report(results: list[dict[str, Any]]) -> str:
             f"{mfl[2]:.2f} ({mfl[3]:.2f}) | {rmse_change:+.1f} % |")
     lines.append("")
     lines.append("Negative change: MFL has the lower error. Mean (standard deviation) over seeds.")
+    ablations = [r for r in results if r.get("variant", "default") != "default"
+                 or (r["loss"] == "mfl" and r["detector"] == "centernet"
+                     and r["dataset"] == "synthetic")]
+    variants = [v for v in ABLATIONS if any(r.get("variant", "default") == v
+                                            for r in ablations if v != "default")]
+    if variants:
+        lines += ["", "Ablations of MFL (CenterNet, synthetic; seeds that ran every variant):",
+                  "", "| variant | MAE | RMSE | F1 at 8 px | runs |", "|---|---|---|---|---|"]
+        seeds = set.intersection(*[{r["seed"] for r in ablations
+                                    if r.get("variant", "default") == v}
+                                   for v in ["default", *variants]])
+        for variant in ["default", *variants]:
+            runs = [r for r in ablations if r.get("variant", "default") == variant
+                    and r["seed"] in seeds]
+            if runs:
+                lines.append(f"| {variant} | {np.mean([r['mae'] for r in runs]):.2f} | "
+                             f"{np.mean([r['rmse'] for r in runs]):.2f} | "
+                             f"{np.mean([r['f1_sigma8'] for r in runs]):.3f} | {len(runs)} |")
     return "\n".join(lines)
 
 
@@ -161,11 +199,30 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="*")
     parser.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
     parser.add_argument("--report", action="store_true", help="only rebuild table and chart")
-    parser.add_argument("overrides", nargs="*", help="extra key=value for every run")
+    parser.add_argument("--ablations", action="store_true",
+                        help="run the MFL ablations (CenterNet, synthetic) instead of the grid")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="extra config override for every run")
     args = parser.parse_args()
     args.profile = args.profile or "quick"
     results = load_results()
-    if not args.report:
+    if args.ablations and not args.report:
+        for seed in args.seeds if args.seeds is not None else [0]:
+            for variant in ABLATIONS:
+                done = any(r.get("variant", "default") == variant and r["seed"] == seed
+                           and r["detector"] == "centernet" and r["loss"] == "mfl"
+                           and r["dataset"] == "synthetic" and r["profile"] == args.profile
+                           for r in results)
+                if done:
+                    continue
+                run = run_one("centernet", "mfl", "synthetic", seed, args.profile,
+                              args.data_root, args.overrides, variant)
+                results.append(run)
+                RESULTS.parent.mkdir(exist_ok=True)
+                atomic_write_text(RESULTS, json.dumps(results, indent=1))
+                print(f"ablation {variant:<28} seed {seed}: MAE {run['mae']:.2f} "
+                      f"RMSE {run['rmse']:.2f}", flush=True)
+    elif not args.report:
         for dataset in args.datasets:
             if dataset != "synthetic" and not args.data_root.is_dir():
                 print(f"skipping {dataset}: {args.data_root} is missing", file=sys.stderr)
@@ -177,7 +234,9 @@ def main() -> None:
                     for loss in LOSSES:
                         done = any(r["detector"] == detector and r["loss"] == loss
                                    and r["dataset"] == dataset and r["seed"] == seed
-                                   and r["profile"] == args.profile for r in results)
+                                   and r["profile"] == args.profile
+                                   and r.get("variant", "default") == "default"
+                                   for r in results)
                         if done:
                             continue
                         run = run_one(detector, loss, dataset, seed, args.profile,
