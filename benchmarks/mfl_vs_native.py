@@ -104,7 +104,8 @@ def run_one(detector: str, loss: str, dataset: str, seed: int, profile: str,
         test = result["test"]
         images = len(build_splits(config)[2])  # the test split
     return {"detector": detector, "loss": loss, "dataset": dataset, "seed": seed,
-            "profile": profile, "variant": variant, "mae": test["mae"], "rmse": test["rmse"],
+            "profile": profile, "variant": variant, "setting": " ".join(extra),
+            "mae": test["mae"], "rmse": test["rmse"],
             "nae": test["nae"],
             "f1_sigma8": test["f1_sigma8"], "threshold": test["threshold"],
             "train_minutes": round(minutes, 2),
@@ -118,7 +119,7 @@ def report(results: list[dict[str, Any]]) -> str:
              "| MFL RMSE | RMSE change |", "|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple[str, str], dict[str, list[dict]]] = {}
     for run in results:
-        if run.get("variant", "default") != "default":
+        if run.get("variant", "default") != "default" or run.get("setting"):
             continue
         groups.setdefault((run["dataset"], run["detector"]), {}).setdefault(
             run["loss"], []).append(run)
@@ -140,13 +141,16 @@ def report(results: list[dict[str, Any]]) -> str:
             f"{mfl[2]:.2f} ({mfl[3]:.2f}) | {rmse_change:+.1f} % |")
     lines.append("")
     lines.append("Negative change: MFL has the lower error. Mean (standard deviation) over seeds.")
-    ablations = [r for r in results if r.get("variant", "default") != "default"
-                 or (r["loss"] == "mfl" and r["detector"] == "centernet"
-                     and r["dataset"] == "synthetic")]
+    tagged = [r for r in results if r.get("variant", "default") != "default"]
+    setting = tagged[0].get("setting", "") if tagged else ""
+    ablations = [r for r in results if r.get("setting", "") == setting
+                 and r["loss"] == "mfl" and r["detector"] == "centernet"
+                 and r["dataset"] == "synthetic"]
     variants = [v for v in ABLATIONS if any(r.get("variant", "default") == v
                                             for r in ablations if v != "default")]
     if variants:
-        lines += ["", "Ablations of MFL (CenterNet, synthetic; seeds that ran every variant):",
+        lines += ["", f"Ablations of MFL (CenterNet, synthetic, {setting or 'defaults'}; seeds "
+                  "that ran every variant):",
                   "", "| variant | MAE | RMSE | F1 at 8 px | runs |", "|---|---|---|---|---|"]
         seeds = set.intersection(*[{r["seed"] for r in ablations
                                     if r.get("variant", "default") == v}
@@ -212,6 +216,7 @@ def main() -> None:
                 done = any(r.get("variant", "default") == variant and r["seed"] == seed
                            and r["detector"] == "centernet" and r["loss"] == "mfl"
                            and r["dataset"] == "synthetic" and r["profile"] == args.profile
+                           and r.get("setting", "") == " ".join(args.overrides)
                            for r in results)
                 if done:
                     continue
@@ -236,6 +241,7 @@ def main() -> None:
                                    and r["dataset"] == dataset and r["seed"] == seed
                                    and r["profile"] == args.profile
                                    and r.get("variant", "default") == "default"
+                                   and r.get("setting", "") == " ".join(args.overrides)
                                    for r in results)
                         if done:
                             continue

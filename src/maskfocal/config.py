@@ -33,6 +33,7 @@ CHOICES: dict[str, tuple] = {
     "loss.target_map": ("gaussian", "binary"),
     "loss.normalizer": ("objects", "positives", "weighted"),
     "loss.box_spread": ("centernet", "ttfnet"),
+    "loss.spread_source": ("auto", "points"),
     "data.format": DATA_FORMATS,
     "train.device": ("auto", "cpu", "cuda"),
 }
@@ -93,6 +94,7 @@ class LossConfig:
     normalizer: str = "objects"
     negatives_inside_mask: bool = True
     box_spread: str = "centernet"
+    spread_source: str = "auto"
     point_spread_k: int = 3
     point_spread_scale: float = 0.3
     min_sigma: float = 0.5

@@ -69,3 +69,14 @@ def test_point_sigmas_and_pseudo_boxes_edge_cases():
     np.testing.assert_allclose(boxes[0], [5, 5, 15, 15])
     alone = pseudo_boxes(np.array([[50.0, 50.0]]), fallback=16)
     np.testing.assert_allclose(alone[0], [42, 42, 58, 58])
+
+
+def test_spread_source_points_ignores_boxes():
+    from maskfocal.targets.centernet import SpreadRule, head_sigmas
+
+    points = np.array([[10.0, 10.0], [18.0, 10.0], [10.0, 40.0]])
+    boxes = np.concatenate([points - 20, points + 20], axis=1)
+    from_boxes = head_sigmas(points, boxes, True, 4, SpreadRule())
+    from_points = head_sigmas(points, boxes, True, 4, SpreadRule(source="points"))
+    np.testing.assert_allclose(from_points, head_sigmas(points, None, False, 4, SpreadRule()))
+    assert not np.allclose(from_boxes, from_points)

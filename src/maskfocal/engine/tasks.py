@@ -28,7 +28,7 @@ _TORCHVISION_KEYS = {"classification": "loss_classification", "bbox_regression":
 
 def spread_rule(config: Config) -> SpreadRule:
     loss = config.loss
-    return SpreadRule(box_rule=loss.box_spread, k=loss.point_spread_k,
+    return SpreadRule(box_rule=loss.box_spread, source=loss.spread_source, k=loss.point_spread_k,
                       scale=loss.point_spread_scale, min_sigma=loss.min_sigma,
                       max_sigma=loss.max_sigma)
 

@@ -25,6 +25,7 @@ class SpreadRule:
     """How a head's Gaussian spread is chosen (``loss.*`` keys of the config)."""
 
     box_rule: str = "centernet"
+    source: str = "auto"  # "points": the point rule even where boxes exist
     k: int = 3
     scale: float = 0.3
     min_sigma: float = 0.5
@@ -55,7 +56,7 @@ class CenterNetTargets:
 def head_sigmas(points: np.ndarray, boxes: np.ndarray | None, has_boxes: bool, stride: int,
                 rule: SpreadRule) -> np.ndarray:
     """(N, 2) spreads in feature-map pixels of one image's heads."""
-    if has_boxes and boxes is not None:
+    if has_boxes and boxes is not None and rule.source == "auto":
         return box_sigmas(boxes / stride, rule=rule.box_rule, min_sigma=rule.min_sigma)
     fallback = float(np.clip(LONE_HEAD_SIGMA, rule.min_sigma, rule.max_sigma))
     sigma = point_sigmas(points / stride, k=rule.k, scale=rule.scale, min_sigma=rule.min_sigma,
