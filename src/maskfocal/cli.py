@@ -116,7 +116,7 @@ def _count(args: argparse.Namespace) -> int:
     overlay_dir = Path(args.save_overlay) if args.save_overlay else None
     for path in paths:
         try:
-            pixels = counter._pixels(path)
+            pixels = counter.read_image(path)
         except DatasetError as error:
             print(f"warning: skipped {error}", file=sys.stderr)
             skipped += 1

@@ -78,7 +78,9 @@ class Counter:
         return cls(model, config, float(state.get("threshold", config.decode.threshold)),
                    _select_device(device))
 
-    def _pixels(self, image) -> np.ndarray:
+    @staticmethod
+    def read_image(image) -> np.ndarray:
+        """A path, PIL image, (H, W[, 3|4]) array or (3, H, W) tensor as (H, W, 3) uint8."""
         if isinstance(image, (str, Path)):
             return load_rgb(image)
         if isinstance(image, Image.Image):
@@ -96,7 +98,7 @@ class Counter:
     @torch.no_grad()
     def __call__(self, image, *, return_heatmap: bool = False) -> CountResult:
         """Count heads in a path, PIL image, (H, W, 3) uint8 array or (3, H, W) tensor."""
-        pixels = self._pixels(image)
+        pixels = self.read_image(image)
         tensor = to_tensor(pixels)
         height, width = tensor.shape[-2:]
         scale = min(1.0, self.config.data.max_eval_side / max(height, width))
