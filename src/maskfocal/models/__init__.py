@@ -28,15 +28,13 @@ def build_model(config: Config, *, pretrained: bool = True) -> nn.Module:
                          neck_channels=model.neck_channels, head_channels=model.head_channels,
                          size_head=model.size_head)
     from maskfocal.engine.tasks import spread_rule
-    from maskfocal.losses.mask_focal import MaskFocalLossConfig
+    from maskfocal.losses import heatmap_loss_config
 
     from .detectors import build_fcos, build_retinanet
 
     mfl = None
     if config.loss.name == "mfl":  # the detector's own assignment is the positive mask
-        options = {f.name: getattr(config.loss, f.name)
-                   for f in dataclasses.fields(MaskFocalLossConfig)}
-        mfl = MaskFocalLossConfig(**{**options, "mask": "assigned"})
+        mfl = dataclasses.replace(heatmap_loss_config(config.loss), mask="assigned")
     build = build_fcos if model.name == "fcos" else build_retinanet
     return build(Backbone(model.backbone, weights), channels=model.neck_channels,
                  head_convs=model.head_convs, mfl=mfl,
