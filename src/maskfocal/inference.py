@@ -18,7 +18,7 @@ from PIL import Image
 from maskfocal.config import Config, config_from_dict
 from maskfocal.data.readers.common import IMAGE_EXTENSIONS
 from maskfocal.data.training import pad_batch
-from maskfocal.data.transforms import resize, to_tensor
+from maskfocal.data.transforms import Sample, fit_for_eval, to_tensor
 from maskfocal.engine.checkpoint import load_checkpoint
 from maskfocal.engine.tasks import decode_outputs, forward
 from maskfocal.errors import MaskfocalError
@@ -99,16 +99,14 @@ class Counter:
     def __call__(self, image, *, return_heatmap: bool = False) -> CountResult:
         """Count heads in a path, PIL image, (H, W, 3) uint8 array or (3, H, W) tensor."""
         pixels = self.read_image(image)
-        tensor = to_tensor(pixels)
-        height, width = tensor.shape[-2:]
-        scale = min(1.0, self.config.data.max_eval_side / max(height, width))
-        if scale < 1:
-            tensor = resize(tensor, scale)
-        batch = pad_batch([tensor]).to(self.device)
+        no_heads = torch.zeros(0, 2)
+        sample = fit_for_eval(Sample(to_tensor(pixels), no_heads, no_heads.new_zeros(0, 4),
+                                     False), self.config.data.max_eval_side)
+        batch = pad_batch([sample.image]).to(self.device)
         outputs = forward(self.model, batch)
-        detections = decode_outputs(self.model, outputs, [tuple(tensor.shape[-2:])],
+        detections = decode_outputs(self.model, outputs, [sample.valid_size],
                                     threshold=self.threshold, decode=self.config.decode)[0]
-        detections = detections.scaled(1 / scale)
+        detections = detections.scaled(1 / sample.scale)
         heatmap = None
         if return_heatmap:
             if not isinstance(self.model, CenterNet):
