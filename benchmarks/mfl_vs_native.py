@@ -15,7 +15,9 @@ bar chart (``docs/mfl_vs_native.png``) are rebuilt from the JSON at the end (or 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -23,10 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from maskfocal.config import load_config
 from maskfocal.engine import build_splits, train
+from maskfocal.engine.checkpoint import load_checkpoint
+from maskfocal.engine.evaluate import predict
 from maskfocal.io import atomic_write_text
+from maskfocal.models import build_model
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "mfl_vs_native.json"
@@ -92,25 +98,52 @@ def load_results() -> list[dict[str, Any]]:
 
 
 def run_one(detector: str, loss: str, dataset: str, seed: int, profile: str,
-            data_root: Path, extra: list[str], variant: str = "default") -> dict[str, Any]:
+            data_root: Path, extra: list[str], variant: str = "default",
+            keep: Path | None = None) -> dict[str, Any]:
     overrides = [*dataset_overrides(dataset, data_root), *BUDGETS[profile][dataset],
                  f"model.name={detector}", f"loss.name={loss}", f"train.seed={seed}",
                  *ABLATIONS[variant], *extra]
     config = load_config(None, overrides)
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        if keep is not None:  # kept for the analysis (predicted heatmaps)
+            folder = keep / f"{dataset}-{detector}-{loss}-{seed}-{variant}".replace(" ", "_")
+            if folder.exists():
+                shutil.rmtree(folder)
         start = time.perf_counter()
         result = train(config, folder, progress=False)
         minutes = (time.perf_counter() - start) / 60
         test = result["test"]
-        images = len(build_splits(config)[2])  # the test split
+        test_images = build_splits(config)[2]
+        with (folder / "metrics.csv").open(newline="") as file:
+            history = [{k: float(v) for k, v in row.items() if v not in ("", None)}
+                       for row in csv.DictReader(file)]
+        sweep = threshold_sweep(folder / "best.pt", config, test_images)
     return {"detector": detector, "loss": loss, "dataset": dataset, "seed": seed,
             "profile": profile, "variant": variant, "setting": " ".join(extra),
             "mae": test["mae"], "rmse": test["rmse"],
             "nae": test["nae"],
             "f1_sigma8": test["f1_sigma8"], "threshold": test["threshold"],
             "train_minutes": round(minutes, 2),
-            "images_per_second": round(test["images_per_second"], 2), "test_images": images,
+            "images_per_second": round(test["images_per_second"], 2),
+            "test_images": len(test_images), "history": history,
+            "test_mae_by_threshold": sweep,
             "config": config.to_dict(), "overrides": overrides}
+
+
+SWEEP = np.round(np.arange(0.05, 0.951, 0.05), 2)
+
+
+def threshold_sweep(checkpoint: Path, config, images) -> dict[str, float]:
+    """Test MAE at every threshold of ``SWEEP``: how much the calibrated one gives away."""
+    state = load_checkpoint(checkpoint)
+    model = build_model(config, pretrained=False)
+    model.load_state_dict(state["model"])
+    predictions = predict(model, images, device=torch.device("cpu"), decode=config.decode,
+                          max_side=config.data.max_eval_side)
+    gt = predictions.gt_counts
+    return {f"{t:.2f}": round(float(np.abs(predictions.counts(t) - gt).mean()), 3)
+            for t in SWEEP}
 
 
 def report(results: list[dict[str, Any]]) -> str:
@@ -203,6 +236,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="*")
     parser.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
     parser.add_argument("--report", action="store_true", help="only rebuild table and chart")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep each run's folder (checkpoints, metrics.csv) under DIR")
     parser.add_argument("--ablations", action="store_true",
                         help="run the MFL ablations (CenterNet, synthetic) instead of the grid")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
@@ -221,7 +256,7 @@ def main() -> None:
                 if done:
                     continue
                 run = run_one("centernet", "mfl", "synthetic", seed, args.profile,
-                              args.data_root, args.overrides, variant)
+                              args.data_root, args.overrides, variant, args.keep)
                 results.append(run)
                 RESULTS.parent.mkdir(exist_ok=True)
                 atomic_write_text(RESULTS, json.dumps(results, indent=1))
@@ -246,7 +281,7 @@ def main() -> None:
                         if done:
                             continue
                         run = run_one(detector, loss, dataset, seed, args.profile,
-                                      args.data_root, args.overrides)
+                                      args.data_root, args.overrides, keep=args.keep)
                         results.append(run)
                         RESULTS.parent.mkdir(exist_ok=True)
                         atomic_write_text(RESULTS, json.dumps(results, indent=1))
