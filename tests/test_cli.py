@@ -95,7 +95,9 @@ def test_train_eval_count_end_to_end(tmp_path, capsys):
     many = json.loads(captured.out.strip().splitlines()[-1])
     assert isinstance(many, list) and len(many) == 2
     assert "1 of 3 images could not be read" in captured.err
-    assert len(list((tmp_path / "overlays").glob("*.png"))) == 2
+    written = sorted(p.name for p in (tmp_path / "overlays").iterdir())
+    assert written == ["000001.png", "000002.png", "contact_sheet.png", "counts.csv"]
+    assert (tmp_path / "overlays" / "counts.csv").read_text().count("\n") == 3
     assert main(["eval", "--checkpoint", str(tmp_path / "missing.pt"), "--format",
                  "synthetic"]) == 2
     assert main(["train", "--config", str(tiny), "--out", str(run), "model.nope=1"]) == 2
@@ -120,4 +122,4 @@ def test_counter_accepts_arrays_pil_tensors_and_gives_heatmap(tmp_path):
               counter(torch.zeros(3, 70, 90)).count}
     assert len(counts) == 1
     result = counter(pixels, return_heatmap=True)
-    assert result.heatmap.shape == (96 // 4, 96 // 4)
+    assert result.heatmap.shape == (-(-70 // 4), -(-90 // 4))

@@ -108,32 +108,89 @@ def _eval(args: argparse.Namespace) -> int:
 def _count(args: argparse.Namespace) -> int:
     from maskfocal.errors import DatasetError
     from maskfocal.inference import Counter, expand_inputs
-    from maskfocal.visualize import draw_heads
+    from maskfocal.video import count_video, is_video
+    from maskfocal.visualize import contact_sheet, draw_overlay
 
-    paths = expand_inputs(args.inputs)
-    counter = Counter.from_checkpoint(args.checkpoint, device=args.device)
-    results, skipped = [], 0
-    overlay_dir = Path(args.save_overlay) if args.save_overlay else None
-    for path in paths:
+    videos = [Path(item) for item in args.inputs if is_video(item)]
+    images = expand_inputs([i for i in args.inputs if not is_video(i)]) if \
+        len(videos) < len(args.inputs) else []
+    for video in videos:
+        if not video.is_file():
+            raise MaskfocalError(f"{video}: no such file")
+    tiling = {"tile_above": None if args.no_tiles else args.tile_above,
+              "tile_size": args.tile_size, "tile_overlap": args.tile_overlap}
+    counter = Counter.from_checkpoint(args.checkpoint, device=args.device, **tiling)
+    heatmap = args.heatmap and counter.has_heatmap
+    out = Path(args.out) if args.out else None
+    results, skipped, sheet = [], 0, []
+    for path in images:
         try:
             pixels = counter.read_image(path)
         except DatasetError as error:
             print(f"warning: skipped {error}", file=sys.stderr)
             skipped += 1
             continue
-        result = counter(pixels)
+        result = counter(pixels, return_heatmap=heatmap and out is not None)
         results.append({"image": str(path), **result.to_json()})
         if not args.json:
             print(f"{path}: {result.count}")
-        if overlay_dir is not None:
-            overlay_dir.mkdir(parents=True, exist_ok=True)
-            draw_heads(pixels, result.points, result.boxes,
-                       label=f"{result.count} heads").save(overlay_dir / f"{path.stem}.png")
+        if out is not None:
+            picture = draw_overlay(pixels, result)
+            _save_png(picture, out / f"{path.stem}.png")
+            sheet.append((picture, f"{path.name}: {result.count}"))
+    if out is not None and images:
+        _write_counts_csv(out / "counts.csv", results)
+        if len(sheet) > 1:
+            _save_png(contact_sheet(sheet), out / "contact_sheet.png")
     if skipped:
-        print(f"{skipped} of {len(paths)} images could not be read and were skipped",
+        print(f"{skipped} of {len(images)} images could not be read and were skipped",
               file=sys.stderr)
+    for video in videos:
+        folder = out or Path("runs/count")
+        summary = count_video(video, counter, every=args.every,
+                              csv_path=folder / f"{video.stem}.csv",
+                              video_path=None if args.no_video else folder / f"{video.stem}.mp4",
+                              heatmap=heatmap)
+        line = (f"{video}: {summary.frames_counted} of {summary.frames_read} frames counted, "
+                f"mean {summary.mean_count:.1f} heads -> {summary.csv_path}")
+        if summary.video_path:
+            line += f", {summary.video_path}"
+        print(line, file=sys.stderr if args.json else sys.stdout)
+        results.append({"video": str(video), "csv": str(summary.csv_path),
+                        "frames_counted": summary.frames_counted,
+                        "mean_count": round(summary.mean_count, 3)})
+    if images and out is not None:
+        print(f"overlays, counts.csv{' and contact_sheet.png' if len(sheet) > 1 else ''} "
+              f"written to {out}", file=sys.stderr)
     if args.json:
-        print(json.dumps(results[0] if len(paths) == 1 and results else results))
+        single = len(images) + len(videos) == 1 and results
+        print(json.dumps(results[0] if single else results))
+    return 0
+
+
+def _save_png(picture, path: Path) -> None:
+    import io
+
+    from maskfocal.io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _write_counts_csv(path: Path, results: list[dict]) -> None:
+    from maskfocal.io import atomic_write_text
+
+    lines = ["image,count"] + [f"{json.dumps(r['image'])},{r['count']}" for r in results]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from maskfocal.export import export_onnx
+
+    path = export_onnx(args.checkpoint, args.out)
+    print(f"wrote {path} (decoding runs outside the graph; count with "
+          f"`maskfocal count IMAGES --checkpoint {path}`)")
     return 0
 
 
@@ -209,14 +266,37 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--save-dir", help="write per_image.csv and metrics.json here")
     evaluate.set_defaults(run=_eval)
 
-    count = commands.add_parser("count", help="count heads in images or folders")
-    count.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    count.add_argument("--checkpoint", required=True)
+    count = commands.add_parser("count", help="count heads in images, folders or videos")
+    count.add_argument("inputs", nargs="+", metavar="INPUT",
+                       help="image files, folders of images, or video files")
+    count.add_argument("--checkpoint", required=True,
+                       help="a .pt checkpoint, or a .onnx file from `maskfocal export`")
     count.add_argument("--json", action="store_true",
                        help="last line: JSON ({count, points} or a list of those)")
-    count.add_argument("--save-overlay", metavar="DIR", help="save annotated PNGs here")
+    count.add_argument("--out", "--save-overlay", dest="out", metavar="DIR",
+                       help="write overlays, counts.csv and a contact sheet here (videos: "
+                            "STEM.csv and STEM.mp4; default runs/count)")
+    count.add_argument("--no-heatmap", dest="heatmap", action="store_false",
+                       help="overlays without the blended heatmap")
+    count.add_argument("--every", type=int, default=10, metavar="N",
+                       help="videos: count every N-th frame (default 10)")
+    count.add_argument("--no-video", action="store_true",
+                       help="videos: write only the CSV, not the annotated video")
+    count.add_argument("--tile-above", type=int, default=2048, metavar="PIXELS",
+                       help="count images whose longer side exceeds this in tiles at full "
+                            "resolution (default 2048)")
+    count.add_argument("--tile-size", type=int, default=1024, metavar="PIXELS")
+    count.add_argument("--tile-overlap", type=int, default=128, metavar="PIXELS")
+    count.add_argument("--no-tiles", action="store_true",
+                       help="never tile: scale large images down to data.max_eval_side")
     count.add_argument("--device", default="auto", help="auto, cpu or cuda")
     count.set_defaults(run=_count)
+
+    export = commands.add_parser("export", help="export a checkpoint (ONNX)")
+    export.add_argument("--checkpoint", required=True)
+    export.add_argument("--format", default="onnx", choices=["onnx"])
+    export.add_argument("--out", required=True, help="the .onnx file to write")
+    export.set_defaults(run=_export)
 
     demo = commands.add_parser("demo", help="the main job on built-in synthetic data")
     demo.add_argument("--out", default="demo_out", help="folder for everything it writes")

@@ -8,22 +8,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import Tensor
 
 from maskfocal.config import Config, config_from_dict
 from maskfocal.data.readers.common import IMAGE_EXTENSIONS
 from maskfocal.data.training import pad_batch
 from maskfocal.data.transforms import Sample, fit_for_eval, to_tensor
+from maskfocal.decode import Detections
 from maskfocal.engine.checkpoint import load_checkpoint
 from maskfocal.engine.tasks import decode_outputs, forward
 from maskfocal.errors import MaskfocalError
 from maskfocal.models import CenterNet, build_model
 from maskfocal.structures import load_rgb
+from maskfocal.tiling import in_core, merge_across_tiles, plan_tiles
 
 __all__ = ["CountResult", "Counter", "expand_inputs"]
 
@@ -36,7 +40,7 @@ class CountResult:
     points: np.ndarray  # (n, 2) x, y
     scores: np.ndarray  # (n,)
     boxes: np.ndarray | None  # (n, 4) x1 y1 x2 y2, when the model predicts sizes
-    heatmap: np.ndarray | None = None  # (H/4, W/4) probabilities, on request
+    heatmap: np.ndarray | None = None  # (ceil(H/4), ceil(W/4)) probabilities, on request
 
     def to_json(self) -> dict:
         return {"count": self.count,
@@ -46,27 +50,60 @@ class CountResult:
 def _select_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MaskfocalError(f"device {device!r} asked for, but no CUDA device is available")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise MaskfocalError(f"unknown device {device!r} (use auto, cpu or cuda)") from None
 
 
 class Counter:
-    """A trained counter: ``counter(image) -> CountResult``.
+    """A trained counter: ``counter(image) -> CountResult``, ``counter([a, b]) -> [...]``.
 
     Args:
-        model: the detector (in eval mode on ``device``).
+        model: the detector (in eval mode on ``device``). With ``runner`` it only decodes.
         config: its resolved config.
         threshold: the score threshold (calibrated on validation when training ended).
+        runner: runs a padded (B, 3, H, W) batch and returns what ``model`` would (the
+            ONNX Runtime runner of :mod:`maskfocal.export`); default: ``model`` itself.
+        tile_above: images whose longer side exceeds this are counted in tiles at full
+            resolution, so memory is bounded by the tile (``None``: never tile; such images
+            are scaled down to ``data.max_eval_side`` instead).
+        tile_size, tile_overlap: tile side and the least overlap of neighbours, in pixels.
+        merge_radius: heads of two tiles closer than this (pixels) are one head.
+        batch_size: images (or tiles) per forward pass.
     """
 
     def __init__(self, model: torch.nn.Module, config: Config, threshold: float,
-                 device: torch.device) -> None:
+                 device: torch.device, *, runner: Callable[[Tensor], object] | None = None,
+                 tile_above: int | None = 2048, tile_size: int = 1024, tile_overlap: int = 128,
+                 merge_radius: float = 8.0, batch_size: int = 4) -> None:
+        if tile_size <= tile_overlap or tile_size < 64:
+            raise MaskfocalError(f"tile size {tile_size} must be at least 64 and exceed the "
+                                 f"overlap {tile_overlap}")
         self.model = model.eval().to(device)
         self.config = config
         self.threshold = threshold
         self.device = device
+        self.runner = runner
+        self.tile_above = tile_above
+        self.tile_size = tile_size
+        self.tile_overlap = tile_overlap
+        self.merge_radius = merge_radius
+        self.batch_size = max(1, batch_size)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Counter:
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", **options) -> Counter:
+        """A ``.pt`` checkpoint of ``maskfocal train``, or a ``.onnx`` file of
+        ``maskfocal export`` (run with ONNX Runtime). ``options``: see the class."""
+        torch_device = _select_device(device)
+        if Path(path).suffix.lower() == ".onnx":
+            from maskfocal.export import OnnxRunner
+
+            runner = OnnxRunner(path, torch_device)
+            return cls(runner.model, runner.config, runner.threshold, torch.device("cpu"),
+                       runner=runner, **options)
         state = load_checkpoint(path)
         config = config_from_dict(state["config"])
         model = build_model(config, pretrained=False)
@@ -76,7 +113,7 @@ class Counter:
             raise MaskfocalError(f"{path}: weights do not fit the model its config describes "
                                  f"({str(error).splitlines()[0]})") from None
         return cls(model, config, float(state.get("threshold", config.decode.threshold)),
-                   _select_device(device))
+                   torch_device, **options)
 
     @staticmethod
     def read_image(image) -> np.ndarray:
@@ -85,37 +122,153 @@ class Counter:
             return load_rgb(image)
         if isinstance(image, Image.Image):
             return np.asarray(image.convert("RGB"))
-        if isinstance(image, torch.Tensor):  # (3, H, W) float in [0, 1]
-            return (image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round() \
-                .astype(np.uint8)
+        if isinstance(image, torch.Tensor):  # (3, H, W) float in [0, 1], or uint8
+            if image.ndim != 3 or image.shape[0] not in (1, 3):
+                raise MaskfocalError(f"expected a (3, H, W) tensor, got shape "
+                                     f"{tuple(image.shape)}")
+            image = image.detach().cpu()
+            if image.dtype != torch.uint8:
+                image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
+            return image.expand(3, -1, -1).permute(1, 2, 0).numpy()
         array = np.asarray(image)
         if array.ndim == 2:
             array = np.repeat(array[..., None], 3, axis=2)
         if array.ndim != 3 or array.shape[2] not in (3, 4):
             raise MaskfocalError(f"expected an (H, W, 3) image, got shape {array.shape}")
-        return array[..., :3].astype(np.uint8)
+        if array.dtype != np.uint8:
+            if np.issubdtype(array.dtype, np.floating) and array.max(initial=0) <= 1.0:
+                array = array * 255.0
+            array = np.clip(np.round(array), 0, 255)
+        return np.ascontiguousarray(array[..., :3], dtype=np.uint8)
+
+    @property
+    def has_heatmap(self) -> bool:
+        """Whether the model predicts a heatmap (CenterNet)."""
+        return isinstance(self.model, CenterNet)
+
+    @staticmethod
+    def _is_batch(images) -> bool:
+        if isinstance(images, (list, tuple)):
+            return True
+        return isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4
 
     @torch.no_grad()
-    def __call__(self, image, *, return_heatmap: bool = False) -> CountResult:
-        """Count heads in a path, PIL image, (H, W, 3) uint8 array or (3, H, W) tensor."""
-        pixels = self.read_image(image)
-        no_heads = torch.zeros(0, 2)
-        sample = fit_for_eval(Sample(to_tensor(pixels), no_heads, no_heads.new_zeros(0, 4),
-                                     False), self.config.data.max_eval_side)
-        batch = pad_batch([sample.image]).to(self.device)
-        outputs = forward(self.model, batch)
-        detections = decode_outputs(self.model, outputs, [sample.valid_size],
-                                    threshold=self.threshold, decode=self.config.decode)[0]
-        detections = detections.scaled(1 / sample.scale)
-        heatmap = None
-        if return_heatmap:
-            if not isinstance(self.model, CenterNet):
-                raise MaskfocalError("only CenterNet predicts a heatmap")
-            heatmap = torch.sigmoid(outputs["heatmap"][0, 0].float()).cpu().numpy()
-        return CountResult(count=detections.count, points=detections.points.cpu().numpy(),
-                           scores=detections.scores.cpu().numpy(),
-                           boxes=None if detections.boxes is None
-                           else detections.boxes.cpu().numpy(), heatmap=heatmap)
+    def __call__(self, images, *, return_heatmap: bool = False
+                 ) -> CountResult | list[CountResult]:
+        """Count heads in one image (a path, PIL image, (H, W, 3) array or (3, H, W) tensor)
+        or a batch (a list of those, an (N, H, W, 3) array or an (N, 3, H, W) tensor)."""
+        if return_heatmap and not isinstance(self.model, CenterNet):
+            raise MaskfocalError("only CenterNet predicts a heatmap")
+        if not self._is_batch(images):
+            return self._count([self.read_image(images)], return_heatmap)[0]
+        return self._count([self.read_image(image) for image in images], return_heatmap)
+
+    def _count(self, images: list[np.ndarray], heatmap: bool) -> list[CountResult]:
+        results: list[CountResult | None] = [None] * len(images)
+        samples: dict[int, Sample] = {}
+        for i, image in enumerate(images):
+            if self._tiled(image):
+                results[i] = self._count_tiled(image, heatmap)
+            else:
+                samples[i] = fit_for_eval(_sample(image), self.config.data.max_eval_side)
+        for indices in _same_padded_size(samples, self.batch_size):
+            found = self._detect([samples[i].image for i in indices])
+            for i, (detections, maps) in zip(indices, found, strict=True):
+                scale = samples[i].scale
+                if heatmap and scale != 1:
+                    maps = _rescaled(maps, images[i].shape, getattr(self.model, "stride", 4))
+                results[i] = _result(detections.scaled(1 / scale), maps if heatmap else None)
+        return results  # type: ignore[return-value]
+
+    def _tiled(self, image: np.ndarray) -> bool:
+        return self.tile_above is not None and max(image.shape[:2]) > self.tile_above
+
+    def _detect(self, tensors: list[Tensor]) -> list[tuple[Detections, np.ndarray | None]]:
+        """Detections (input pixels) and, for CenterNet, valid heatmaps of unpadded images."""
+        batch = pad_batch(tensors).to(self.device)
+        outputs = self.runner(batch) if self.runner is not None else forward(self.model, batch)
+        sizes = [tuple(t.shape[-2:]) for t in tensors]
+        detections = decode_outputs(self.model, outputs, sizes, threshold=self.threshold,
+                                    decode=self.config.decode)
+        maps: list[np.ndarray | None] = [None] * len(tensors)
+        if isinstance(outputs, dict):
+            stride = self.model.stride
+            probabilities = torch.sigmoid(outputs["heatmap"][:, 0].float()).cpu().numpy()
+            maps = [probabilities[b, :-(-h // stride), :-(-w // stride)]
+                    for b, (h, w) in enumerate(sizes)]
+        return list(zip(detections, maps, strict=True))
+
+    def _count_tiled(self, image: np.ndarray, heatmap: bool) -> CountResult:
+        height, width = image.shape[:2]
+        tiles = plan_tiles(height, width, self.tile_size, self.tile_overlap)
+        stride = getattr(self.model, "stride", 4)
+        canvas = (np.zeros((-(-height // stride), -(-width // stride)), np.float32)
+                  if heatmap else None)
+        points, scores, boxes, owners = [], [], [], []
+        crops = {number: tile for number, tile in enumerate(tiles)}
+        for group in _same_padded_size({n: (t.y1 - t.y0, t.x1 - t.x0) for n, t in crops.items()},
+                                       self.batch_size):
+            found = self._detect([to_tensor(image[crops[n].y0:crops[n].y1,
+                                                  crops[n].x0:crops[n].x1]) for n in group])
+            for number, (detections, maps) in zip(group, found, strict=True):
+                tile = crops[number]
+                shift = torch.tensor([tile.x0, tile.y0], dtype=torch.float32)
+                tile_points = (detections.points.cpu() + shift).numpy()
+                keep = in_core(tile_points, tile)
+                points.append(tile_points[keep])
+                scores.append(detections.scores.cpu().numpy()[keep])
+                owners.append(np.full(int(keep.sum()), number))
+                if detections.boxes is not None:
+                    boxes.append((detections.boxes.cpu() + shift.repeat(2)).numpy()[keep])
+                if canvas is not None and maps is not None:
+                    rows = slice(tile.cy0 // stride, -(-tile.cy1 // stride))
+                    cols = slice(tile.cx0 // stride, -(-tile.cx1 // stride))
+                    canvas[rows, cols] = maps[rows.start - tile.y0 // stride:
+                                              rows.stop - tile.y0 // stride,
+                                              cols.start - tile.x0 // stride:
+                                              cols.stop - tile.x0 // stride]
+        all_points = np.concatenate(points).reshape(-1, 2)
+        all_scores = np.concatenate(scores)
+        keep = merge_across_tiles(all_points, all_scores, np.concatenate(owners),
+                                  self.merge_radius)
+        keep = keep[np.argsort(-all_scores[keep], kind="stable")]
+        all_boxes = np.concatenate(boxes).reshape(-1, 4)[keep] if boxes else None
+        return CountResult(count=len(keep), points=all_points[keep], scores=all_scores[keep],
+                           boxes=all_boxes, heatmap=canvas)
+
+
+def _same_padded_size(items: dict[int, Sample | tuple[int, int]], batch_size: int
+                      ) -> list[list[int]]:
+    """Keys in batches of at most ``batch_size`` whose images pad to the same size, so that
+    a batched result equals the one-at-a-time result (padding is black, which a network
+    sees near the border)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for key, item in items.items():
+        height, width = item if isinstance(item, tuple) else item.valid_size
+        groups.setdefault((-(-height // 32), -(-width // 32)), []).append(key)
+    return [keys[start:start + batch_size] for keys in groups.values()
+            for start in range(0, len(keys), batch_size)]
+
+
+def _sample(pixels: np.ndarray) -> Sample:
+    no_heads = torch.zeros(0, 2)
+    return Sample(to_tensor(pixels), no_heads, no_heads.new_zeros(0, 4), False)
+
+
+def _result(detections: Detections, heatmap: np.ndarray | None) -> CountResult:
+    return CountResult(count=detections.count, points=detections.points.cpu().numpy(),
+                       scores=detections.scores.cpu().numpy(),
+                       boxes=None if detections.boxes is None
+                       else detections.boxes.cpu().numpy(), heatmap=heatmap)
+
+
+def _rescaled(heatmap: np.ndarray | None, shape: tuple[int, ...], stride: int = 4
+              ) -> np.ndarray | None:
+    """A heatmap of a scaled-down image, resized to the original image's stride grid."""
+    if heatmap is None:
+        return None
+    size = (-(-shape[1] // stride), -(-shape[0] // stride))
+    return np.asarray(Image.fromarray(heatmap).resize(size, Image.Resampling.BILINEAR))
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:

@@ -35,3 +35,45 @@ def draw_annotated(annotated: AnnotatedImage, label: str | None = None) -> Image
     if label is None:
         label = f"{annotated.num_heads} heads"
     return draw_heads(annotated.load_image(), annotated.points, annotated.boxes, label=label)
+
+
+def blend_heatmap(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """``heatmap`` (probabilities on any grid) resized to the image, coloured with matplotlib's
+    ``inferno`` and blended in where it is high (opacity ``alpha * probability``)."""
+    from matplotlib import colormaps
+
+    height, width = image.shape[:2]
+    resized = np.asarray(Image.fromarray(np.asarray(heatmap, dtype=np.float32))
+                         .resize((width, height), Image.Resampling.BILINEAR)).clip(0, 1)
+    colours = colormaps["inferno"](resized)[..., :3] * 255
+    weight = (alpha * resized)[..., None]
+    return (image * (1 - weight) + colours * weight).round().astype(np.uint8)
+
+
+def draw_overlay(image: np.ndarray, result, *, heatmap_alpha: float = 0.5) -> Image.Image:
+    """A :class:`~maskfocal.inference.CountResult` drawn over its image: the heatmap blended
+    in when the result has one, boxes (or points), the count in the top-left corner."""
+    pixels = np.asarray(image, dtype=np.uint8)
+    if getattr(result, "heatmap", None) is not None:
+        pixels = blend_heatmap(pixels, result.heatmap, heatmap_alpha)
+    return draw_heads(pixels, result.points, result.boxes, label=f"{result.count} heads")
+
+
+def contact_sheet(items: list[tuple[Image.Image, str]], *, thumb: int = 320,
+                  columns: int = 4) -> Image.Image:
+    """Thumbnails (longer side ``thumb`` px) in a grid, each captioned underneath."""
+    columns = max(1, min(columns, len(items)))
+    rows = -(-len(items) // columns)
+    caption = 18
+    font = ImageFont.load_default(size=12)
+    sheet = Image.new("RGB", (columns * (thumb + 8) + 8, rows * (thumb + caption + 8) + 8),
+                      (24, 24, 24))
+    draw = ImageDraw.Draw(sheet)
+    for number, (picture, text) in enumerate(items):
+        small = picture.copy()
+        small.thumbnail((thumb, thumb))
+        left = 8 + (number % columns) * (thumb + 8)
+        top = 8 + (number // columns) * (thumb + caption + 8)
+        sheet.paste(small, (left + (thumb - small.width) // 2, top + (thumb - small.height) // 2))
+        draw.text((left, top + thumb + 3), text[:48], fill=(235, 235, 235), font=font)
+    return sheet

@@ -1,0 +1,136 @@
+"""Peak memory of counting a huge image in tiles, and tiled vs whole-image counts.
+
+    .venv/bin/python benchmarks/tiling_memory.py --checkpoint demo_out/run/best.pt
+
+1. Peak resident memory (``ru_maxrss`` of a fresh process for each measurement) of counting an
+   8000x6000 JPEG (a mosaic of synthetic scenes) in tiles, against the same process only
+   loading the model and decoding the image: the difference is what counting costs.
+2. On images small enough to run both ways (synthetic scenes of 2048x1536), the tiled count
+   against the whole-image count. Needs a trained checkpoint to mean anything; without
+   ``--checkpoint`` a randomly initialised CenterNet-R18 is used (memory only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def child(args: argparse.Namespace) -> None:
+    """One measurement in this (fresh) process; prints a JSON line."""
+    import torch
+
+    from maskfocal import Counter
+
+    torch.set_num_threads(args.threads)
+    counter = Counter.from_checkpoint(args.checkpoint, device="cpu", tile_size=args.tile_size,
+                                      tile_above=None if args.mode == "whole" else 2048)
+    counter.config.data.max_eval_side = 1 << 30  # whole means whole: no scaling down
+    image = counter.read_image(args.image)
+    start = time.perf_counter()
+    count = None if args.mode == "load" else counter(image).count
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"mode": args.mode, "count": count, "seconds": round(seconds, 2),
+                      "peak_mb": round(peak_mb, 1)}))
+
+
+def measure(mode: str, image: Path, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--child", mode, "--image", str(image),
+               "--checkpoint", str(args.checkpoint), "--tile-size", str(args.tile_size),
+               "--threads", str(args.threads)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def mosaic(width: int, height: int, folder: Path) -> Path:
+    """A JPEG of synthetic scenes side by side, ``width`` x ``height``."""
+    from PIL import Image
+
+    from maskfocal.data.synthetic import SyntheticConfig, generate_scene
+
+    tile_w, tile_h = 2000, 1500
+    canvas = Image.new("RGB", (width, height))
+    config = SyntheticConfig(width=tile_w, height=tile_h, max_count=1500)
+    index = 0
+    for top in range(0, height, tile_h):
+        for left in range(0, width, tile_w):
+            scene = generate_scene(config, seed=11, index=index)
+            canvas.paste(Image.fromarray(scene.load_image()), (left, top))
+            index += 1
+    path = folder / f"mosaic_{width}x{height}.jpg"
+    canvas.save(path, quality=90)
+    return path
+
+
+def random_checkpoint(folder: Path) -> Path:
+    from maskfocal.config import load_config
+    from maskfocal.engine import save_checkpoint
+    from maskfocal.models import build_model
+
+    config = load_config(None, [])
+    path = folder / "random.pt"
+    save_checkpoint(path, {"model": build_model(config).state_dict(),
+                           "config": config.to_dict(), "threshold": config.decode.threshold})
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--size", default="8000x6000", help="the huge image, WIDTHxHEIGHT")
+    parser.add_argument("--tile-size", type=int, default=1024)
+    parser.add_argument("--scenes", type=int, default=6, help="scenes for the count check")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--child", choices=["load", "tiled", "whole"], help=argparse.SUPPRESS)
+    parser.add_argument("--image", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        args.mode = args.child
+        child(args)
+        return
+    width, height = (int(v) for v in args.size.split("x"))
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        if args.checkpoint is None:
+            args.checkpoint = random_checkpoint(folder)
+            print("no --checkpoint: a randomly initialised CenterNet-R18 (memory figures only)")
+        huge = mosaic(width, height, folder)
+        load = measure("load", huge, args)
+        tiled = measure("tiled", huge, args)
+        print(f"{width}x{height}, tiles of {args.tile_size}: peak {tiled['peak_mb']:.0f} MB "
+              f"(model + decoded image alone: {load['peak_mb']:.0f} MB; counting adds "
+              f"{tiled['peak_mb'] - load['peak_mb']:.0f} MB), {tiled['count']} heads in "
+              f"{tiled['seconds']:.1f} s")
+
+        from maskfocal import Counter
+        from maskfocal.data.synthetic import SyntheticConfig, generate_scene
+
+        config = SyntheticConfig(width=2048, height=1536, max_count=2500)
+        whole = Counter.from_checkpoint(args.checkpoint, device="cpu", tile_above=None)
+        whole.config.data.max_eval_side = 1 << 30
+        tiles = Counter.from_checkpoint(args.checkpoint, device="cpu", tile_above=0,
+                                        tile_size=args.tile_size)
+        pairs = []
+        for index in range(args.scenes):
+            pixels = generate_scene(config, seed=23, index=index).load_image()
+            pairs.append((whole(pixels).count, tiles(pixels).count))
+        counts = np.array(pairs, dtype=float)
+        total = (counts[:, 1].sum() - counts[:, 0].sum()) / max(1.0, counts[:, 0].sum()) * 100
+        worst = np.max(np.abs(counts[:, 1] - counts[:, 0]) / np.maximum(1, counts[:, 0])) * 100
+        print(f"2048x1536 scenes, whole vs tiled counts: {[tuple(map(int, p)) for p in pairs]}")
+        print(f"tiled - whole: {total:+.2f} % of all heads; worst image {worst:.2f} %")
+        small = measure("whole", mosaic(2000, 1500, folder), args)
+        print(f"for scale: one 2000x1500 image whole peaks at {small['peak_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

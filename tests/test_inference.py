@@ -1,0 +1,221 @@
+"""Counting in practice: the Counter API, tiles, video, overlays, ONNX."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from maskfocal import Counter
+from maskfocal.cli import main
+from maskfocal.config import load_config
+from maskfocal.engine import save_checkpoint
+from maskfocal.models import CenterNet, build_model
+from maskfocal.tiling import merge_across_tiles, plan_tiles, tile_spans
+
+SMALL = ["model.neck_channels=16", "model.head_channels=8"]
+
+
+def checkpoint(folder, *overrides, threshold=0.3):
+    config = load_config(None, [*SMALL, *overrides])
+    torch.manual_seed(0)
+    path = folder / f"{config.model.name}.pt"
+    model = build_model(config)
+    if config.model.name == "retinanet":  # scores of a fresh RetinaNet (~0.01) lie below the
+        model.head.classification_head.cls_logits.bias.data.fill_(-2.2)  # decoding floor
+    save_checkpoint(path, {"model": model.state_dict(),
+                           "config": config.to_dict(), "threshold": threshold})
+    return path
+
+
+def dots(height, width, count, seed=0):
+    """Single bright pixels on black, at least 12 px apart (some on tile borders)."""
+    rng = np.random.default_rng(seed)
+    pixels = np.zeros((height, width, 3), np.uint8)
+    centres = []
+    for _ in range(count):
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        if pixels[max(0, y - 12):y + 13, max(0, x - 12):x + 13].any():
+            continue
+        pixels[y, x] = 255
+        centres.append((x, y))
+    return pixels, np.array(centres, dtype=float)
+
+
+def dot_finder(batch):
+    """A local 'model': one peak per dot at stride 4, receptive field 12 px."""
+    cells = F.avg_pool2d(batch.mean(1, keepdim=True), 4)
+    kernel = torch.tensor([1.0, 2.0, 1.0])
+    kernel = (kernel[:, None] * kernel[None, :] / 16).view(1, 1, 3, 3)
+    heat = F.conv2d(cells, kernel, padding=1)
+    return {"heatmap": 1000 * (heat - 0.0117),
+            "offset": torch.full_like(heat, 0.5).repeat(1, 2, 1, 1)}
+
+
+def by_position(points):
+    """Points in x-then-y order: equal scores may come out in either order."""
+    return points[np.lexsort((points[:, 1], points[:, 0]))]
+
+
+def dot_counter(**options):
+    config = load_config(None, SMALL)
+    return Counter(CenterNet(backbone_name="resnet18", neck_channels=16, head_channels=8),
+                   config, 0.5, torch.device("cpu"), runner=dot_finder, **options)
+
+
+def test_tiled_count_equals_whole_image_count():
+    pixels, centres = dots(700, 900, 400)
+    whole = dot_counter(tile_above=None)(pixels, return_heatmap=True)
+    tiled = dot_counter(tile_above=0, tile_size=256, tile_overlap=64)(pixels,
+                                                                       return_heatmap=True)
+    assert len(plan_tiles(700, 900, 256, 64)) > 9
+    assert whole.count == len(centres)
+    assert tiled.count == whole.count
+    assert np.allclose(by_position(tiled.points), by_position(whole.points))
+    assert tiled.heatmap.shape == whole.heatmap.shape == (175, 225)
+    assert np.allclose(tiled.heatmap, whole.heatmap, atol=1e-6)
+
+
+def test_heads_seen_by_two_tiles_are_merged():
+    points = np.array([[100.0, 50.0], [103.0, 50.0], [200.0, 50.0], [203.0, 51.0]])
+    scores = np.array([0.9, 0.8, 0.7, 0.95])
+    tiles = np.array([0, 1, 1, 1])  # the last pair is one tile's two heads: kept
+    assert merge_across_tiles(points, scores, tiles, radius=8).tolist() == [0, 2, 3]
+    assert merge_across_tiles(points, scores, tiles, radius=0).tolist() == [0, 1, 2, 3]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 5000), st.integers(64, 1024), st.integers(0, 200))
+def test_tiles_cover_with_overlap_and_cores_partition(length, tile, overlap):
+    if tile <= overlap + 4:
+        with pytest.raises(ValueError):
+            tile_spans(length, tile, overlap)
+        return
+    spans = tile_spans(length, tile, overlap)
+    assert spans[0][0] == 0 and spans[-1][1] == length
+    assert spans[0][2] == 0 and spans[-1][3] == length
+    for (s0, e0, _, c1), (s1, e1, c0, _) in itertools.pairwise(spans):
+        assert e0 - s1 >= overlap and s1 % 4 == 0 and c1 == c0  # overlap; cores touch
+        assert s0 <= c1 <= e0 and s1 <= c0 <= e1
+    assert all(end - start <= tile + 3 for start, end, _, _ in spans)
+
+
+def test_counter_batches_and_input_types(tmp_path):
+    counter = Counter.from_checkpoint(checkpoint(tmp_path, threshold=0.12), device="cpu")
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (60 + 8 * i, 80, 3), dtype=np.uint8) for i in range(3)]
+    single = [counter(image) for image in images]
+    batched = counter(images)
+    assert [r.count for r in batched] == [r.count for r in single]
+    assert all(np.allclose(a.points, b.points, atol=1e-4)
+               for a, b in zip(batched, single, strict=True))
+    same = np.stack([images[0]] * 2)
+    assert [r.count for r in counter(same)] == [single[0].count] * 2
+    tensor = torch.from_numpy(same).permute(0, 3, 1, 2).float() / 255
+    assert [r.count for r in counter(tensor)] == [single[0].count] * 2
+    path = tmp_path / "a.png"
+    Image.fromarray(images[0]).save(path)
+    assert counter(str(path)).count == counter(Image.fromarray(images[0])).count \
+        == single[0].count
+    assert counter(images[0].astype(np.float32) / 255).count == single[0].count
+    assert counter(np.zeros((50, 60), np.uint8)).count == counter(np.zeros((50, 60, 3),
+                                                                          np.uint8)).count
+
+
+def test_tiled_random_model_runs_and_stitches(tmp_path):
+    counter = Counter.from_checkpoint(checkpoint(tmp_path), device="cpu", tile_above=200,
+                                      tile_size=128, tile_overlap=32)
+    result = counter(np.random.default_rng(0).integers(0, 255, (250, 330, 3), np.uint8),
+                     return_heatmap=True)
+    assert result.heatmap.shape == (63, 83) and result.count == len(result.points)
+    assert (result.points[:, 0] < 330).all() and (result.points[:, 1] < 250).all()
+
+
+def test_video_counts_every_nth_frame(tmp_path):
+    av = pytest.importorskip("av")
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        for index in range(12):
+            pixels, _ = dots(96, 160, 3 + index, seed=index)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    ck = checkpoint(tmp_path, threshold=0.12)
+    out = tmp_path / "out"
+    assert main(["count", str(clip), "--checkpoint", str(ck), "--every", "3",
+                 "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "clip.csv").open()))
+    assert [int(r["frame"]) for r in rows] == [0, 3, 6, 9]
+    assert [float(r["time_s"]) for r in rows] == pytest.approx([0.0, 0.3, 0.6, 0.9])
+    with av.open(str(out / "clip.mp4")) as annotated:
+        frames = list(annotated.decode(video=0))
+    assert len(frames) == 4 and (frames[0].width, frames[0].height) == (160, 96)
+    assert not list(out.glob(".*part*"))
+    assert main(["count", str(tmp_path / "missing.mp4"), "--checkpoint", str(ck)]) == 2
+    (tmp_path / "bad.mp4").write_bytes(b"no video here")
+    assert main(["count", str(tmp_path / "bad.mp4"), "--checkpoint", str(ck)]) == 2
+
+
+def test_overlay_and_contact_sheet():
+    from maskfocal.inference import CountResult
+    from maskfocal.visualize import contact_sheet, draw_overlay
+
+    pixels = np.zeros((80, 120, 3), np.uint8)
+    heat = np.zeros((20, 30), np.float32)
+    heat[10, 15] = 1.0
+    result = CountResult(1, np.array([[60.0, 40.0]]), np.array([0.9]), None, heat)
+    picture = np.asarray(draw_overlay(pixels, result))
+    assert picture.shape == (80, 120, 3) and picture[40, 62].any()  # heatmap blended in
+    sheet = contact_sheet([(Image.fromarray(picture), "a: 1")] * 5, thumb=64, columns=2)
+    assert sheet.size == (2 * 72 + 8, 3 * (64 + 18 + 8) + 8)
+
+
+@pytest.mark.parametrize("name", ["centernet", pytest.param("fcos", marks=pytest.mark.slow),
+                                  "retinanet"])
+def test_onnx_counts_equal_pytorch(tmp_path, name):
+    pytest.importorskip("onnxruntime")
+    ck = checkpoint(tmp_path, f"model.name={name}", "model.neck_channels=32",
+                    threshold={"centernet": 0.09, "fcos": 0.075, "retinanet": 0.1}[name])
+    onnx_path = tmp_path / f"{name}.onnx"
+    assert main(["export", "--checkpoint", str(ck), "--format", "onnx", "--out",
+                 str(onnx_path)]) == 0
+    eager = Counter.from_checkpoint(ck, device="cpu")
+    exported = Counter.from_checkpoint(onnx_path, device="cpu")
+    assert exported.threshold == eager.threshold
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in ((96, 128),
+                                                                           (150, 100))]
+    counts = []
+    for image in images:
+        a, b = eager(image), exported(image)
+        counts.append(a.count)
+        assert a.count == b.count
+        assert np.allclose(by_position(a.points), by_position(b.points), atol=1e-3)
+    assert max(counts) > 0  # the thresholds above leave heads to compare
+    image_path = tmp_path / "one.png"
+    Image.fromarray(images[0]).save(image_path)
+    assert main(["count", str(image_path), "--checkpoint", str(onnx_path), "--json"]) == 0
+
+
+def test_export_and_onnx_errors(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    garbage = tmp_path / "model.onnx"
+    garbage.write_bytes(b"not onnx")
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(image)
+    assert main(["count", str(image), "--checkpoint", str(garbage)]) == 2
+    assert "not a readable ONNX model" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(tmp_path / "none.pt"), "--out",
+                 str(tmp_path / "x.onnx")]) == 2
+    assert main(["count", str(image), "--checkpoint", str(checkpoint(tmp_path)),
+                 "--tile-size", "32"]) == 2
