@@ -7,6 +7,7 @@ normal value everywhere in the project.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,16 +20,51 @@ from maskfocal.errors import DatasetError
 __all__ = ["AnnotatedImage", "load_rgb"]
 
 
+MAX_PIXELS = 300_000_000
+"""Images with more pixels are refused before decoding (decompression bombs). An 8000x6000
+photo is 48 million; raise it (``maskfocal.structures.MAX_PIXELS = ...``) for larger ones."""
+
+_HIGH_DEPTH = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535}
+
+
 def load_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as a (H, W, 3) uint8 RGB array, honouring EXIF orientation."""
+    """Read an image file as a (H, W, 3) uint8 RGB array, upright by its EXIF orientation.
+
+    Grayscale, palette, RGBA/LA (alpha dropped), CMYK and YCbCr become RGB; 16-bit and 32-bit
+    integer or float images are scaled into 8 bits (not clipped). Unreadable, truncated or
+    oversized (more than :data:`MAX_PIXELS`) files raise :class:`DatasetError`. The array may
+    be read-only (it wraps the decoded bytes without another copy).
+    """
     from PIL import ImageOps
 
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            return np.array(image.convert("RGB"))  # a writable copy
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                pixels = image.width * image.height
+                if pixels > MAX_PIXELS:
+                    raise DatasetError(path, f"image of {image.width}x{image.height} has more "
+                                             f"than maskfocal.structures.MAX_PIXELS = "
+                                             f"{MAX_PIXELS:,} pixels (a decompression bomb?)")
+                image.load()
+                if image.getexif().get(0x0112, 1) != 1:  # orientation tag
+                    image = ImageOps.exif_transpose(image)
+                return _to_rgb_array(image)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise DatasetError(path, f"cannot read image ({error})") from None
+
+
+def _to_rgb_array(image: Image.Image) -> np.ndarray:
+    if image.mode in _HIGH_DEPTH or image.mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = _HIGH_DEPTH.get(image.mode) or (values.max(initial=0) if image.mode == "F"
+                                               else 65535 if values.max(initial=0) > 255
+                                               else 255)
+        scaled = np.clip(values / max(top, 1e-12) * 255, 0, 255).round().astype(np.uint8)
+        return np.repeat(scaled[..., None], 3, axis=2)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.asarray(image)
 
 
 def _as_array(values: Any, columns: int, name: str) -> np.ndarray:
