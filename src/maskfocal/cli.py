@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,7 +85,8 @@ def _train(args: argparse.Namespace) -> int:
         test = result["test"]
         print(f"test MAE {test['mae']:.2f}  RMSE {test['rmse']:.2f}  NAE {test['nae']:.3f}  "
               f"F1@8px {test['f1_sigma8']:.3f}  (threshold {test['threshold']:.2f})")
-    print(f"checkpoints in {args.out} (best.pt, last.pt)")
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: the main process speaks
+        print(f"checkpoints in {args.out} (best.pt, last.pt)")
     return 0
 
 

@@ -34,22 +34,25 @@ def spread_rule(config: Config) -> SpreadRule:
 
 
 def training_losses(model: nn.Module, images: Tensor, samples: Sequence[Sample],
-                    config: Config) -> dict[str, Tensor]:
+                    config: Config, *, call: nn.Module | None = None) -> dict[str, Tensor]:
     """The loss dict of one batch (stable keys, see ``LOSS_KEYS``); sum it to train.
 
     ``images``: (B, 3, H, W) on the model's device; ``samples``: their heads in input pixels.
+    ``call``: what runs the forward pass when it is not ``model`` itself (its
+    DistributedDataParallel wrapper).
     """
+    call = call if call is not None else model
     device = images.device
     if isinstance(model, CenterNet):
         targets = encode_centernet(
             [s.points.to(device) for s in samples], [s.boxes.to(device) for s in samples],
             [s.has_boxes for s in samples], images.shape[-2], images.shape[-1],
             stride=model.stride, rule=spread_rule(config))
-        return centernet_losses(model(images), targets, config.loss, stride=model.stride)
+        return centernet_losses(call(images), targets, config.loss, stride=model.stride)
     targets = [{"boxes": s.boxes.to(device), "real_boxes": torch.tensor(s.has_boxes),
                 "labels": torch.zeros(len(s.boxes), dtype=torch.int64, device=device)}
                for s in samples]
-    losses = model(list(images), targets)
+    losses = call(list(images), targets)
     return {_TORCHVISION_KEYS[key]: value for key, value in losses.items()}
 
 

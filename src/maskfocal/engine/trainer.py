@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -26,12 +27,13 @@ from maskfocal.data.readers import read_dataset
 from maskfocal.data.synthetic import SyntheticConfig, SyntheticCrowds
 from maskfocal.data.training import AugmentOptions, TrainingSet, collate
 from maskfocal.errors import MaskfocalError
-from maskfocal.io import atomic_write_text
+from maskfocal.io import atomic_write_text, remove_stale_temporaries
 from maskfocal.models import build_model
 from maskfocal.structures import AnnotatedImage
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .evaluate import calibrate_threshold, predict, score
+from .distributed import Distributed, GlobalBatches
+from .evaluate import Predictions, calibrate_threshold, predict, score
 from .tasks import LOSS_KEYS, training_losses
 
 
@@ -132,6 +134,8 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
     run = _Run(Path(out), metric_columns(config.model.name))
     loss_keys = LOSS_KEYS[config.model.name]
     run.out.mkdir(parents=True, exist_ok=True)
+    if int(os.environ.get("RANK", "0")) == 0:
+        remove_stale_temporaries(run.out)  # half-written files of a killed run
     state = None
     if resume and run.last.is_file():
         state = load_checkpoint(run.last)
@@ -139,9 +143,16 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
         if saved.model != config.model:
             raise MaskfocalError(f"{run.last}: model config differs from the run being "
                                  "resumed; resume with the same model settings")
-    device = select_device(config.train.device)
+    distributed, device = Distributed.from_env(config.train.device)
+    main_process = distributed.is_main
     torch.manual_seed(config.train.seed)
     model = build_model(config, pretrained=state is None).to(device)
+    net: torch.nn.Module = model  # what the training step calls: model, or DDP around it
+    if distributed.world > 1:
+        if device.type == "cuda":  # batch statistics over the global batch (nccl only)
+            model = net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     train_images, val_images, test_images = build_splits(config)
     dataset = TrainingSet(train_images, AugmentOptions(
         size=config.data.input_size, min_scale=config.data.min_scale,
@@ -168,9 +179,12 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
         start_epoch, step = state["epoch"] + 1, state["step"]
         best_mae, threshold = state["best_mae"], state["threshold"]
         rows = [row for row in run.read_metrics() if int(row["epoch"]) < start_epoch]
-        print(f"resuming {run.last} at epoch {start_epoch + 1}", file=sys.stderr)
-    atomic_write_text(run.out / "config.yaml", config.to_yaml())
-    writer = _tensorboard(run.out / "tb")
+        if main_process:
+            print(f"resuming {run.last} at epoch {start_epoch + 1}", file=sys.stderr)
+    if main_process:
+        atomic_write_text(run.out / "config.yaml", config.to_yaml())
+    writer = _tensorboard(run.out / "tb") if main_process else _NullWriter()
+    progress = progress and main_process
 
     def checkpoint(epoch: int) -> dict[str, Any]:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -181,8 +195,9 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
     for epoch in range(start_epoch, config.train.epochs):
         dataset.set_epoch(epoch)
         generator = torch.Generator().manual_seed(config.train.seed * 100003 + epoch)
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
-                            generator=generator, num_workers=config.data.workers,
+        batches = GlobalBatches(len(dataset), batch_size, generator, distributed.rank,
+                                distributed.world)
+        loader = DataLoader(dataset, batch_sampler=batches, num_workers=config.data.workers,
                             collate_fn=collate, pin_memory=device.type == "cuda")
         model.train()
         sums = dict.fromkeys(("loss", *loss_keys), 0.0)
@@ -192,7 +207,7 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
         for images, samples in bar:
             images = images.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                losses = training_losses(model, images, samples, config)
+                losses = training_losses(model, images, samples, config, call=net)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 raise MaskfocalError(f"loss became {loss.item()} at epoch {epoch + 1}, step "
@@ -206,7 +221,7 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
             scaler.update()
             scheduler.step()
             step += 1
-            seen += len(samples)
+            seen += len(samples) * distributed.world
             sums["loss"] += loss.item()
             for key in loss_keys:
                 sums[key] += losses[key].item()
@@ -217,11 +232,14 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
         row: dict[str, Any] = {"epoch": epoch, "step": step,
                                "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 2),
                                "images_per_second": round(seen / max(seconds, 1e-9), 2)}
-        row.update({k: v / max(1, steps_per_epoch) for k, v in sums.items()})
+        totals = distributed.sum(list(sums.values()))  # mean over processes and steps
+        row.update({k: v / distributed.world / max(1, steps_per_epoch)
+                    for k, v in zip(sums, totals, strict=True)})
         last_epoch = epoch == config.train.epochs - 1
         if val_images and ((epoch + 1) % config.train.eval_every == 0 or last_epoch):
-            predictions = predict(model, val_images, device=device, decode=config.decode,
-                                  max_side=config.data.max_eval_side)
+            predictions = _predict_shared(model, val_images, distributed, device=device,
+                                          decode=config.decode,
+                                          max_side=config.data.max_eval_side)
             epoch_threshold = (calibrate_threshold(predictions)[0] if config.decode.calibrate
                                else config.decode.threshold)
             val_metrics = score(predictions, epoch_threshold)
@@ -229,12 +247,14 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
                        val_nae=val_metrics["nae"], threshold=epoch_threshold)
             if val_metrics["mae"] < best_mae:
                 best_mae, threshold = val_metrics["mae"], epoch_threshold
-                save_checkpoint(run.best, checkpoint(epoch))
-        elif not val_images:
+                if main_process:
+                    save_checkpoint(run.best, checkpoint(epoch))
+        elif not val_images and main_process:
             save_checkpoint(run.best, checkpoint(epoch))
         rows.append(row)
-        save_checkpoint(run.last, checkpoint(epoch))
-        run.write_metrics(rows)
+        if main_process:  # only the main process writes; the others hold the same state
+            save_checkpoint(run.last, checkpoint(epoch))
+            run.write_metrics(rows)
         for key, value in row.items():
             if key not in ("epoch", "step") and value is not None:
                 writer.add_scalar(key, float(value), epoch + 1)
@@ -243,10 +263,12 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
             print(_epoch_line(row, config.train.epochs), file=sys.stderr)
         if stop_after is not None and epoch + 1 >= stop_after and not last_epoch:
             writer.close()
+            distributed.barrier()
+            distributed.close()
             return {"stopped_after_epoch": epoch + 1}
     writer.close()
     result: dict[str, Any] = {"val": val_metrics, "threshold": threshold}
-    if test_images:
+    if test_images and main_process:  # test on the main process alone: no shared files needed
         best_state = load_checkpoint(run.best)
         model.load_state_dict(best_state["model"])
         started = time.perf_counter()
@@ -256,7 +278,26 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
         result["test"] = score(predictions, best_state["threshold"])
         result["test"]["images_per_second"] = len(test_images) / seconds
         atomic_write_text(run.out / "test_metrics.json", json.dumps(result["test"], indent=2))
+    distributed.barrier()
+    distributed.close()
     return result
+
+
+def _predict_shared(model: torch.nn.Module, images: Sequence[AnnotatedImage],
+                    distributed: Distributed, **options: Any) -> Predictions:
+    """:func:`predict` with the images shared out among the processes, then gathered in the
+    original order (every process gets all predictions, so all calibrate alike)."""
+    if distributed.world == 1:
+        return predict(model, images, **options)
+    rank, world = distributed.rank, distributed.world
+    local = predict(model, images[rank::world] if isinstance(images, list)
+                    else [images[i] for i in range(rank, len(images), world)], **options)
+    parts = distributed.gather(local.detections)
+    detections = [parts[i % world][i // world] for i in range(len(images))]
+    return Predictions(detections=detections,
+                       gt_points=[image.points for image in images],
+                       gt_boxes=[image.boxes for image in images],
+                       names=[image.name for image in images])
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
