@@ -35,8 +35,7 @@ def test_global_batches_split_the_one_process_batches(world):
     assert len(one) == 3 and all(len(s) == 3 for s in shares)
     for step, batch in enumerate(one):
         assert [i for s in shares for i in s[step]] == batch
-    assert sorted(i for batch in one for i in batch) == sorted(set(range(20)) - {
-        i for i in range(20) if all(i not in batch for batch in one)})
+    assert len({i for batch in one for i in batch}) == 18  # a permutation, 2 left over
     with pytest.raises(MaskfocalError, match="divisible"):
         GlobalBatches(20, 5, torch.Generator(), 0, 2)
 

@@ -44,7 +44,7 @@ def _read_file(path: Path, split: str, report: ReadReport) -> list[AnnotatedImag
             per_image[annotation["image_id"]].append([float(v) for v in annotation["bbox"][:4]])
         records = [(r["id"], str(r["file_name"]), r.get("width"), r.get("height"))
                    for r in data["images"]]
-    except (KeyError, TypeError, ValueError, IndexError) as error:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
         raise DatasetError(path, f"not a COCO annotation file ({type(error).__name__}: "
                                  f"{error})") from None
     base = path.parent.parent if path.parent.name == "annotations" else path.parent
@@ -55,9 +55,14 @@ def _read_file(path: Path, split: str, report: ReadReport) -> list[AnnotatedImag
         if image_path is None:
             report.skip(DatasetError(base / file_name, f"image listed in {path.name} not found"))
             continue
-        boxes = np.asarray(per_image.get(image_id, []), dtype=np.float64).reshape(-1, 4)
+        try:
+            boxes = np.asarray(per_image.get(image_id, []), dtype=np.float64).reshape(-1, 4)
+            size = (int(width), int(height)) if width and height else None
+        except (TypeError, ValueError, OverflowError) as error:
+            report.skip(DatasetError(path, f"image {file_name!r}: malformed boxes or size "
+                                           f"({type(error).__name__}: {error})"))
+            continue
         boxes[:, 2:] += boxes[:, :2]
-        size = (int(width), int(height)) if width and height else None
         image = report.guard(make_image, image_path, (boxes[:, :2] + boxes[:, 2:]) / 2,
                              annotation=path, report=report, boxes=boxes, size=size,
                              meta={"split": split})

@@ -145,6 +145,18 @@ def as_points(values: Any, path: Path, what: str = "points") -> np.ndarray:
     return array[:, :2]
 
 
+def as_boxes(values: Any, path: Path) -> np.ndarray | None:
+    """Optional box values as an (N, 4) float array (None when absent or empty), or raise
+    naming the file."""
+    if values is None:
+        return None
+    try:
+        boxes = np.asarray(values, dtype=np.float64)
+        return boxes.reshape(-1, 4) if boxes.size else None
+    except (TypeError, ValueError):
+        raise DatasetError(path, "boxes are not N x 4 numbers") from None
+
+
 def make_image(path: Path, points: np.ndarray, *, annotation: Path, report: ReadReport,
                boxes: np.ndarray | None = None, attributes: dict[str, np.ndarray] | None = None,
                meta: dict[str, Any] | None = None, size: tuple[int, int] | None = None,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from maskfocal.errors import DatasetError
 from maskfocal.structures import AnnotatedImage
 
 from .common import (
@@ -53,6 +54,8 @@ def _read_one(image_path: Path, split: str, labels: dict[str, str],
         else:
             report.note("images with zero-size boxes (points kept, boxes left out)")
     if rows.shape[1] >= 6:
+        if not np.isfinite(rows[:, 4:6]).all():
+            raise DatasetError(annotation, "occlusion and blur must be finite numbers")
         attributes = {"occlusion": rows[:, 4].astype(np.int64),
                       "blur": rows[:, 5].astype(np.int64)}
     return make_image(image_path, points, annotation=annotation, report=report, boxes=boxes,

@@ -63,6 +63,8 @@ def _read_sequence(folder: Path, split: str, report: ReadReport) -> list[Annotat
         ignored = rows[:, 6] == 0
         report.note("gt rows with conf 0 (ignore) left out", int(ignored.sum()))
         rows = rows[~ignored]
+    if not np.isfinite(rows[:, 0]).all():
+        raise DatasetError(annotation, "frame numbers must be finite")
     frames = {}
     for path in list_images(image_folder):
         if path.suffix.lower() == extension.lower() and path.stem.isdigit():

@@ -17,6 +17,7 @@ from maskfocal.structures import AnnotatedImage
 
 from .common import (
     ReadReport,
+    as_boxes,
     as_points,
     choose_splits,
     collect,
@@ -50,12 +51,10 @@ def _read_one(image_path: Path, split: str, report: ReadReport) -> AnnotatedImag
                               meta={"split": split}, labelled=False)
     data = read_json(annotation)
     points = as_points(data.get("points", []), annotation)
-    boxes = data.get("boxes")
-    if boxes is not None:
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if len(boxes) else None
-        if boxes is not None and len(boxes) != len(points):
-            report.note("images whose box and point counts differ (boxes left out)")
-            boxes = None
+    boxes = as_boxes(data.get("boxes"), annotation)
+    if boxes is not None and len(boxes) != len(points):
+        report.note("images whose box and point counts differ (boxes left out)")
+        boxes = None
     return make_image(image_path, points, annotation=annotation, report=report, boxes=boxes,
                       meta={"split": split})
 

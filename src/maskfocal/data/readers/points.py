@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from maskfocal.errors import DatasetError
 from maskfocal.structures import AnnotatedImage
 
 from .common import (
     IMAGE_EXTENSIONS,
     ReadReport,
+    as_boxes,
     as_points,
     choose_splits,
     collect,
@@ -50,9 +49,7 @@ def _read_json_image(image_path: Path, split: str, report: ReadReport) -> Annota
     annotation = image_path.with_suffix(".json")
     data = read_json(annotation)
     points = as_points(data.get("points", []), annotation)
-    boxes = data.get("boxes")
-    if boxes is not None:
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if len(boxes) else None
+    boxes = as_boxes(data.get("boxes"), annotation)
     return make_image(image_path, points, annotation=annotation, report=report, boxes=boxes,
                       meta={"split": split})
 
