@@ -259,7 +259,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             values = yaml.safe_load(path.read_text()) or {}
         except FileNotFoundError:
             raise MaskfocalError(f"{path}: config file does not exist") from None
-        except (OSError, yaml.YAMLError) as error:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
             raise MaskfocalError(f"{path}: cannot read config ({error})") from None
         try:
             _apply(config, values, "")

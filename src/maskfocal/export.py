@@ -23,7 +23,7 @@ from torchvision.models.detection.image_list import ImageList
 
 from maskfocal import __version__
 from maskfocal.config import Config, config_from_dict
-from maskfocal.engine.checkpoint import load_checkpoint
+from maskfocal.engine.checkpoint import checkpoint_config, load_checkpoint
 from maskfocal.errors import MaskfocalError
 from maskfocal.io import atomic_write_bytes
 from maskfocal.models import CenterNet, build_model
@@ -63,7 +63,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, example_size: tuple[
                 (384, 512)) -> Path:
     """Write ``checkpoint``'s model as ONNX to ``out`` (atomically); returns the path."""
     state = load_checkpoint(checkpoint)
-    config = config_from_dict(state["config"])
+    config = checkpoint_config(state, checkpoint)
     model = build_model(config, pretrained=False)
     try:
         model.load_state_dict(state["model"])

@@ -17,12 +17,12 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from maskfocal.config import Config, config_from_dict
+from maskfocal.config import Config
 from maskfocal.data.readers.common import IMAGE_EXTENSIONS
 from maskfocal.data.training import pad_batch
 from maskfocal.data.transforms import Sample, fit_for_eval, to_tensor
 from maskfocal.decode import Detections
-from maskfocal.engine.checkpoint import load_checkpoint
+from maskfocal.engine.checkpoint import checkpoint_config, load_checkpoint
 from maskfocal.engine.tasks import decode_outputs, forward
 from maskfocal.errors import MaskfocalError
 from maskfocal.models import CenterNet, build_model
@@ -105,7 +105,7 @@ class Counter:
             return cls(runner.model, runner.config, runner.threshold, torch.device("cpu"),
                        runner=runner, **options)
         state = load_checkpoint(path)
-        config = config_from_dict(state["config"])
+        config = checkpoint_config(state, path)
         model = build_model(config, pretrained=False)
         try:
             model.load_state_dict(state["model"])

@@ -56,10 +56,13 @@ def load_rgb(path: str | Path) -> np.ndarray:
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
     if image.mode in _HIGH_DEPTH or image.mode in ("I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        top = _HIGH_DEPTH.get(image.mode) or (values.max(initial=0) if image.mode == "F"
-                                               else 65535 if values.max(initial=0) > 255
-                                               else 255)
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0,
+                               neginf=0.0)
+        peak = values.max(initial=0)
+        if image.mode == "F":  # [0, 1] as is; anything else by its own maximum
+            top = 1.0 if peak <= 1 else peak
+        else:
+            top = _HIGH_DEPTH.get(image.mode) or (65535 if peak > 255 else 255)
         scaled = np.clip(values / max(top, 1e-12) * 255, 0, 255).round().astype(np.uint8)
         return np.repeat(scaled[..., None], 3, axis=2)
     if image.mode != "RGB":

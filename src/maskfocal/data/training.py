@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from maskfocal.errors import DatasetError
 from maskfocal.structures import AnnotatedImage
 from maskfocal.targets.spreads import pseudo_boxes
 
@@ -46,6 +48,7 @@ class TrainingSet(Dataset):
         self.options = options
         self.seed = seed
         self.epoch = 0
+        self.reported: set[str] = set()
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -54,10 +57,24 @@ class TrainingSet(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> Sample:
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        o = self.options
-        return augment(to_sample(self.images[index]), size=o.size, min_scale=o.min_scale,
-                       max_scale=o.max_scale, flip=o.flip, jitter=o.jitter, rng=rng)
+        """The augmented crop of image ``index``; an image that cannot be read (truncated,
+        deleted since the dataset was read) is reported once and the next one stands in, so
+        the epoch goes on."""
+        for offset in range(len(self.images)):
+            annotated = self.images[(index + offset) % len(self.images)]
+            try:
+                sample = to_sample(annotated)
+            except DatasetError as error:
+                if str(error) not in self.reported:
+                    self.reported.add(str(error))
+                    print(f"warning: skipped in training: {error}", file=sys.stderr)
+                continue
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            o = self.options
+            return augment(sample, size=o.size, min_scale=o.min_scale, max_scale=o.max_scale,
+                           flip=o.flip, jitter=o.jitter, rng=rng)
+        raise DatasetError(self.images[index].image_path or "dataset",
+                           "no training image could be read")
 
 
 class EvalSet(Dataset):

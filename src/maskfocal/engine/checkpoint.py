@@ -45,3 +45,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if key not in state:
             raise MaskfocalError(f"{path}: checkpoint has no {key!r} entry")
     return state
+
+
+def checkpoint_config(state: dict[str, Any], path: str | Path):
+    """The :class:`~maskfocal.config.Config` a checkpoint was trained with; a config this
+    version cannot read is explained with both versions."""
+    from maskfocal import __version__
+    from maskfocal.config import config_from_dict
+
+    try:
+        return config_from_dict(state["config"])
+    except MaskfocalError as error:
+        raise MaskfocalError(f"{path}: its config (maskfocal "
+                             f"{state.get('maskfocal_version', 'unknown')}) does not fit this "
+                             f"maskfocal {__version__}: {error}") from None

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from maskfocal.config import Config, config_from_dict, load_config
+from maskfocal.config import Config, load_config
 from maskfocal.data.readers import read_dataset
 from maskfocal.data.synthetic import SyntheticConfig, SyntheticCrowds
 from maskfocal.data.training import AugmentOptions, TrainingSet, collate
@@ -31,7 +31,7 @@ from maskfocal.io import atomic_write_text, remove_stale_temporaries
 from maskfocal.models import build_model
 from maskfocal.structures import AnnotatedImage
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from .distributed import Distributed, GlobalBatches
 from .evaluate import Predictions, calibrate_threshold, predict, score
 from .tasks import LOSS_KEYS, training_losses
@@ -139,7 +139,7 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
     state = None
     if resume and run.last.is_file():
         state = load_checkpoint(run.last)
-        saved = config_from_dict(state["config"])
+        saved = checkpoint_config(state, run.last)
         if saved.model != config.model:
             raise MaskfocalError(f"{run.last}: model config differs from the run being "
                                  "resumed; resume with the same model settings")
