@@ -61,7 +61,7 @@ def test_resume_with_a_different_model_is_refused(tmp_path):
 def test_non_finite_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
     import maskfocal.engine.trainer as trainer
 
-    def broken(model, images, samples, config):
+    def broken(model, images, samples, config, call=None):
         return {"loss_heatmap": model(images)["heatmap"].sum() * float("nan")}
 
     monkeypatch.setattr(trainer, "training_losses", broken)
