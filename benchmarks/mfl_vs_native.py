@@ -240,6 +240,8 @@ def main() -> None:
                         help="keep each run's folder (checkpoints, metrics.csv) under DIR")
     parser.add_argument("--ablations", action="store_true",
                         help="run the MFL ablations (CenterNet, synthetic) instead of the grid")
+    parser.add_argument("--variants", nargs="*", choices=list(ABLATIONS), metavar="VARIANT",
+                        help="with --ablations: only these (default: all)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="extra config override for every run")
     args = parser.parse_args()
@@ -247,7 +249,7 @@ def main() -> None:
     results = load_results()
     if args.ablations and not args.report:
         for seed in args.seeds if args.seeds is not None else [0]:
-            for variant in ABLATIONS:
+            for variant in args.variants or ABLATIONS:
                 done = any(r.get("variant", "default") == variant and r["seed"] == seed
                            and r["detector"] == "centernet" and r["loss"] == "mfl"
                            and r["dataset"] == "synthetic" and r["profile"] == args.profile
