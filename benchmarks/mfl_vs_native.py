@@ -152,9 +152,10 @@ def report(results: list[dict[str, Any]]) -> str:
              "| MFL RMSE | RMSE change |", "|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple[str, str], dict[str, list[dict]]] = {}
     for run in results:
-        if run.get("variant", "default") != "default" or run.get("setting"):
+        if run.get("variant", "default") != "default":
             continue
-        groups.setdefault((run["dataset"], run["detector"]), {}).setdefault(
+        dataset = run["dataset"] + (f" ({run['setting']})" if run.get("setting") else "")
+        groups.setdefault((dataset, run["detector"]), {}).setdefault(
             run["loss"], []).append(run)
     for (dataset, detector), by_loss in sorted(groups.items()):
         if not all(loss in by_loss for loss in LOSSES):
@@ -179,22 +180,24 @@ def report(results: list[dict[str, Any]]) -> str:
     ablations = [r for r in results if r.get("setting", "") == setting
                  and r["loss"] == "mfl" and r["detector"] == "centernet"
                  and r["dataset"] == "synthetic"]
-    variants = [v for v in ABLATIONS if any(r.get("variant", "default") == v
-                                            for r in ablations if v != "default")]
+    variants = [v for v in ABLATIONS if v != "default"
+                and any(r.get("variant", "default") == v for r in ablations)]
     if variants:
-        lines += ["", f"Ablations of MFL (CenterNet, synthetic, {setting or 'defaults'}; seeds "
-                  "that ran every variant):",
-                  "", "| variant | MAE | RMSE | F1 at 8 px | runs |", "|---|---|---|---|---|"]
-        seeds = set.intersection(*[{r["seed"] for r in ablations
-                                    if r.get("variant", "default") == v}
-                                   for v in ["default", *variants]])
-        for variant in ["default", *variants]:
-            runs = [r for r in ablations if r.get("variant", "default") == variant
-                    and r["seed"] in seeds]
-            if runs:
-                lines.append(f"| {variant} | {np.mean([r['mae'] for r in runs]):.2f} | "
-                             f"{np.mean([r['rmse'] for r in runs]):.2f} | "
-                             f"{np.mean([r['f1_sigma8'] for r in runs]):.3f} | {len(runs)} |")
+        lines += ["", f"Ablations of MFL (CenterNet, synthetic, {setting or 'defaults'}); each "
+                  "variant against the default on the same seeds:",
+                  "", "| variant | seeds | MAE | default MAE | MAE change | RMSE | F1 at 8 px |",
+                  "|---|---|---|---|---|---|---|"]
+        default = {r["seed"]: r for r in ablations if r.get("variant", "default") == "default"}
+        for variant in variants:
+            runs = [r for r in ablations if r.get("variant") == variant and r["seed"] in default]
+            if not runs:
+                continue
+            mae = np.mean([r["mae"] for r in runs])
+            base = np.mean([default[r["seed"]]["mae"] for r in runs])
+            lines.append(f"| {variant} | {', '.join(str(r['seed']) for r in runs)} | "
+                         f"{mae:.2f} | {base:.2f} | {(mae - base) / base * 100:+.1f} % | "
+                         f"{np.mean([r['rmse'] for r in runs]):.2f} | "
+                         f"{np.mean([r['f1_sigma8'] for r in runs]):.3f} |")
     return "\n".join(lines)
 
 
@@ -204,19 +207,22 @@ def chart(results: list[dict[str, Any]]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = sorted({(r["dataset"], r["detector"]) for r in results})
+    def key(run: dict[str, Any]) -> tuple[str, str]:
+        setting = run.get("setting", "").replace("loss.spread_source=points", "point spreads")
+        return (run["dataset"] + (f"\n({setting})" if setting else ""), run["detector"])
+
+    results = [r for r in results if r.get("variant", "default") == "default"]
+    keys = sorted({key(r) for r in results})
     if not keys:
         return
-    figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(keys)), 3.6))
+    figure, axis = plt.subplots(figsize=(max(6, 1.5 * len(keys)), 3.8))
     width = 0.38
     for offset, loss in ((-width / 2, "native"), (width / 2, "mfl")):
-        means = [np.mean([r["mae"] for r in results if (r["dataset"], r["detector"]) == key
-                          and r["loss"] == loss] or [np.nan]) for key in keys]
-        stds = [np.std([r["mae"] for r in results if (r["dataset"], r["detector"]) == key
-                        and r["loss"] == loss] or [np.nan]) for key in keys]
-        axis.bar(np.arange(len(keys)) + offset, means, width, yerr=stds, capsize=3,
+        maes = [[r["mae"] for r in results if key(r) == k and r["loss"] == loss] for k in keys]
+        axis.bar(np.arange(len(keys)) + offset, [np.mean(m) if m else np.nan for m in maes],
+                 width, yerr=[np.std(m) if m else np.nan for m in maes], capsize=3,
                  label="own loss" if loss == "native" else "Mask Focal Loss")
-    axis.set_xticks(np.arange(len(keys)), [f"{d}\n{m}" for d, m in keys], fontsize=8)
+    axis.set_xticks(np.arange(len(keys)), [f"{d}\n{m}" for d, m in keys], fontsize=7)
     axis.set_ylabel("test MAE (lower is better)")
     axis.legend()
     figure.tight_layout()
