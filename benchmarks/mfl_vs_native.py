@@ -29,10 +29,9 @@ import torch
 
 from maskfocal.config import load_config
 from maskfocal.engine import build_splits, train
-from maskfocal.engine.checkpoint import load_checkpoint
+from maskfocal.engine.checkpoint import load_model
 from maskfocal.engine.evaluate import predict
 from maskfocal.io import atomic_write_text
-from maskfocal.models import build_model
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "mfl_vs_native.json"
@@ -136,9 +135,7 @@ SWEEP = np.round(np.arange(0.05, 0.951, 0.05), 2)
 
 def threshold_sweep(checkpoint: Path, config, images) -> dict[str, float]:
     """Test MAE at every threshold of ``SWEEP``: how much the calibrated one gives away."""
-    state = load_checkpoint(checkpoint)
-    model = build_model(config, pretrained=False)
-    model.load_state_dict(state["model"])
+    model = load_model(checkpoint)[0]
     predictions = predict(model, images, device=torch.device("cpu"), decode=config.decode,
                           max_side=config.data.max_eval_side)
     gt = predictions.gt_counts

@@ -23,7 +23,7 @@ from torchvision.models.detection.image_list import ImageList
 
 from maskfocal import __version__
 from maskfocal.config import Config, config_from_dict
-from maskfocal.engine.checkpoint import checkpoint_config, load_checkpoint
+from maskfocal.engine.checkpoint import load_model
 from maskfocal.errors import MaskfocalError
 from maskfocal.io import atomic_write_bytes
 from maskfocal.models import CenterNet, build_model
@@ -62,15 +62,7 @@ def output_names(model: nn.Module, config: Config) -> tuple[str, ...]:
 def export_onnx(checkpoint: str | Path, out: str | Path, *, example_size: tuple[int, int] =
                 (384, 512)) -> Path:
     """Write ``checkpoint``'s model as ONNX to ``out`` (atomically); returns the path."""
-    state = load_checkpoint(checkpoint)
-    config = checkpoint_config(state, checkpoint)
-    model = build_model(config, pretrained=False)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise MaskfocalError(f"{checkpoint}: weights do not fit the model its config "
-                             f"describes ({str(error).splitlines()[0]})") from None
-    model.eval()
+    model, config, state = load_model(checkpoint)
     names = output_names(model, config)
     graph = _ExportGraph(model, names).eval()
     example = torch.rand(1, 3, *example_size)

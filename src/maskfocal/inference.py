@@ -22,10 +22,10 @@ from maskfocal.data.readers.common import IMAGE_EXTENSIONS
 from maskfocal.data.training import pad_batch
 from maskfocal.data.transforms import Sample, fit_for_eval, to_tensor
 from maskfocal.decode import Detections
-from maskfocal.engine.checkpoint import checkpoint_config, load_checkpoint
+from maskfocal.engine.checkpoint import load_model
 from maskfocal.engine.tasks import decode_outputs, forward
 from maskfocal.errors import MaskfocalError
-from maskfocal.models import CenterNet, build_model
+from maskfocal.models import CenterNet
 from maskfocal.structures import load_rgb
 from maskfocal.tiling import in_core, merge_across_tiles, plan_tiles
 
@@ -104,14 +104,7 @@ class Counter:
             runner = OnnxRunner(path, torch_device)
             return cls(runner.model, runner.config, runner.threshold, torch.device("cpu"),
                        runner=runner, **options)
-        state = load_checkpoint(path)
-        config = checkpoint_config(state, path)
-        model = build_model(config, pretrained=False)
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as error:
-            raise MaskfocalError(f"{path}: weights do not fit the model its config describes "
-                                 f"({str(error).splitlines()[0]})") from None
+        model, config, state = load_model(path)
         return cls(model, config, float(state.get("threshold", config.decode.threshold)),
                    torch_device, **options)
 
