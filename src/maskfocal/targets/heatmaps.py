@@ -157,10 +157,11 @@ def box_mask(boxes: Tensor | Sequence, height: int, width: int, stride: int = 1)
     xs = (torch.arange(width, device=boxes.device) + 0.5) * stride
     ys = (torch.arange(height, device=boxes.device) + 0.5) * stride
     # Column and row ranges per box, then a difference image summed into coverage counts.
-    x0 = torch.searchsorted(xs, boxes[:, 0], right=False)
-    x1 = torch.searchsorted(xs, boxes[:, 2], right=True)
-    y0 = torch.searchsorted(ys, boxes[:, 1], right=False)
-    y1 = torch.searchsorted(ys, boxes[:, 3], right=True)
+    left, top, right, bottom = boxes.T.contiguous()  # searchsorted wants contiguous values
+    x0 = torch.searchsorted(xs, left, right=False)
+    x1 = torch.searchsorted(xs, right, right=True)
+    y0 = torch.searchsorted(ys, top, right=False)
+    y1 = torch.searchsorted(ys, bottom, right=True)
     valid = (x1 > x0) & (y1 > y0)
     x0, x1, y0, y1 = x0[valid], x1[valid], y0[valid], y1[valid]
     diff = torch.zeros(height + 1, width + 1, dtype=torch.int32, device=boxes.device)
