@@ -224,20 +224,26 @@ def chart(results: list[dict[str, Any]]) -> None:
         setting = run.get("setting", "").replace("loss.spread_source=points", "point spreads")
         return (run["dataset"] + (f"\n({setting})" if setting else ""), run["detector"])
 
-    results = [r for r in results if r.get("variant", "default") == "default"]
+    results = [r for r in results if r.get("variant", "default") in ("default", "mask=box")]
     keys = sorted({key(r) for r in results})
     if not keys:
         return
-    figure, axis = plt.subplots(figsize=(max(6, 1.5 * len(keys)), 3.8))
-    width = 0.38
-    for offset, loss in ((-width / 2, "native"), (width / 2, "mfl")):
-        maes = [[r["mae"] for r in results if key(r) == k and r["loss"] == loss] for k in keys]
-        axis.bar(np.arange(len(keys)) + offset, [np.mean(m) if m else np.nan for m in maes],
-                 width, yerr=[np.std(m) if m else np.nan for m in maes], capsize=3,
-                 label="own loss" if loss == "native" else "Mask Focal Loss")
+    figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(keys)), 3.8))
+    series = [("native", "default", "own loss"),
+              ("mfl", "default", "Mask Focal Loss (gaussian or assigned mask)"),
+              ("mfl", "mask=box", "Mask Focal Loss, box mask (shipped)")]
+    width = 0.27
+    for number, (loss, variant, label) in enumerate(series):
+        maes = [[r["mae"] for r in results if key(r) == k and r["loss"] == loss
+                 and r.get("variant", "default") == variant] for k in keys]
+        if not any(maes):
+            continue
+        axis.bar(np.arange(len(keys)) + (number - 1) * width,
+                 [np.mean(m) if m else np.nan for m in maes], width,
+                 yerr=[np.std(m) if m else np.nan for m in maes], capsize=3, label=label)
     axis.set_xticks(np.arange(len(keys)), [f"{d}\n{m}" for d, m in keys], fontsize=7)
     axis.set_ylabel("test MAE (lower is better)")
-    axis.legend()
+    axis.legend(fontsize=7)
     figure.tight_layout()
     CHART.parent.mkdir(exist_ok=True)
     figure.savefig(CHART, dpi=110)
