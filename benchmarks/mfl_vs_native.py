@@ -231,7 +231,7 @@ def chart(results: list[dict[str, Any]]) -> None:
     figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(keys)), 3.8))
     series = [("native", "default", "own loss"),
               ("mfl", "default", "Mask Focal Loss (gaussian or assigned mask)"),
-              ("mfl", "mask=box", "Mask Focal Loss, box mask (shipped)")]
+              ("mfl", "mask=box", "Mask Focal Loss, box mask")]
     width = 0.27
     for number, (loss, variant, label) in enumerate(series):
         maes = [[r["mae"] for r in results if key(r) == k and r["loss"] == loss

@@ -85,7 +85,7 @@ class ModelConfig:
 class LossConfig:
     name: str = "mfl"
     target_map: str = "gaussian"
-    mask: str = "box"
+    mask: str = "peak"
     tau: float = 0.5
     gamma: float = 2.0
     beta: float = 4.0
