@@ -150,7 +150,7 @@ class Counter:
                  ) -> CountResult | list[CountResult]:
         """Count heads in one image (a path, PIL image, (H, W, 3) array or (3, H, W) tensor)
         or a batch (a list of those, an (N, H, W, 3) array or an (N, 3, H, W) tensor)."""
-        if return_heatmap and not isinstance(self.model, CenterNet):
+        if return_heatmap and not self.has_heatmap:
             raise MaskfocalError("only CenterNet predicts a heatmap")
         if not self._is_batch(images):
             return self._count([self.read_image(images)], return_heatmap)[0]
@@ -164,7 +164,8 @@ class Counter:
                 results[i] = self._count_tiled(image, heatmap)
             else:
                 samples[i] = fit_for_eval(_sample(image), self.config.data.max_eval_side)
-        for indices in _same_padded_size(samples, self.batch_size):
+        for indices in _same_padded_size({i: s.valid_size for i, s in samples.items()},
+                                         self.batch_size):
             found = self._detect([samples[i].image for i in indices])
             for i, (detections, maps) in zip(indices, found, strict=True):
                 scale = samples[i].scale
@@ -198,13 +199,12 @@ class Counter:
         canvas = (np.zeros((-(-height // stride), -(-width // stride)), np.float32)
                   if heatmap else None)
         points, scores, boxes, owners = [], [], [], []
-        crops = {number: tile for number, tile in enumerate(tiles)}
-        for group in _same_padded_size({n: (t.y1 - t.y0, t.x1 - t.x0) for n, t in crops.items()},
-                                       self.batch_size):
-            found = self._detect([to_tensor(image[crops[n].y0:crops[n].y1,
-                                                  crops[n].x0:crops[n].x1]) for n in group])
+        sizes = {number: (t.y1 - t.y0, t.x1 - t.x0) for number, t in enumerate(tiles)}
+        for group in _same_padded_size(sizes, self.batch_size):
+            found = self._detect([to_tensor(image[tiles[n].y0:tiles[n].y1,
+                                                  tiles[n].x0:tiles[n].x1]) for n in group])
             for number, (detections, maps) in zip(group, found, strict=True):
-                tile = crops[number]
+                tile = tiles[number]
                 shift = torch.tensor([tile.x0, tile.y0], dtype=torch.float32)
                 tile_points = (detections.points.cpu() + shift).numpy()
                 keep = in_core(tile_points, tile)
@@ -230,14 +230,13 @@ class Counter:
                            boxes=all_boxes, heatmap=canvas)
 
 
-def _same_padded_size(items: dict[int, Sample | tuple[int, int]], batch_size: int
+def _same_padded_size(sizes: dict[int, tuple[int, int]], batch_size: int
                       ) -> list[list[int]]:
     """Keys in batches of at most ``batch_size`` whose images pad to the same size, so that
     a batched result equals the one-at-a-time result (padding is black, which a network
     sees near the border)."""
     groups: dict[tuple[int, int], list[int]] = {}
-    for key, item in items.items():
-        height, width = item if isinstance(item, tuple) else item.valid_size
+    for key, (height, width) in sizes.items():
         groups.setdefault((-(-height // 32), -(-width // 32)), []).append(key)
     return [keys[start:start + batch_size] for keys in groups.values()
             for start in range(0, len(keys), batch_size)]

@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -134,8 +133,6 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
     run = _Run(Path(out), metric_columns(config.model.name))
     loss_keys = LOSS_KEYS[config.model.name]
     run.out.mkdir(parents=True, exist_ok=True)
-    if int(os.environ.get("RANK", "0")) == 0:
-        remove_stale_temporaries(run.out)  # half-written files of a killed run
     state = None
     if resume and run.last.is_file():
         state = load_checkpoint(run.last)
@@ -145,6 +142,8 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
                                  "resumed; resume with the same model settings")
     distributed, device = Distributed.from_env(config.train.device)
     main_process = distributed.is_main
+    if main_process:
+        remove_stale_temporaries(run.out)  # half-written files of a killed run
     torch.manual_seed(config.train.seed)
     model = build_model(config, pretrained=state is None).to(device)
     net: torch.nn.Module = model  # what the training step calls: model, or DDP around it
@@ -290,8 +289,7 @@ def _predict_shared(model: torch.nn.Module, images: Sequence[AnnotatedImage],
     if distributed.world == 1:
         return predict(model, images, **options)
     rank, world = distributed.rank, distributed.world
-    local = predict(model, images[rank::world] if isinstance(images, list)
-                    else [images[i] for i in range(rank, len(images), world)], **options)
+    local = predict(model, [images[i] for i in range(rank, len(images), world)], **options)
     parts = distributed.gather(local.detections)
     detections = [parts[i % world][i // world] for i in range(len(images))]
     return Predictions(detections=detections,
