@@ -96,7 +96,8 @@ def test_train_eval_count_end_to_end(tmp_path, capsys):
     assert isinstance(many, list) and len(many) == 2
     assert "1 of 3 images could not be read" in captured.err
     written = sorted(p.name for p in (tmp_path / "overlays").iterdir())
-    assert written == ["000001.png", "000002.png", "contact_sheet.png", "counts.csv"]
+    assert written == [".maskfocal-outputs.json", "000001.overlay.png", "000002.overlay.png",
+                       "contact_sheet.png", "counts.csv"]
     assert (tmp_path / "overlays" / "counts.csv").read_text().count("\n") == 3
     assert main(["eval", "--checkpoint", str(tmp_path / "missing.pt"), "--format",
                  "synthetic"]) == 2

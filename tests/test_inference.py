@@ -154,10 +154,10 @@ def test_video_counts_every_nth_frame(tmp_path):
     out = tmp_path / "out"
     assert main(["count", str(clip), "--checkpoint", str(ck), "--every", "3",
                  "--out", str(out)]) == 0
-    rows = list(csv.DictReader((out / "clip.csv").open()))
+    rows = list(csv.DictReader((out / "clip.counts.csv").open()))
     assert [int(r["frame"]) for r in rows] == [0, 3, 6, 9]
     assert [float(r["time_s"]) for r in rows] == pytest.approx([0.0, 0.3, 0.6, 0.9])
-    with av.open(str(out / "clip.mp4")) as annotated:
+    with av.open(str(out / "clip.overlay.mp4")) as annotated:
         frames = list(annotated.decode(video=0))
     assert len(frames) == 4 and (frames[0].width, frames[0].height) == (160, 96)
     assert not list(out.glob(".*part*"))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from maskfocal.errors import MaskfocalError
+from maskfocal.io import OutputFolder, dumps_json, save_png
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,6 +29,22 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _whole(minimum: int):
+    """An argparse type: a whole number of at least ``minimum`` (tests sweep ``minimum``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.minimum = minimum  # type: ignore[attr-defined]
+    return parse
+
+
 def _data_stats(args: argparse.Namespace) -> int:
     from maskfocal.data.readers import read_dataset
     from maskfocal.data.stats import dataset_stats, format_stats
@@ -36,7 +52,7 @@ def _data_stats(args: argparse.Namespace) -> int:
     dataset = read_dataset(args.format, args.root, split=args.split, strict=args.strict)
     stats = dataset_stats(dataset)
     if args.json:
-        print(json.dumps(stats))
+        print(dumps_json(stats))
     else:
         print(format_stats(stats))
     return 0
@@ -49,7 +65,11 @@ def _data_synth(args: argparse.Namespace) -> int:
                              max_count=args.max_count)
     splits = {name: count for name, count in
               (("train", args.train), ("val", args.val), ("test", args.test)) if count > 0}
-    heads = write_mot(args.out, splits, seed=args.seed, config=config, progress=True)
+    if not splits:
+        raise MaskfocalError("--train, --val and --test are all 0: nothing to write")
+    folder = OutputFolder(args.out, "data synth", overwrite=args.overwrite)
+    folder.claim_all(splits)  # a split folder the user made is not written into
+    heads = write_mot(folder.path, splits, seed=args.seed, config=config, progress=True)
     for split, count in splits.items():
         print(f"{split}: {count} images, {heads[split]:,} heads")
     print(f"written to {args.out} (read it with --format mot --root {args.out})")
@@ -60,33 +80,43 @@ def _data_show(args: argparse.Namespace) -> int:
     from maskfocal.data.readers import read_dataset
     from maskfocal.visualize import draw_annotated
 
+    folder = OutputFolder(args.out, "data show")
     dataset = read_dataset(args.format, args.root, split=args.split, strict=args.strict)
     if not dataset.images:
         raise MaskfocalError(f"{args.root}: no images to show")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     indices = args.index or list(range(min(args.count, len(dataset.images))))
     for index in indices:
         if not 0 <= index < len(dataset.images):
             raise MaskfocalError(f"--index {index} is outside 0..{len(dataset.images) - 1}")
+    for index in indices:
         annotated = dataset.images[index]
-        path = out / f"{index:05d}_{Path(annotated.name).stem}.png"
-        draw_annotated(annotated).save(path)
+        path = folder.claim(f"{index:05d}_{Path(annotated.name).stem}.png", rename=True)
+        save_png(draw_annotated(annotated), path)
         print(path)
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
     from maskfocal.engine import train_from_files
+    from maskfocal.engine.trainer import default_run_folder
 
-    result = train_from_files(args.config, args.out, args.overrides, resume=args.resume,
-                              progress=not args.quiet)
+    out = args.out
+    if out is None:
+        if args.resume:
+            raise MaskfocalError("--resume needs --out: the folder of the run to continue")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise MaskfocalError("under torchrun, give --out so that every process writes to "
+                                 "the same folder")
+        out = default_run_folder()
+        print(f"writing the run to {out} (--out to choose)", file=sys.stderr)
+    result = train_from_files(args.config, out, args.overrides, resume=args.resume,
+                              overwrite=args.overwrite, progress=not args.quiet)
     if "test" in result:
         test = result["test"]
         print(f"test MAE {test['mae']:.2f}  RMSE {test['rmse']:.2f}  NAE {test['nae']:.3f}  "
               f"F1@8px {test['f1_sigma8']:.3f}  (threshold {test['threshold']:.2f})")
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: the main process speaks
-        print(f"checkpoints in {args.out} (best.pt, last.pt)")
+        print(f"checkpoints in {out} (best.pt, last.pt)")
     return 0
 
 
@@ -94,12 +124,13 @@ def _eval(args: argparse.Namespace) -> int:
     from maskfocal.evaluation import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(args.checkpoint, args.format, args.root, split=args.split,
-                                  save_dir=args.save_dir, progress=not args.json)
+                                  save_dir=args.save_dir, overwrite=args.overwrite,
+                                  progress=not args.json)
     if args.json:
-        print(json.dumps(metrics))
+        print(dumps_json(metrics))
     else:
         print(f"images {metrics['images']}  MAE {metrics['mae']:.2f}  RMSE {metrics['rmse']:.2f}"
-              f"  NAE {metrics['nae']:.3f}  (threshold {metrics['threshold']:.2f})")
+              f"  NAE {_number(metrics['nae'], '.3f')}  (threshold {metrics['threshold']:.2f})")
         for sigma in ("4", "8"):
             print(f"sigma {sigma} px: precision {metrics[f'precision_sigma{sigma}']:.3f}  "
                   f"recall {metrics[f'recall_sigma{sigma}']:.3f}  "
@@ -107,23 +138,34 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(value: float, spec: str) -> str:
+    """A metric for people: ``n/a`` where it is undefined (NAE with no heads)."""
+    return format(value, spec) if value == value and abs(value) != float("inf") else "n/a"
+
+
 def _count(args: argparse.Namespace) -> int:
     from maskfocal.errors import DatasetError
-    from maskfocal.inference import Counter, expand_inputs
+    from maskfocal.inference import Counter, check_tiling, expand_inputs
     from maskfocal.video import count_video, is_video
     from maskfocal.visualize import contact_sheet, draw_overlay
 
+    tiling = {"tile_above": None if args.no_tiles else args.tile_above,
+              "tile_size": args.tile_size, "tile_overlap": args.tile_overlap}
+    check_tiling(**tiling)
     videos = [Path(item) for item in args.inputs if is_video(item)]
     images = expand_inputs([i for i in args.inputs if not is_video(i)]) if \
         len(videos) < len(args.inputs) else []
     for video in videos:
         if not video.is_file():
             raise MaskfocalError(f"{video}: no such file")
-    tiling = {"tile_above": None if args.no_tiles else args.tile_above,
-              "tile_size": args.tile_size, "tile_overlap": args.tile_overlap}
-    counter = Counter.from_checkpoint(args.checkpoint, device=args.device, **tiling)
+    folder = None
+    if args.out is not None or videos:
+        folder = OutputFolder(args.out or "runs/count", "count")
+        folder.protect([*images, *videos])  # never written over, whoever wrote them
+    counter = Counter.from_checkpoint(args.checkpoint, device=args.device, progress=True,
+                                      **tiling)
     heatmap = args.heatmap and counter.has_heatmap
-    out = Path(args.out) if args.out else None
+    overlays = args.out is not None
     results, skipped, sheet = [], 0, []
     for path in images:
         try:
@@ -132,27 +174,33 @@ def _count(args: argparse.Namespace) -> int:
             print(f"warning: skipped {error}", file=sys.stderr)
             skipped += 1
             continue
-        result = counter(pixels, return_heatmap=heatmap and out is not None)
-        results.append({"image": str(path), **result.to_json()})
+        result = counter(pixels, return_heatmap=heatmap and overlays)
+        record = {"image": str(path), **result.to_json()}
         if not args.json:
             print(f"{path}: {result.count}")
-        if out is not None:
+        if overlays:
+            overlay = folder.claim(f"{path.stem}.overlay.png", rename=True)
             picture = draw_overlay(pixels, result)
-            _save_png(picture, out / f"{path.stem}.png")
+            save_png(picture, overlay)
             sheet.append((picture, f"{path.name}: {result.count}"))
-    if out is not None and images:
-        _write_counts_csv(out / "counts.csv", results)
+            record["overlay"] = overlay.name
+        results.append(record)
+    written = []
+    if overlays and results:
+        written.append(folder.claim("counts.csv", rename=True))
+        _write_counts_csv(written[-1], results)
         if len(sheet) > 1:
-            _save_png(contact_sheet(sheet), out / "contact_sheet.png")
+            written.append(folder.claim("contact_sheet.png", rename=True))
+            save_png(contact_sheet(sheet), written[-1])
     if skipped:
         print(f"{skipped} of {len(images)} images could not be read and were skipped",
               file=sys.stderr)
     for video in videos:
-        folder = out or Path("runs/count")
-        summary = count_video(video, counter, every=args.every,
-                              csv_path=folder / f"{video.stem}.csv",
-                              video_path=None if args.no_video else folder / f"{video.stem}.mp4",
-                              heatmap=heatmap)
+        csv_path = folder.claim(f"{video.stem}.counts.csv", rename=True)
+        video_path = None if args.no_video else folder.claim(f"{video.stem}.overlay.mp4",
+                                                             rename=True)
+        summary = count_video(video, counter, every=args.every, csv_path=csv_path,
+                              video_path=video_path, heatmap=heatmap, progress=True)
         line = (f"{video}: {summary.frames_counted} of {summary.frames_read} frames counted, "
                 f"mean {summary.mean_count:.1f} heads -> {summary.csv_path}")
         if summary.video_path:
@@ -161,36 +209,32 @@ def _count(args: argparse.Namespace) -> int:
         results.append({"video": str(video), "csv": str(summary.csv_path),
                         "frames_counted": summary.frames_counted,
                         "mean_count": round(summary.mean_count, 3)})
-    if images and out is not None:
-        print(f"overlays, counts.csv{' and contact_sheet.png' if len(sheet) > 1 else ''} "
-              f"written to {out}", file=sys.stderr)
+    if written:
+        print(f"overlays and {', '.join(p.name for p in written)} written to {folder.path}",
+              file=sys.stderr)
     if args.json:
         single = len(images) + len(videos) == 1 and results
-        print(json.dumps(results[0] if single else results))
+        print(dumps_json(results[0] if single else results))
     return 0
 
 
-def _save_png(picture, path: Path) -> None:
+def _write_counts_csv(path: Path, results: list[dict]) -> None:
+    import csv
     import io
 
-    from maskfocal.io import atomic_write_bytes
-
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _write_counts_csv(path: Path, results: list[dict]) -> None:
     from maskfocal.io import atomic_write_text
 
-    lines = ["image,count"] + [f"{json.dumps(r['image'])},{r['count']}" for r in results]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["image", "count", "overlay"])
+    writer.writerows([r["image"], r["count"], r.get("overlay", "")] for r in results)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def _export(args: argparse.Namespace) -> int:
     from maskfocal.export import export_onnx
 
-    path = export_onnx(args.checkpoint, args.out)
+    path = export_onnx(args.checkpoint, args.out, overwrite=args.overwrite)
     print(f"wrote {path} (decoding runs outside the graph; count with "
           f"`maskfocal count IMAGES --checkpoint {path}`)")
     return 0
@@ -231,41 +275,55 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = data_commands.add_parser("show", help="draw images with their annotated heads")
     dataset_arguments(show)
-    show.add_argument("--out", required=True, help="folder for the PNG files")
-    show.add_argument("--index", type=int, nargs="*", help="which images (default: the first)")
-    show.add_argument("--count", type=int, default=4, help="how many from the start")
+    show.add_argument("--out", required=True,
+                      help="folder for the PNG files (existing files get new names)")
+    show.add_argument("--index", type=_whole(0), nargs="*",
+                      help="which images, by position (default: the first --count)")
+    show.add_argument("--count", type=_whole(1), default=4,
+                      help="how many from the start (default 4)")
     show.set_defaults(run=_data_show)
 
     synth = data_commands.add_parser("synth", help="write synthetic crowds in the MOT layout")
     synth.add_argument("--out", required=True, help="folder to write")
-    synth.add_argument("--train", type=int, default=200, help="training images")
-    synth.add_argument("--val", type=int, default=50, help="validation images")
-    synth.add_argument("--test", type=int, default=50, help="test images")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--overwrite", action="store_true",
+                       help="write into split folders that maskfocal did not write")
+    synth.add_argument("--train", type=_whole(0), default=200, help="training images")
+    synth.add_argument("--val", type=_whole(0), default=50, help="validation images")
+    synth.add_argument("--test", type=_whole(0), default=50, help="test images")
+    synth.add_argument("--seed", type=_whole(0), default=0,
+                       help="scene stream: the same seed draws the same scenes")
     synth.add_argument("--size", type=_size, default=(640, 480), help="WIDTHxHEIGHT")
-    synth.add_argument("--max-count", type=int, default=1500,
+    synth.add_argument("--max-count", type=_whole(1), default=1500,
                        help="most people placed in one image")
     synth.set_defaults(run=_data_synth)
 
     train = commands.add_parser("train", help="train a counter")
     train.add_argument("--config", help="YAML config (see configs/base.yaml)")
-    train.add_argument("--out", default="runs/latest", help="folder for checkpoints and logs")
+    train.add_argument("--out", help="folder for checkpoints and logs (default: runs/train, "
+                                      "or runs/train-2, -3, ... when taken)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run already in OUT (default: refuse)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("overrides", nargs="*", metavar="key=value",
                        help="config overrides, e.g. train.epochs=5 model.backbone=resnet34")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("eval", help="score a checkpoint on a dataset")
-    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--checkpoint", required=True,
+                          help="a .pt checkpoint of `maskfocal train`")
     evaluate.add_argument("--format", required=True, choices=["synthetic", *sorted(READERS)],
                           help="a reader, or synthetic: the test scenes of the checkpoint's "
                                "config")
     evaluate.add_argument("--root", help="the dataset's folder (not for synthetic)")
-    evaluate.add_argument("--split", help="one split (default: every split found)")
+    evaluate.add_argument("--split", help="one split (default: every split found; "
+                                           "synthetic: test)")
     evaluate.add_argument("--json", action="store_true",
                           help="print one JSON object as the last line")
     evaluate.add_argument("--save-dir", help="write per_image.csv and metrics.json here")
+    evaluate.add_argument("--overwrite", action="store_true",
+                          help="replace per_image.csv/metrics.json that maskfocal eval did "
+                               "not write")
     evaluate.set_defaults(run=_eval)
 
     count = commands.add_parser("count", help="count heads in images, folders or videos")
@@ -276,33 +334,42 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument("--json", action="store_true",
                        help="last line: JSON ({count, points} or a list of those)")
     count.add_argument("--out", "--save-overlay", dest="out", metavar="DIR",
-                       help="write overlays, counts.csv and a contact sheet here (videos: "
-                            "STEM.csv and STEM.mp4; default runs/count)")
+                       help="write STEM.overlay.png, counts.csv and a contact sheet here "
+                            "(videos: STEM.counts.csv and STEM.overlay.mp4; default "
+                            "runs/count); existing files get new names, never replaced")
     count.add_argument("--no-heatmap", dest="heatmap", action="store_false",
                        help="overlays without the blended heatmap")
-    count.add_argument("--every", type=int, default=10, metavar="N",
+    count.add_argument("--every", type=_whole(1), default=10, metavar="N",
                        help="videos: count every N-th frame (default 10)")
     count.add_argument("--no-video", action="store_true",
                        help="videos: write only the CSV, not the annotated video")
-    count.add_argument("--tile-above", type=int, default=2048, metavar="PIXELS",
+    count.add_argument("--tile-above", type=_whole(0), default=2048, metavar="PIXELS",
                        help="count images whose longer side exceeds this in tiles at full "
                             "resolution (default 2048)")
-    count.add_argument("--tile-size", type=int, default=1024, metavar="PIXELS")
-    count.add_argument("--tile-overlap", type=int, default=128, metavar="PIXELS")
+    count.add_argument("--tile-size", type=_whole(64), default=1024, metavar="PIXELS",
+                       help="side of each tile (default 1024)")
+    count.add_argument("--tile-overlap", type=_whole(0), default=128, metavar="PIXELS",
+                       help="least overlap of neighbouring tiles, so a head on a border is "
+                            "seen whole (default 128; less than the tile size minus 4)")
     count.add_argument("--no-tiles", action="store_true",
                        help="never tile: scale large images down to data.max_eval_side")
-    count.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    count.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     count.set_defaults(run=_count)
 
     export = commands.add_parser("export", help="export a checkpoint (ONNX)")
-    export.add_argument("--checkpoint", required=True)
-    export.add_argument("--format", default="onnx", choices=["onnx"])
+    export.add_argument("--checkpoint", required=True,
+                        help="a .pt checkpoint of `maskfocal train`")
+    export.add_argument("--format", default="onnx", choices=["onnx"],
+                        help="the exported format (onnx)")
     export.add_argument("--out", required=True, help="the .onnx file to write")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace OUT even when it is not an earlier maskfocal export")
     export.set_defaults(run=_export)
 
     demo = commands.add_parser("demo", help="the main job on built-in synthetic data")
     demo.add_argument("--out", default="demo_out", help="folder for everything it writes")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=_whole(0), default=0,
+                      help="weights, data order and augmentation all follow from it")
     demo.add_argument("overrides", nargs="*", metavar="key=value",
                       help="overrides of configs/demo.yaml, e.g. train.epochs=2")
     demo.set_defaults(run=_demo)
@@ -311,7 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # usage mistakes (2), --help and --version (0): a status
+        return int(exit_.code or 0)
     try:
         return int(args.run(args) or 0)
     except MaskfocalError as error:

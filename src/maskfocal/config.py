@@ -9,6 +9,7 @@ checkpoint (``config.yaml``) and inside it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -201,23 +202,99 @@ def _apply(target: Any, values: dict[str, Any], prefix: str) -> None:
         setattr(target, name, value)
 
 
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric key: finite, within ``[low, high]`` (``None``: no bound;
+    ``open_low``/``open_high``: the bound itself excluded)."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
+            return False
+        return self.high is None or not (value > self.high or
+                                         (self.open_high and value == self.high))
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.open_low else '>='} {self.low:g}"
+        return (f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}"
+                f"{')' if self.open_high else ']'}")
+
+
+POSITIVE = Range(0, open_low=True)
+NON_NEGATIVE = Range(0)
+AT_LEAST_ONE = Range(1)
+FRACTION = Range(0, 1)
+PROBABILITY = Range(0, 1, open_low=True, open_high=True)
+
+RANGES: dict[str, Range] = {
+    "data.synthetic.train_images": AT_LEAST_ONE,
+    "data.synthetic.val_images": NON_NEGATIVE,
+    "data.synthetic.test_images": NON_NEGATIVE,
+    "data.synthetic.width": Range(32),
+    "data.synthetic.height": Range(32),
+    "data.synthetic.max_count": AT_LEAST_ONE,
+    "data.synthetic.seed": NON_NEGATIVE,
+    "data.val_fraction": Range(0, 1, open_high=True),
+    "data.input_size": Range(64),
+    "data.min_scale": POSITIVE,
+    "data.max_scale": POSITIVE,
+    "data.color_jitter": FRACTION,
+    "data.max_eval_side": Range(64),
+    "data.batch_size": AT_LEAST_ONE,
+    "data.workers": NON_NEGATIVE,
+    "model.neck_channels": AT_LEAST_ONE,
+    "model.head_channels": AT_LEAST_ONE,
+    "model.head_convs": AT_LEAST_ONE,
+    "loss.tau": Range(0, 1, open_low=True),
+    "loss.gamma": NON_NEGATIVE,
+    "loss.beta": NON_NEGATIVE,
+    "loss.weight_power": NON_NEGATIVE,
+    "loss.alpha": PROBABILITY,
+    "loss.point_spread_k": AT_LEAST_ONE,
+    "loss.point_spread_scale": POSITIVE,
+    "loss.min_sigma": POSITIVE,
+    "loss.max_sigma": POSITIVE,
+    "loss.heatmap_weight": NON_NEGATIVE,
+    "loss.offset_weight": NON_NEGATIVE,
+    "loss.size_weight": NON_NEGATIVE,
+    "train.epochs": AT_LEAST_ONE,
+    "train.lr": POSITIVE,
+    "train.weight_decay": NON_NEGATIVE,
+    "train.warmup_steps": NON_NEGATIVE,
+    "train.grad_clip": NON_NEGATIVE,
+    "train.seed": NON_NEGATIVE,
+    "train.eval_every": AT_LEAST_ONE,
+    "decode.threshold": PROBABILITY,
+    "decode.peak_window": AT_LEAST_ONE,
+    "decode.nms_threshold": FRACTION,
+    "decode.max_detections": Range(10000),
+}
+"""Every numeric key's valid values, checked before any work starts (a test pins that every
+numeric key has one)."""
+
+
 def _validate(config: Config) -> None:
+    for key, valid in RANGES.items():
+        name = key.rsplit(".", 1)[1]
+        node: Any = config
+        for part in key.split(".")[:-1]:
+            node = getattr(node, part)
+        value = getattr(node, name)
+        if value is not None and value not in valid:
+            raise MaskfocalError(f"{key} must be {valid}, got {value!r}")
     checks = [
-        (config.data.input_size % 32 == 0 and config.data.input_size >= 64,
-         "data.input_size must be a multiple of 32, at least 64"),
-        (0 < config.data.min_scale <= config.data.max_scale,
-         "need 0 < data.min_scale <= data.max_scale"),
-        (0 <= config.data.val_fraction < 1, "data.val_fraction must be in [0, 1)"),
-        (config.data.batch_size >= 1, "data.batch_size must be at least 1"),
-        (config.data.workers >= 0, "data.workers must be >= 0"),
-        (config.train.epochs >= 1, "train.epochs must be at least 1"),
-        (config.train.lr > 0, "train.lr must be positive"),
-        (0 < config.loss.tau <= 1, "loss.tau must be in (0, 1]"),
-        (config.loss.alpha is None or 0 < config.loss.alpha < 1, "loss.alpha must be in (0, 1)"),
-        (0 < config.decode.threshold < 1, "decode.threshold must be in (0, 1)"),
+        (config.data.input_size % 32 == 0, "data.input_size must be a multiple of 32"),
+        (config.data.min_scale <= config.data.max_scale,
+         "need data.min_scale <= data.max_scale"),
+        (config.loss.min_sigma <= config.loss.max_sigma, "need loss.min_sigma <= loss.max_sigma"),
         (config.decode.peak_window % 2 == 1, "decode.peak_window must be odd"),
-        (config.decode.max_detections >= 10000, "decode.max_detections must be >= 10000 so "
-                                                "dense scenes are not capped"),
         (config.data.format == "synthetic" or config.data.root is not None,
          f"data.root is required for data.format={config.data.format}"),
     ]
@@ -274,4 +351,5 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     """Rebuild a saved, resolved config (e.g. from a checkpoint)."""
     config = Config()
     _apply(config, values, "")
+    _validate(config)
     return config

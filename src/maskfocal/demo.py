@@ -9,6 +9,7 @@ test overlay and the training curves.
 from __future__ import annotations
 
 import csv
+import io
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 from maskfocal.config import load_config
 from maskfocal.engine import build_splits, train
 from maskfocal.inference import Counter
+from maskfocal.io import OutputFolder, atomic_write_bytes, save_png
 from maskfocal.metrics import counting_errors
 from maskfocal.visualize import draw_heads
 
@@ -42,18 +44,22 @@ def training_curves(metrics_csv: Path, out: Path) -> None:
     right.set(xlabel="epoch", ylabel="heads", title="validation error")
     right.legend()
     figure.tight_layout()
-    figure.savefig(out, dpi=110)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
+    atomic_write_bytes(out, buffer.getvalue())
 
 
 def run_demo(out: Path, *, seed: int = 0, overrides: list[str] | None = None) -> dict:
     start = time.perf_counter()
     config = load_config(DEMO_CONFIG, [f"train.seed={seed}", *(overrides or [])])
-    run = out / "run"
+    folder = OutputFolder(out, "demo")
+    run, overlay, curves = folder.claim_all(["run", "overlay.png", "training_curves.png"],
+                                            rename=True)  # a demo's own: replaced
     s = config.data.synthetic
     print(f"1/3 training CenterNet-{config.model.backbone} + Mask Focal Loss on "
           f"{s.train_images} synthetic scenes ({s.width}x{s.height}) on this machine")
-    result = train(config, run, progress=True)
+    result = train(config, run, overwrite=True, progress=True)
     print("2/3 evaluating on the test scenes")
     train_images, _, test_images = build_splits(config)
     mean_count = float(np.mean([image.num_heads for image in train_images]))
@@ -69,10 +75,9 @@ def run_demo(out: Path, *, seed: int = 0, overrides: list[str] | None = None) ->
     busiest = max(range(len(test_images)), key=lambda i: test_images[i].num_heads)
     scene = test_images[busiest]
     found = counter(scene.load_image())
-    overlay = out / "overlay.png"
-    draw_heads(scene.load_image(), found.points, found.boxes,
-               label=f"{found.count} counted / {scene.num_heads} true").save(overlay)
-    curves = out / "training_curves.png"
+    picture = draw_heads(scene.load_image(), found.points, found.boxes,
+                         label=f"{found.count} counted / {scene.num_heads} true")
+    save_png(picture, overlay)
     training_curves(run / "metrics.csv", curves)
     print(f"saved {overlay}, {curves}; checkpoints in {run}")
     minutes = (time.perf_counter() - start) / 60

@@ -9,8 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
-class MaskfocalError(Exception):
-    """A problem the user can fix: bad input, a missing file, an unknown option."""
+class MaskfocalError(ValueError):
+    """A problem the user can fix: bad input, a missing file, an unknown option.
+
+    A ``ValueError``, so that Python callers of the API can catch it as the bad value it is.
+    """
 
 
 class DatasetError(MaskfocalError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +12,44 @@ from maskfocal.engine.evaluate import predict, score
 from maskfocal.engine.trainer import build_splits
 from maskfocal.errors import MaskfocalError
 from maskfocal.inference import Counter
-from maskfocal.io import atomic_write_text
+from maskfocal.io import OutputFolder, atomic_write_text, dumps_json
+
+OUTPUTS = ("per_image.csv", "metrics.json")
+
+
+SYNTHETIC_SPLITS = ("train", "val", "test")
 
 
 def evaluate_checkpoint(checkpoint: str | Path, format: str, root: str | None, *,
                         split: str | None = None, save_dir: str | Path | None = None,
-                        device: str = "auto", progress: bool = False) -> dict[str, Any]:
-    """MAE, RMSE, NAE and localisation P/R/F1 of a checkpoint at its calibrated threshold."""
+                        overwrite: bool = False, device: str = "auto",
+                        progress: bool = False) -> dict[str, Any]:
+    """MAE, RMSE, NAE and localisation P/R/F1 of a checkpoint at its calibrated threshold.
+
+    ``format="synthetic"`` scores a split (default ``test``) of the scenes the checkpoint's
+    config draws. ``save_dir`` gets ``per_image.csv`` and ``metrics.json``; files there that
+    ``maskfocal eval`` did not write are replaced only with ``overwrite``. Every option is
+    checked before the model is loaded.
+    """
+    if format == "synthetic":
+        if root is not None:
+            raise MaskfocalError("--root is not used with --format synthetic (the scenes come "
+                                 "from the checkpoint's config)")
+        if split not in (None, *SYNTHETIC_SPLITS):
+            raise MaskfocalError(f"--split {split!r}: synthetic splits are "
+                                 f"{', '.join(SYNTHETIC_SPLITS)}")
+    elif root is None:
+        raise MaskfocalError(f"--root is required for --format {format}")
+    outputs = None
+    if save_dir is not None:
+        folder = OutputFolder(save_dir, "eval", option="--save-dir", overwrite=overwrite)
+        for name in OUTPUTS:
+            folder.check(name)
+        outputs = folder
     counter = Counter.from_checkpoint(checkpoint, device=device)
     if format == "synthetic":
-        images = build_splits(counter.config)[2]
+        images = build_splits(counter.config)[SYNTHETIC_SPLITS.index(split or "test")]
     else:
-        if root is None:
-            raise MaskfocalError(f"--root is required for --format {format}")
         images = [i for i in read_dataset(format, root, split=split).images if i.labelled]
     if not images:
         raise MaskfocalError("no labelled images to evaluate")
@@ -33,8 +57,8 @@ def evaluate_checkpoint(checkpoint: str | Path, format: str, root: str | None, *
                           decode=counter.config.decode,
                           max_side=counter.config.data.max_eval_side, progress=progress)
     metrics: dict[str, Any] = {"images": len(images), **score(predictions, counter.threshold)}
-    if save_dir is not None:
-        save_dir = Path(save_dir)
+    if outputs is not None:
+        per_image, metrics_json = outputs.claim_all(OUTPUTS)
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(["image", "true_count", "predicted_count", "error"])
@@ -42,6 +66,6 @@ def evaluate_checkpoint(checkpoint: str | Path, format: str, root: str | None, *
         for name, true, predicted in zip(predictions.names, predictions.gt_counts, counts,
                                          strict=True):
             writer.writerow([name, int(true), int(predicted), int(predicted - true)])
-        atomic_write_text(save_dir / "per_image.csv", buffer.getvalue())
-        atomic_write_text(save_dir / "metrics.json", json.dumps(metrics, indent=2))
+        atomic_write_text(per_image, buffer.getvalue())
+        atomic_write_text(metrics_json, dumps_json(metrics, indent=2))
     return metrics

@@ -23,9 +23,9 @@ from torchvision.models.detection.image_list import ImageList
 
 from maskfocal import __version__
 from maskfocal.config import Config, config_from_dict
-from maskfocal.engine.checkpoint import load_model
+from maskfocal.engine.checkpoint import load_model, threshold_of
 from maskfocal.errors import MaskfocalError
-from maskfocal.io import atomic_write_bytes
+from maskfocal.io import atomic_write_bytes, writable_file
 from maskfocal.models import CenterNet, build_model
 from maskfocal.models.detectors import PYRAMID_STRIDES
 
@@ -60,8 +60,19 @@ def output_names(model: nn.Module, config: Config) -> tuple[str, ...]:
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, *, example_size: tuple[int, int] =
-                (384, 512)) -> Path:
-    """Write ``checkpoint``'s model as ONNX to ``out`` (atomically); returns the path."""
+                (384, 512), overwrite: bool = False) -> Path:
+    """Write ``checkpoint``'s model as ONNX to ``out`` (atomically); returns the path.
+
+    An existing ``out`` is replaced only when it is an earlier maskfocal export, or with
+    ``overwrite``; either way, never the checkpoint itself.
+    """
+    out = writable_file(out, "--out")
+    if out.exists():
+        if out.resolve() == Path(checkpoint).resolve():
+            raise MaskfocalError(f"--out {out} is the checkpoint itself; choose another --out")
+        if not overwrite and not is_maskfocal_onnx(out):
+            raise MaskfocalError(f"{out} exists and is not a maskfocal ONNX export; choose "
+                                 "another --out or pass --overwrite to replace it")
     model, config, state = load_model(checkpoint)
     names = output_names(model, config)
     graph = _ExportGraph(model, names).eval()
@@ -78,15 +89,25 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, example_size: tuple[
             opset_version=OPSET, dynamo=True, verbose=False)
     proto = program.model_proto
     metadata = {"maskfocal_version": __version__, "config": json.dumps(config.to_dict()),
-                "threshold": repr(float(state.get("threshold", config.decode.threshold))),
+                "threshold": repr(threshold_of(state, config)),
                 "outputs": ",".join(names)}
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(proto)
-    out = Path(out)
     atomic_write_bytes(out, proto.SerializeToString())
     return out
+
+
+def is_maskfocal_onnx(path: str | Path) -> bool:
+    """Whether ``path`` is an ONNX file that ``maskfocal export`` wrote (its metadata)."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # protobuf's DecodeError and friends: not ONNX at all
+        return False
+    return any(entry.key == "maskfocal_version" for entry in proto.metadata_props)
 
 
 class OnnxRunner:
@@ -117,9 +138,14 @@ class OnnxRunner:
         if "config" not in metadata:
             raise MaskfocalError(f"{path}: an ONNX model without maskfocal metadata (export "
                                  "it with `maskfocal export`)")
-        self.config = config_from_dict(json.loads(metadata["config"]))
-        self.threshold = float(metadata["threshold"])
-        self.names = tuple(metadata["outputs"].split(","))
+        try:
+            self.config = config_from_dict(json.loads(metadata["config"]))
+            self.threshold = float(metadata["threshold"])
+            self.names = tuple(metadata["outputs"].split(","))
+        except (KeyError, ValueError, TypeError) as error:
+            raise MaskfocalError(f"{path}: damaged maskfocal metadata ({error})") from None
+        if not 0 < self.threshold < 1:
+            raise MaskfocalError(f"{path}: its threshold {self.threshold!r} is not in (0, 1)")
         self.model = build_model(self.config, pretrained=False).eval()
 
     def __call__(self, images: Tensor):

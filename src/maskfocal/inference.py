@@ -16,18 +16,19 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+from tqdm import tqdm
 
 from maskfocal.config import Config
 from maskfocal.data.readers.common import IMAGE_EXTENSIONS
 from maskfocal.data.training import pad_batch
 from maskfocal.data.transforms import Sample, fit_for_eval, to_tensor
 from maskfocal.decode import Detections
-from maskfocal.engine.checkpoint import load_model
+from maskfocal.engine.checkpoint import load_model, threshold_of
 from maskfocal.engine.tasks import decode_outputs, forward
 from maskfocal.errors import MaskfocalError
 from maskfocal.models import CenterNet
-from maskfocal.structures import load_rgb
-from maskfocal.tiling import in_core, merge_across_tiles, plan_tiles
+from maskfocal.structures import as_rgb, load_rgb
+from maskfocal.tiling import ALIGN, in_core, merge_across_tiles, plan_tiles
 
 __all__ = ["CountResult", "Counter", "expand_inputs"]
 
@@ -45,6 +46,20 @@ class CountResult:
     def to_json(self) -> dict:
         return {"count": self.count,
                 "points": [[round(float(x), 2), round(float(y), 2)] for x, y in self.points]}
+
+
+def check_tiling(tile_above: int | None, tile_size: int, tile_overlap: int) -> None:
+    """Tiling options that cover every pixel, or a one-line error before any work."""
+    if tile_above is not None and tile_above < 0:
+        raise MaskfocalError(f"tile threshold {tile_above} px must be >= 0")
+    if tile_size < 64:
+        raise MaskfocalError(f"tile size {tile_size} px must be at least 64")
+    if tile_overlap < 0:
+        raise MaskfocalError(f"tile overlap {tile_overlap} px must be >= 0 (a negative "
+                             "overlap leaves gaps between tiles)")
+    if tile_size - tile_overlap <= ALIGN:
+        raise MaskfocalError(f"tile size {tile_size} px must exceed the overlap "
+                             f"{tile_overlap} px by more than {ALIGN}")
 
 
 def _select_device(device: str) -> torch.device:
@@ -73,15 +88,19 @@ class Counter:
         tile_size, tile_overlap: tile side and the least overlap of neighbours, in pixels.
         merge_radius: heads of two tiles closer than this (pixels) are one head.
         batch_size: images (or tiles) per forward pass.
+        progress: show a progress bar over the tiles of a tiled image.
     """
 
     def __init__(self, model: torch.nn.Module, config: Config, threshold: float,
                  device: torch.device, *, runner: Callable[[Tensor], object] | None = None,
                  tile_above: int | None = 2048, tile_size: int = 1024, tile_overlap: int = 128,
-                 merge_radius: float = 8.0, batch_size: int = 4) -> None:
-        if tile_size <= tile_overlap or tile_size < 64:
-            raise MaskfocalError(f"tile size {tile_size} must be at least 64 and exceed the "
-                                 f"overlap {tile_overlap}")
+                 merge_radius: float = 8.0, batch_size: int = 4, progress: bool = False
+                 ) -> None:
+        check_tiling(tile_above, tile_size, tile_overlap)
+        if not merge_radius >= 0:
+            raise MaskfocalError(f"merge radius must be >= 0, got {merge_radius}")
+        if batch_size < 1:
+            raise MaskfocalError(f"batch size must be at least 1, got {batch_size}")
         self.model = model.eval().to(device)
         self.config = config
         self.threshold = threshold
@@ -91,7 +110,8 @@ class Counter:
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap
         self.merge_radius = merge_radius
-        self.batch_size = max(1, batch_size)
+        self.batch_size = batch_size
+        self.progress = progress
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", **options) -> Counter:
@@ -105,34 +125,17 @@ class Counter:
             return cls(runner.model, runner.config, runner.threshold, torch.device("cpu"),
                        runner=runner, **options)
         model, config, state = load_model(path)
-        return cls(model, config, float(state.get("threshold", config.decode.threshold)),
-                   torch_device, **options)
+        return cls(model, config, threshold_of(state, config), torch_device, **options)
 
     @staticmethod
     def read_image(image) -> np.ndarray:
-        """A path, PIL image, (H, W[, 3|4]) array or (3, H, W) tensor as (H, W, 3) uint8."""
+        """A path, PIL image, (H, W[, C]) array or (C, H, W) tensor as (H, W, 3) uint8.
+
+        Numeric types are scaled by their range (see :func:`maskfocal.structures.as_rgb`);
+        what cannot be read is a :class:`MaskfocalError` (a ``ValueError``)."""
         if isinstance(image, (str, Path)):
             return load_rgb(image)
-        if isinstance(image, Image.Image):
-            return np.asarray(image.convert("RGB"))
-        if isinstance(image, torch.Tensor):  # (3, H, W) float in [0, 1], or uint8
-            if image.ndim != 3 or image.shape[0] not in (1, 3):
-                raise MaskfocalError(f"expected a (3, H, W) tensor, got shape "
-                                     f"{tuple(image.shape)}")
-            image = image.detach().cpu()
-            if image.dtype != torch.uint8:
-                image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
-            return image.expand(3, -1, -1).permute(1, 2, 0).numpy()
-        array = np.asarray(image)
-        if array.ndim == 2:
-            array = np.repeat(array[..., None], 3, axis=2)
-        if array.ndim != 3 or array.shape[2] not in (3, 4):
-            raise MaskfocalError(f"expected an (H, W, 3) image, got shape {array.shape}")
-        if array.dtype != np.uint8:
-            if np.issubdtype(array.dtype, np.floating) and array.max(initial=0) <= 1.0:
-                array = array * 255.0
-            array = np.clip(np.round(array), 0, 255)
-        return np.ascontiguousarray(array[..., :3], dtype=np.uint8)
+        return as_rgb(image)
 
     @property
     def has_heatmap(self) -> bool:
@@ -200,7 +203,9 @@ class Counter:
                   if heatmap else None)
         points, scores, boxes, owners = [], [], [], []
         sizes = {number: (t.y1 - t.y0, t.x1 - t.x0) for number, t in enumerate(tiles)}
-        for group in _same_padded_size(sizes, self.batch_size):
+        groups = _same_padded_size(sizes, self.batch_size)
+        for group in tqdm(groups, desc=f"{len(tiles)} tiles", unit="batch", leave=False,
+                          disable=not self.progress or len(groups) < 2):
             found = self._detect([to_tensor(image[tiles[n].y0:tiles[n].y1,
                                                   tiles[n].x0:tiles[n].x1]) for n in group])
             for number, (detections, maps) in zip(group, found, strict=True):

@@ -7,6 +7,8 @@ normal value everywhere in the project.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +17,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from maskfocal.errors import DatasetError
+from maskfocal.errors import DatasetError, MaskfocalError
 
-__all__ = ["AnnotatedImage", "load_rgb"]
+__all__ = ["AnnotatedImage", "as_rgb", "load_rgb"]
 
 
 MAX_PIXELS = 300_000_000
@@ -32,26 +34,103 @@ def load_rgb(path: str | Path) -> np.ndarray:
 
     Grayscale, palette, RGBA/LA (alpha dropped), CMYK and YCbCr become RGB; 16-bit and 32-bit
     integer or float images are scaled into 8 bits (not clipped). Unreadable, truncated or
-    oversized (more than :data:`MAX_PIXELS`) files raise :class:`DatasetError`. The array may
-    be read-only (it wraps the decoded bytes without another copy).
+    oversized (more than :data:`MAX_PIXELS`; Pillow's own smaller limit is lifted for this
+    read) files raise :class:`DatasetError`. The array may be read-only (it wraps the decoded
+    bytes without another copy).
     """
     from PIL import ImageOps
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                pixels = image.width * image.height
-                if pixels > MAX_PIXELS:
-                    raise DatasetError(path, f"image of {image.width}x{image.height} has more "
-                                             f"than maskfocal.structures.MAX_PIXELS = "
-                                             f"{MAX_PIXELS:,} pixels (a decompression bomb?)")
-                image.load()
-                if image.getexif().get(0x0112, 1) != 1:  # orientation tag
-                    image = ImageOps.exif_transpose(image)
-                return _to_rgb_array(image)
+        with _pillow_bomb_limit(), Image.open(path) as image:
+            pixels = image.width * image.height
+            if pixels > MAX_PIXELS:
+                raise DatasetError(path, f"image of {image.width}x{image.height} has more "
+                                         f"than maskfocal.structures.MAX_PIXELS = "
+                                         f"{MAX_PIXELS:,} pixels (a decompression bomb?)")
+            image.load()
+            if image.getexif().get(0x0112, 1) != 1:  # orientation tag
+                image = ImageOps.exif_transpose(image)
+            return _to_rgb_array(image)
+    except DatasetError:
+        raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise DatasetError(path, f"cannot read image ({error})") from None
+
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_bomb_limit():
+    """Pillow refuses images over twice ``Image.MAX_IMAGE_PIXELS`` (179 M by default) while
+    opening them; :data:`MAX_PIXELS` is ours, so Pillow's check is set to it for one read."""
+    with _PILLOW_LIMIT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # errors only above twice this; ours comes first
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def as_rgb(image: Any) -> np.ndarray:
+    """A PIL image, (H, W), (H, W, 1|3|4) array or (1|3|4, H, W) tensor as (H, W, 3) uint8.
+
+    Every numeric type is scaled by its range, as files are: uint8 as it is, other unsigned
+    integers by their type's maximum (uint16: 65535), signed integers must hold 0..255, floats
+    must hold [0, 1] (torchvision's convention). Anything else (an empty image, NaN, a float
+    image in 0..255, booleans, a wrong shape) is a :class:`MaskfocalError` saying what was
+    expected; never a silent clip.
+    """
+    if isinstance(image, Image.Image):
+        if image.width == 0 or image.height == 0:
+            raise MaskfocalError(f"the image is empty ({image.width}x{image.height})")
+        return np.ascontiguousarray(_to_rgb_array(image))
+    tensor = type(image).__module__.startswith("torch")
+    if tensor:
+        if image.ndim == 3:  # (C, H, W) -> (H, W, C)
+            image = image.permute(1, 2, 0)
+        array = image.detach().cpu().numpy()
+    else:
+        array = np.asarray(image)
+    layout = "(C, H, W) tensor with C in 1, 3, 4" if tensor else "(H, W) or (H, W, C) array " \
+                                                                  "with C in 1, 3, 4"
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise MaskfocalError(f"expected a {layout}, got shape {tuple(np.shape(image))}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise MaskfocalError(f"the image is empty ({array.shape[1]}x{array.shape[0]})")
+    array = array[..., :3] if array.shape[2] >= 3 else np.repeat(array, 3, axis=2)
+    return np.ascontiguousarray(_scaled_to_uint8(array))
+
+
+def _scaled_to_uint8(array: np.ndarray) -> np.ndarray:
+    kind = array.dtype
+    if kind == np.uint8:
+        return array
+    if np.issubdtype(kind, np.unsignedinteger):
+        top = np.iinfo(kind).max
+        return (array.astype(np.float64) * (255 / top)).round().astype(np.uint8)
+    if np.issubdtype(kind, np.signedinteger):
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 255:
+            raise MaskfocalError(f"{kind} image values span [{low}, {high}]; signed integers "
+                                 "must hold 0..255 (give uint16 for 16-bit images, or floats "
+                                 "in [0, 1])")
+        return array.astype(np.uint8)
+    if np.issubdtype(kind, np.floating):
+        values = array.astype(np.float32)
+        if not np.isfinite(values).all():
+            raise MaskfocalError("the image holds NaN or infinite values")
+        low, high = float(values.min()), float(values.max())
+        if low < 0 or high > 1:
+            raise MaskfocalError(f"float image values span [{low:g}, {high:g}]; floats must "
+                                 "hold [0, 1] (divide 0..255 values by 255)")
+        return (values * 255).round().astype(np.uint8)
+    raise MaskfocalError(f"unsupported image type {kind} (use uint8, uint16 or floats in "
+                         "[0, 1])")
 
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:

@@ -39,6 +39,8 @@ def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int, int
     Windows are ``tile`` long (the last may be up to ``ALIGN - 1`` longer), start on multiples
     of ``ALIGN`` and overlap by at least ``overlap``; cores split each overlap in the middle.
     """
+    if overlap < 0:
+        raise ValueError(f"tile overlap {overlap} must be >= 0")
     if tile <= overlap:
         raise ValueError(f"tile size {tile} must exceed the overlap {overlap}")
     if length <= tile:

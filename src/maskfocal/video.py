@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -39,7 +38,7 @@ def is_video(path: str | Path) -> bool:
 
 def count_video(path: str | Path, counter, *, every: int = 10, csv_path: str | Path,
                 video_path: str | Path | None = None, heatmap: bool = False,
-                progress: Callable[[int, int], None] | None = None) -> VideoSummary:
+                progress: bool = False) -> VideoSummary:
     """Count every ``every``-th frame of ``path`` with ``counter`` (a :class:`Counter`).
 
     Writes ``csv_path`` (frame, time_s, count) and, with ``video_path``, an H.264 video of the
@@ -47,6 +46,7 @@ def count_video(path: str | Path, counter, *, every: int = 10, csv_path: str | P
     so it lasts as long as the clip). Both files appear only once complete.
     """
     import av
+    from tqdm import tqdm
 
     from maskfocal.visualize import draw_overlay
 
@@ -67,12 +67,15 @@ def count_video(path: str | Path, counter, *, every: int = 10, csv_path: str | P
         csv_part = csv_path.with_name(f".{csv_path.name}.{os.getpid()}.part")
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         writer = _VideoWriter(video_path, rate / every) if video_path else None
+        bar = tqdm(total=stream.frames or None, desc=path.name, unit="frame", leave=False,
+                   disable=not progress)
         rows, read = [], 0
         try:
             with csv_part.open("w", newline="") as file:
                 table = csv.writer(file)
                 table.writerow(["frame", "time_s", "count"])
                 for index, frame in enumerate(_frames(source, stream, path)):
+                    bar.update(index + 1 - bar.n)  # frames read, counted or not
                     read += 1
                     if index % every:
                         continue
@@ -84,12 +87,11 @@ def count_video(path: str | Path, counter, *, every: int = 10, csv_path: str | P
                     rows.append(result.count)
                     if writer is not None:
                         writer.write(np.asarray(draw_overlay(pixels, result)))
-                    if progress is not None:
-                        progress(index, len(rows))
             if writer is not None:
                 writer.close()
             os.replace(csv_part, csv_path)
         finally:
+            bar.close()
             csv_part.unlink(missing_ok=True)
             if writer is not None:
                 writer.abort()

@@ -44,7 +44,46 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     for key in ("model", "config"):
         if key not in state:
             raise MaskfocalError(f"{path}: checkpoint has no {key!r} entry")
+    _check_entries(state, path)
     return state
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_entries(state: dict[str, Any], path: Path) -> None:
+    """Each entry of the right type and range, so that a tampered or damaged file is a
+    one-line error here rather than a traceback (or a silently wrong count) later."""
+    weights = state["model"]
+    if not isinstance(weights, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        raise MaskfocalError(f"{path}: its 'model' entry is not a mapping of names to weight "
+                             "tensors")
+    if not isinstance(state["config"], dict):
+        raise MaskfocalError(f"{path}: its 'config' entry is not a mapping")
+    threshold = state.get("threshold")
+    if threshold is not None and not (_is_number(threshold) and 0 < threshold < 1):
+        raise MaskfocalError(f"{path}: its threshold {threshold!r} is not a number in (0, 1)")
+    for key in ("epoch", "step"):
+        if key in state and not (isinstance(state[key], int) and not isinstance(
+                state[key], bool) and state[key] >= 0):
+            raise MaskfocalError(f"{path}: its {key!r} entry {state[key]!r} is not a whole "
+                                 "number >= 0")
+    if "best_mae" in state and not (_is_number(state["best_mae"]) and
+                                    state["best_mae"] >= 0):  # inf before any validation
+        raise MaskfocalError(f"{path}: its 'best_mae' entry {state['best_mae']!r} is not a "
+                             "number >= 0")
+    for key in ("optimizer", "scheduler"):
+        if key in state and not isinstance(state[key], dict):
+            raise MaskfocalError(f"{path}: its {key!r} entry is not a mapping")
+
+
+def threshold_of(state: dict[str, Any], config) -> float:
+    """The threshold a checkpoint counts with: the calibrated one it stores, else its
+    config's."""
+    threshold = state.get("threshold")
+    return float(config.decode.threshold if threshold is None else threshold)
 
 
 def checkpoint_config(state: dict[str, Any], path: str | Path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import sys
 import time
@@ -26,7 +25,13 @@ from maskfocal.data.readers import read_dataset
 from maskfocal.data.synthetic import SyntheticConfig, SyntheticCrowds
 from maskfocal.data.training import AugmentOptions, TrainingSet, collate
 from maskfocal.errors import MaskfocalError
-from maskfocal.io import atomic_write_text, remove_stale_temporaries
+from maskfocal.io import (
+    MANIFEST,
+    OutputFolder,
+    atomic_write_text,
+    dumps_json,
+    remove_stale_temporaries,
+)
 from maskfocal.models import build_model
 from maskfocal.structures import AnnotatedImage
 
@@ -34,6 +39,8 @@ from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from .distributed import Distributed, GlobalBatches
 from .evaluate import Predictions, calibrate_threshold, predict, score
 from .tasks import LOSS_KEYS, training_losses
+
+RESUME_KEYS = ("optimizer", "scheduler", "epoch", "step", "best_mae", "threshold")
 
 
 def metric_columns(model_name: str) -> tuple[str, ...]:
@@ -96,21 +103,49 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-class _Run:
-    """Files of one training run."""
+RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.csv", "test_metrics.json", "tb")
+"""What a run writes in its folder; nothing else there is touched."""
 
-    def __init__(self, out: Path, columns: tuple[str, ...]) -> None:
-        self.out = out
+
+class _Run:
+    """Files of one training run, and the rule that keeps them: a folder that already holds
+    a run is continued (``resume``) or replaced (``overwrite``) only when asked, and files
+    that ``maskfocal train`` did not write are never replaced."""
+
+    def __init__(self, out: str | Path, columns: tuple[str, ...], *, resume: bool,
+                 overwrite: bool) -> None:
+        last = Path(out) / "last.pt"
+        self.resume = resume and last.is_file()
+        # a checkpoint that loads proves the run's files are train's, manifest or not
+        self.folder = OutputFolder(out, "train", overwrite=overwrite or self.resume)
+        self.out = self.folder.path
+        self.overwrite = overwrite
         self.columns = columns
-        self.last = out / "last.pt"
-        self.best = out / "best.pt"
-        self.metrics = out / "metrics.csv"
+        self.last = last
+        self.best = self.out / "best.pt"
+        self.metrics = self.out / "metrics.csv"
+        existing = [name for name in RUN_FILES if (self.out / name).exists()]
+        if existing and not (resume or overwrite):
+            raise MaskfocalError(f"{self.out} already holds {', '.join(existing)}: continue "
+                                 "that run with --resume, replace it with --overwrite, or "
+                                 "choose another --out")
+        for name in RUN_FILES:  # files of others: a one-line error now, before any work
+            self.folder.check(name)
+
+    def claim(self) -> None:
+        """Take the folder (main process only, after every process has checked it)."""
+        self.folder.claim_all(RUN_FILES)
+        remove_stale_temporaries(self.out, (*RUN_FILES, MANIFEST, "probe"))  # killed writers
+        if self.overwrite and not self.resume:  # a replaced run's curves are not this run's
+            for events in (self.out / "tb").glob("events.out.tfevents.*"):
+                events.unlink()
 
     def read_metrics(self) -> list[dict[str, str]]:
         if not self.metrics.is_file():
             return []
         with self.metrics.open(newline="") as file:
-            return list(csv.DictReader(file))
+            return [row for row in csv.DictReader(file)
+                    if (row.get("epoch") or "").strip().isdigit()]
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         buffer = io.StringIO()
@@ -120,30 +155,47 @@ class _Run:
         atomic_write_text(self.metrics, buffer.getvalue())
 
 
-def train(config: Config, out: str | Path, *, resume: bool = False, progress: bool = True,
-          stop_after: int | None = None) -> dict[str, Any]:
+def default_run_folder(base: str | Path = "runs/train") -> Path:
+    """``runs/train``, or ``runs/train-2``, ``-3``, ... : the first that is missing or empty
+    (like ultralytics' ``runs/train2``), so that a run never lands on an earlier one."""
+    base = Path(base)
+    candidate, number = base, 1
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        number += 1
+        candidate = base.with_name(f"{base.name}-{number}")
+    return candidate
+
+
+def train(config: Config, out: str | Path, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
     """Train ``config`` into ``out``; returns the final validation and test metrics.
 
     ``resume=True`` continues from ``out/last.pt`` exactly (weights, optimiser, schedule, data
-    order and augmentation all continue). ``stop_after`` ends the run after that epoch, as an
-    interruption would (for tests and time-boxed runs).
+    order and augmentation all continue). A folder that already holds a run needs ``resume``
+    or ``overwrite`` (replace it); files there that training did not write are never
+    replaced. ``stop_after`` ends the run after that epoch, as an interruption would (for
+    tests and time-boxed runs).
     """
     from tqdm import tqdm
 
-    run = _Run(Path(out), metric_columns(config.model.name))
+    run = _Run(out, metric_columns(config.model.name), resume=resume, overwrite=overwrite)
     loss_keys = LOSS_KEYS[config.model.name]
-    run.out.mkdir(parents=True, exist_ok=True)
     state = None
-    if resume and run.last.is_file():
+    if run.resume:
         state = load_checkpoint(run.last)
         saved = checkpoint_config(state, run.last)
         if saved.model != config.model:
             raise MaskfocalError(f"{run.last}: model config differs from the run being "
                                  "resumed; resume with the same model settings")
+        missing = [key for key in RESUME_KEYS if key not in state]
+        if missing:
+            raise MaskfocalError(f"{run.last}: cannot resume from it, it has no "
+                                 f"{', '.join(missing)} (a best.pt or exported weights?)")
     distributed, device = Distributed.from_env(config.train.device)
     main_process = distributed.is_main
+    distributed.barrier()  # every process has checked the folder before the first write
     if main_process:
-        remove_stale_temporaries(run.out)  # half-written files of a killed run
+        run.claim()
     torch.manual_seed(config.train.seed)
     model = build_model(config, pretrained=state is None).to(device)
     net: torch.nn.Module = model  # what the training step calls: model, or DDP around it
@@ -172,9 +224,13 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
     threshold = config.decode.threshold
     rows: list[dict[str, Any]] = []
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
+            raise MaskfocalError(f"{run.last}: cannot resume from it, its state does not fit "
+                                 f"this run ({str(error).splitlines()[0][:200]})") from None
         start_epoch, step = state["epoch"] + 1, state["step"]
         best_mae, threshold = state["best_mae"], state["threshold"]
         rows = [row for row in run.read_metrics() if int(row["epoch"]) < start_epoch]
@@ -238,7 +294,8 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
         if val_images and ((epoch + 1) % config.train.eval_every == 0 or last_epoch):
             predictions = _predict_shared(model, val_images, distributed, device=device,
                                           decode=config.decode,
-                                          max_side=config.data.max_eval_side)
+                                          max_side=config.data.max_eval_side,
+                                          progress=progress)
             epoch_threshold = (calibrate_threshold(predictions)[0] if config.decode.calibrate
                                else config.decode.threshold)
             val_metrics = score(predictions, epoch_threshold)
@@ -276,7 +333,7 @@ def train(config: Config, out: str | Path, *, resume: bool = False, progress: bo
         seconds = time.perf_counter() - started
         result["test"] = score(predictions, best_state["threshold"])
         result["test"]["images_per_second"] = len(test_images) / seconds
-        atomic_write_text(run.out / "test_metrics.json", json.dumps(result["test"], indent=2))
+        atomic_write_text(run.out / "test_metrics.json", dumps_json(result["test"], indent=2))
     distributed.barrier()
     distributed.close()
     return result
@@ -322,13 +379,16 @@ def _tensorboard(folder: Path):
 
 
 def train_from_files(config_path: str | None, out: str | Path, overrides: list[str], *,
-                     resume: bool = False, progress: bool = True) -> dict[str, Any]:
+                     resume: bool = False, overwrite: bool = False,
+                     progress: bool = True) -> dict[str, Any]:
     """The ``maskfocal train`` entry: config file + overrides, or a resumed run's own config."""
     base = None
     last = Path(out) / "last.pt"
+    if resume and overwrite:
+        raise MaskfocalError("--resume continues a run and --overwrite replaces it; give one")
     if resume and last.is_file():
         base = load_checkpoint(last)["config"]
     elif config_path is None:
         raise MaskfocalError("--config is required (unless --resume finds a run in --out)")
     config = load_config(config_path, overrides, base=base)
-    return train(config, out, resume=resume, progress=progress)
+    return train(config, out, resume=resume, overwrite=overwrite, progress=progress)
