@@ -26,6 +26,7 @@ from maskfocal.decode import Detections
 from maskfocal.engine.checkpoint import load_model, threshold_of
 from maskfocal.engine.tasks import decode_outputs, forward
 from maskfocal.errors import MaskfocalError
+from maskfocal.io import written_here
 from maskfocal.models import CenterNet
 from maskfocal.structures import as_rgb, load_rgb
 from maskfocal.tiling import ALIGN, in_core, merge_across_tiles, plan_tiles
@@ -269,12 +270,15 @@ def _rescaled(heatmap: np.ndarray | None, shape: tuple[int, ...], stride: int = 
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Image files from files and folders (a folder's images, sorted, not recursive)."""
+    """Image files from files and folders (a folder's images, sorted, not recursive; not the
+    overlays and sheets that maskfocal itself wrote there)."""
     paths: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+            ours = written_here(path)
+            paths += sorted(p for p in path.iterdir()
+                            if p.suffix.lower() in IMAGE_EXTENSIONS and p.name not in ours)
         elif path.is_file():
             paths.append(path)
         else:

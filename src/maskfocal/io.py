@@ -136,6 +136,15 @@ def writable_file(path: str | Path, option: str) -> Path:
     return path
 
 
+def written_here(folder: str | Path) -> dict[str, str]:
+    """``{name: command}`` of the files maskfocal wrote in ``folder`` (its manifest)."""
+    try:
+        files = json.loads((Path(folder) / MANIFEST).read_text()).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+
+
 class OutputFolder:
     """A folder one command writes into, which never writes over a file it did not write.
 
@@ -159,11 +168,7 @@ class OutputFolder:
         self._protected: set[Path] = set()
 
     def _read_manifest(self) -> dict[str, str]:
-        try:
-            files = json.loads((self.path / MANIFEST).read_text()).get("files", {})
-        except (OSError, ValueError, AttributeError):
-            return {}
-        return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+        return written_here(self.path)
 
     def protect(self, paths: Iterable[str | Path]) -> None:
         """Never write over these (the inputs of this run), whoever wrote them."""
@@ -226,7 +231,14 @@ class OutputFolder:
                               "--overwrite to replace it")
 
 
+COMPOUND_SUFFIXES = (".overlay.png", ".overlay.mp4", ".counts.csv")
+"""Suffixes kept whole when a name is numbered: ``x.overlay.png`` -> ``x-2.overlay.png``."""
+
+
 def _split_suffix(name: str) -> tuple[str, str]:
-    """``"a/x.overlay.png"`` -> ``("a/x.overlay", ".png")``."""
+    """``"x.overlay.png"`` -> ``("x", ".overlay.png")``; ``"a.csv"`` -> ``("a", ".csv")``."""
+    for suffix in COMPOUND_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[:-len(suffix)], suffix
     path = Path(name)
     return str(path.with_suffix("")), path.suffix

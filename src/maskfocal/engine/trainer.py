@@ -125,10 +125,11 @@ class _Run:
         self.best = self.out / "best.pt"
         self.metrics = self.out / "metrics.csv"
         existing = [name for name in RUN_FILES if (self.out / name).exists()]
-        if existing and not (resume or overwrite):
-            raise MaskfocalError(f"{self.out} already holds {', '.join(existing)}: continue "
-                                 "that run with --resume, replace it with --overwrite, or "
-                                 "choose another --out")
+        if existing and not (resume or overwrite) and (
+                last.is_file() or all(self.folder.owns(name) for name in existing)):
+            raise MaskfocalError(f"{self.out} already holds a training run "
+                                 f"({', '.join(existing)}): continue it with --resume, replace "
+                                 "it with --overwrite, or choose another --out")
         for name in RUN_FILES:  # files of others: a one-line error now, before any work
             self.folder.check(name)
 
