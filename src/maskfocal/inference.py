@@ -98,6 +98,8 @@ class Counter:
                  merge_radius: float = 8.0, batch_size: int = 4, progress: bool = False
                  ) -> None:
         check_tiling(tile_above, tile_size, tile_overlap)
+        if not 0 < threshold < 1:
+            raise MaskfocalError(f"threshold must be in (0, 1), got {threshold}")
         if not merge_radius >= 0:
             raise MaskfocalError(f"merge radius must be >= 0, got {merge_radius}")
         if batch_size < 1:
