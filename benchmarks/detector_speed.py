@@ -16,8 +16,7 @@ import torch
 from maskfocal.config import load_config
 from maskfocal.data.synthetic import SyntheticConfig, generate_scene
 from maskfocal.data.training import to_sample
-from maskfocal.engine.tasks import detect, training_losses
-from maskfocal.models import build_model
+from maskfocal.families import family_for
 
 
 def median_time(function, repeats: int) -> float:
@@ -50,20 +49,20 @@ def main() -> None:
         torch.manual_seed(0)
         config = load_config(None, [f"model.name={name}", f"model.backbone={args.backbone}",
                                     f"loss.name={args.loss}"])
-        model = build_model(config)
+        family = family_for(config)
+        model = family.build()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-        def step(model=model, optimizer=optimizer, config=config):
+        def step(model=model, optimizer=optimizer, family=family):
             model.train()
-            loss = sum(training_losses(model, images, samples, config).values())
+            loss = sum(family.training_losses(model, images, samples).values())
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
 
-        def infer(model=model, config=config):
+        def infer(model=model, family=family):
             model.eval()
-            detect(model, images[:1], [(args.size, args.size)], threshold=0.3,
-                   decode=config.decode)
+            family.detect(model, images[:1], [(args.size, args.size)], threshold=0.3)
 
         step()
         infer()

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from maskfocal.config import Config
+from maskfocal.families import build_model
 from maskfocal.inference import Counter
-from maskfocal.models import build_model
 
 
 def main() -> None:

@@ -87,7 +87,7 @@ def main() -> None:
 
     from maskfocal import Counter
     from maskfocal.config import config_from_dict
-    from maskfocal.engine import build_splits
+    from maskfocal.data import build_splits
 
     results = json.loads(args.results.read_text())
     rows, counters, test = [], [], None
@@ -99,7 +99,8 @@ def main() -> None:
             continue
         counter = Counter.from_checkpoint(folder / "best.pt", device="cpu")
         if test is None:
-            test = build_splits(config_from_dict(run["config"]))[2]
+            config = config_from_dict(run["config"])
+            test = build_splits(config.data, seed=config.train.seed)[2]
         stats = peak_statistics(counter, test)
         sweep = run["test_mae_by_threshold"]
         rows.append((label, run, stats, min(sweep.values())))

@@ -29,9 +29,11 @@ import numpy as np
 import torch
 
 from maskfocal.config import load_config
-from maskfocal.engine import build_splits, train
+from maskfocal.data import build_splits
+from maskfocal.engine import train
 from maskfocal.engine.checkpoint import load_model
 from maskfocal.engine.evaluate import predict
+from maskfocal.families import family_for
 from maskfocal.io import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
@@ -117,7 +119,7 @@ def run_one(detector: str, loss: str, dataset: str, seed: int, profile: str,
         result = train(config, folder, progress=False)
         minutes = (time.perf_counter() - start) / 60
         test = result["test"]
-        test_images = build_splits(config)[2]
+        test_images = build_splits(config.data, seed=config.train.seed)[2]
         with (folder / "metrics.csv").open(newline="") as file:
             history = [{k: float(v) for k, v in row.items() if v not in ("", None)}
                        for row in csv.DictReader(file)]
@@ -140,7 +142,7 @@ SWEEP = np.round(np.arange(0.05, 0.951, 0.05), 2)
 def threshold_sweep(checkpoint: Path, config, images) -> dict[str, float]:
     """Test MAE at every threshold of ``SWEEP``: how much the calibrated one gives away."""
     model = load_model(checkpoint)[0]
-    predictions = predict(model, images, device=torch.device("cpu"), decode=config.decode,
+    predictions = predict(family_for(config), model, images, device=torch.device("cpu"),
                           max_side=config.data.max_eval_side)
     gt = predictions.gt_counts
     return {f"{t:.2f}": round(float(np.abs(predictions.counts(t) - gt).mean()), 3)

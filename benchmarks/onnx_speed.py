@@ -45,7 +45,7 @@ def main() -> None:
     from maskfocal.data.synthetic import SyntheticConfig, generate_scene
     from maskfocal.engine import save_checkpoint
     from maskfocal.export import export_onnx
-    from maskfocal.models import build_model
+    from maskfocal.families import build_model
 
     width, height = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as scratch:

@@ -74,7 +74,7 @@ def mosaic(width: int, height: int, folder: Path) -> Path:
 def random_checkpoint(folder: Path) -> Path:
     from maskfocal.config import load_config
     from maskfocal.engine import save_checkpoint
-    from maskfocal.models import build_model
+    from maskfocal.families import build_model
 
     config = load_config(None, [])
     path = folder / "random.pt"

@@ -112,7 +112,7 @@ def test_counter_accepts_arrays_pil_tensors_and_gives_heatmap(tmp_path):
     from maskfocal import Counter
     from maskfocal.config import load_config
     from maskfocal.engine import save_checkpoint
-    from maskfocal.models import build_model
+    from maskfocal.families import build_model
 
     config = load_config(None, ["model.neck_channels=16", "model.head_channels=8"])
     save_checkpoint(tmp_path / "c.pt", {"model": build_model(config).state_dict(),

@@ -17,7 +17,8 @@ from maskfocal import Counter
 from maskfocal.cli import main
 from maskfocal.config import load_config
 from maskfocal.engine import save_checkpoint
-from maskfocal.models import CenterNet, build_model
+from maskfocal.families import build_model
+from maskfocal.models import CenterNet
 from maskfocal.tiling import merge_across_tiles, plan_tiles, tile_spans
 
 SMALL = ["model.neck_channels=16", "model.head_channels=8"]

@@ -18,7 +18,7 @@ from maskfocal.config import load_config
 from maskfocal.data.training import AugmentOptions, TrainingSet
 from maskfocal.engine.checkpoint import load_checkpoint, save_checkpoint
 from maskfocal.errors import DatasetError, MaskfocalError
-from maskfocal.models import build_model
+from maskfocal.families import build_model
 from maskfocal.structures import AnnotatedImage, load_rgb
 
 
@@ -85,12 +85,12 @@ def test_truncated_image_does_not_end_an_epoch(tmp_path, capsys):
     bad.write_bytes(data.getvalue()[:200])
     images = [AnnotatedImage(bad, np.array([[5.0, 5.0]]), 64, 48),
               AnnotatedImage(good, np.array([[10.0, 10.0]]), 64, 48)]
-    dataset = TrainingSet(images, AugmentOptions(size=32))
+    dataset = TrainingSet(images, AugmentOptions(input_size=32))
     samples = [dataset[i] for i in range(2)] + [dataset[0]]
     assert all(s.image.shape == (3, 32, 32) for s in samples)
     assert capsys.readouterr().err.count("bad.jpg") == 1  # reported once
     with pytest.raises(DatasetError, match="no training image"):
-        TrainingSet(images[:1], AugmentOptions(size=32))[0]
+        TrainingSet(images[:1], AugmentOptions(input_size=32))[0]
 
 
 class _Boom:

@@ -8,7 +8,9 @@ checkpoint (``config.yaml``) and inside it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -18,42 +20,60 @@ from typing import Any
 
 import yaml
 
+from maskfocal.data.synthetic import SyntheticConfig
+from maskfocal.data.training import AugmentOptions
 from maskfocal.errors import MaskfocalError
+from maskfocal.losses.mask_focal import MaskFocalLossConfig
+from maskfocal.targets.centernet import SpreadRule
 
-MODEL_NAMES = ("centernet", "fcos", "retinanet")
-BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_large", "vgg16_bn")
-LOSS_NAMES = ("native", "mfl")
-DATA_FORMATS = ("synthetic", "shanghaitech", "ucf", "jhu", "nwpu", "voc", "mot", "coco",
-                "points")
 
-CHOICES: dict[str, tuple] = {
-    "model.name": MODEL_NAMES,
-    "model.backbone": BACKBONES,
-    "loss.name": LOSS_NAMES,
-    "loss.mask": ("peak", "gaussian", "box"),
-    "loss.target_map": ("gaussian", "binary"),
-    "loss.normalizer": ("objects", "positives", "weighted"),
-    "loss.box_spread": ("centernet", "ttfnet"),
-    "loss.spread_source": ("auto", "points"),
-    "data.format": DATA_FORMATS,
-    "train.device": ("auto", "cpu", "cuda"),
-}
+@functools.cache
+def choices() -> dict[str, tuple]:
+    """The valid values of each key with a vocabulary, taken from the registries they
+    describe (a test pins them together)."""
+    from maskfocal.data.readers import READERS
+    from maskfocal.data.synthetic import COUNT_DISTRIBUTIONS
+    from maskfocal.engine.device import DEVICES
+    from maskfocal.families import FAMILIES, LOSS_NAMES
+    from maskfocal.losses.detector import TARGET_MAPS
+    from maskfocal.losses.mask_focal import NORMALIZERS
+    from maskfocal.models import BACKBONES
+    from maskfocal.targets.centernet import SPREAD_SOURCES
+    from maskfocal.targets.heatmaps import HEATMAP_MASKS
+    from maskfocal.targets.spreads import BOX_RULES
+
+    return {
+        "model.name": tuple(FAMILIES),
+        "model.backbone": BACKBONES,
+        "loss.name": LOSS_NAMES,
+        "loss.mask": HEATMAP_MASKS,
+        "loss.target_map": TARGET_MAPS,
+        "loss.normalizer": NORMALIZERS,
+        "loss.box_spread": BOX_RULES,
+        "loss.spread_source": SPREAD_SOURCES,
+        "data.format": ("synthetic", *READERS),
+        "data.synthetic.count_distribution": COUNT_DISTRIBUTIONS,
+        "train.device": DEVICES,
+    }
 
 
 @dataclass
-class SyntheticDataConfig:
+class SyntheticDataConfig(SyntheticConfig):
+    """The generator's own options (:class:`~maskfocal.data.synthetic.SyntheticConfig`, declared
+    there) and the splits drawn from it."""
+
     train_images: int = 400
     val_images: int = 60
     test_images: int = 60
-    width: int = 640
-    height: int = 480
-    max_count: int = 1500
     seed: int = 0
     cache: bool = False
 
 
 @dataclass
-class DataConfig:
+class DataConfig(AugmentOptions):
+    """Where images come from, and the training augmentation
+    (:class:`~maskfocal.data.training.AugmentOptions`, declared there)."""
+
     format: str = "synthetic"
     root: str | None = None
     train_split: str | None = "train"
@@ -61,11 +81,6 @@ class DataConfig:
     test_split: str | None = "test"
     val_fraction: float = 0.1
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
-    input_size: int = 512
-    min_scale: float = 0.7
-    max_scale: float = 1.3
-    flip: bool = True
-    color_jitter: float = 0.3
     max_eval_side: int = 2048
     batch_size: int = 8
     workers: int = 2
@@ -83,23 +98,14 @@ class ModelConfig:
 
 
 @dataclass
-class LossConfig:
+class LossConfig(SpreadRule, MaskFocalLossConfig):
+    """The loss: which one, MFL's options (:class:`~maskfocal.losses.MaskFocalLossConfig`)
+    and the Gaussian spreads (:class:`~maskfocal.targets.centernet.SpreadRule`), each declared
+    there, and the loss weights."""
+
     name: str = "mfl"
     target_map: str = "gaussian"
-    mask: str = "peak"
-    tau: float = 0.5
-    gamma: float = 2.0
-    beta: float = 4.0
-    weight_power: float = 1.0
-    alpha: float | None = None
-    normalizer: str = "objects"
-    negatives_inside_mask: bool = True
-    box_spread: str = "centernet"
-    spread_source: str = "auto"
-    point_spread_k: int = 3
-    point_spread_scale: float = 0.3
-    min_sigma: float = 0.5
-    max_sigma: float = 2.0
+    mask: str = "peak"  # the measured CenterNet default (README); MFL.md starts at gaussian
     heatmap_weight: float = 1.0
     offset_weight: float = 1.0
     size_weight: float = 0.1
@@ -136,10 +142,20 @@ class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return _as_dict(self)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _as_dict(node: Any) -> dict[str, Any]:
+    """``dataclasses.asdict``, each section's own keys first and the keys it inherits from a
+    lower layer's option type after them (``loss.name`` before MFL's options)."""
+    own = list(vars(type(node)).get("__annotations__", {}))
+    names = [f.name for f in dataclasses.fields(node)]
+    ordered = [n for n in own if n in names] + [n for n in names if n not in own]
+    return {name: _as_dict(value) if dataclasses.is_dataclass(value) else
+            copy.deepcopy(value) for name in ordered for value in [getattr(node, name)]}
 
 
 def _coerce(value: Any, kind: Any, key: str) -> Any:
@@ -197,8 +213,9 @@ def _apply(target: Any, values: dict[str, Any], prefix: str) -> None:
             _apply(current, value, f"{key}.")
             continue
         value = _coerce(value, hints[name], key)
-        if key in CHOICES and value not in CHOICES[key]:
-            raise MaskfocalError(f"{key}: {value!r} is not one of: {', '.join(CHOICES[key])}")
+        valid = choices().get(key)
+        if valid is not None and value not in valid:
+            raise MaskfocalError(f"{key}: {value!r} is not one of: {', '.join(valid)}")
         setattr(target, name, value)
 
 
@@ -239,7 +256,14 @@ RANGES: dict[str, Range] = {
     "data.synthetic.test_images": NON_NEGATIVE,
     "data.synthetic.width": Range(32),
     "data.synthetic.height": Range(32),
+    "data.synthetic.min_count": NON_NEGATIVE,
     "data.synthetic.max_count": AT_LEAST_ONE,
+    "data.synthetic.empty_fraction": FRACTION,
+    "data.synthetic.max_distractors": NON_NEGATIVE,
+    "data.synthetic.min_visible": FRACTION,
+    "data.synthetic.min_head_radius": NON_NEGATIVE,
+    "data.synthetic.noise": NON_NEGATIVE,
+    "data.synthetic.max_blur": NON_NEGATIVE,
     "data.synthetic.seed": NON_NEGATIVE,
     "data.val_fraction": Range(0, 1, open_high=True),
     "data.input_size": Range(64),
@@ -282,15 +306,13 @@ numeric key has one)."""
 
 def _validate(config: Config) -> None:
     for key, valid in RANGES.items():
-        name = key.rsplit(".", 1)[1]
-        node: Any = config
-        for part in key.split(".")[:-1]:
-            node = getattr(node, part)
-        value = getattr(node, name)
+        value = _value(config, key)
         if value is not None and value not in valid:
             raise MaskfocalError(f"{key} must be {valid}, got {value!r}")
     checks = [
         (config.data.input_size % 32 == 0, "data.input_size must be a multiple of 32"),
+        (config.data.synthetic.min_count <= config.data.synthetic.max_count,
+         "need data.synthetic.min_count <= data.synthetic.max_count"),
         (config.data.min_scale <= config.data.max_scale,
          "need data.min_scale <= data.max_scale"),
         (config.loss.min_sigma <= config.loss.max_sigma, "need loss.min_sigma <= loss.max_sigma"),
@@ -344,7 +366,31 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise MaskfocalError(f"{path}: {error}") from None
     _apply(config, parse_overrides(overrides or []), "")
     _validate(config)
+    if not base:  # a resumed run's saved config was checked when the run began
+        _check_family_keys(config)
     return config
+
+
+def _value(config: Config, key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _check_family_keys(config: Config) -> None:
+    """A key that the chosen detector ignores, set to anything but its default, is an error:
+    it would be silently dead (e.g. ``loss.mask`` for FCOS)."""
+    from maskfocal.families import family_for
+
+    defaults = Config()
+    for key, why in family_for(config).ignored_keys().items():
+        value = _value(config, key)
+        if value != _value(defaults, key):
+            raise MaskfocalError(f"{key}={value!r} has no effect with model.name="
+                                 f"{config.model.name} and loss.name={config.loss.name}: "
+                                 f"{why}; leave it at its default "
+                                 f"({_value(defaults, key)!r})")
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:

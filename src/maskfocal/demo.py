@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from maskfocal.config import load_config
-from maskfocal.engine import build_splits, train
+from maskfocal.data.splits import build_splits
+from maskfocal.engine import train
 from maskfocal.inference import Counter
 from maskfocal.io import OutputFolder, atomic_write_bytes, save_png
 from maskfocal.metrics import counting_errors
@@ -61,7 +62,7 @@ def run_demo(out: Path, *, seed: int = 0, overrides: list[str] | None = None) ->
           f"{s.train_images} synthetic scenes ({s.width}x{s.height}) on this machine")
     result = train(config, run, overwrite=True, progress=True)
     print("2/3 evaluating on the test scenes")
-    train_images, _, test_images = build_splits(config)
+    train_images, _, test_images = build_splits(config.data, seed=config.train.seed)
     mean_count = float(np.mean([image.num_heads for image in train_images]))
     true_counts = [image.num_heads for image in test_images]
     naive = counting_errors([mean_count] * len(test_images), true_counts)

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from maskfocal.data.readers import read_dataset
+from maskfocal.data.splits import build_splits
 from maskfocal.engine.evaluate import predict, score
-from maskfocal.engine.trainer import build_splits
 from maskfocal.errors import MaskfocalError
 from maskfocal.inference import Counter
 from maskfocal.io import OutputFolder, atomic_write_text, dumps_json
@@ -48,13 +48,13 @@ def evaluate_checkpoint(checkpoint: str | Path, format: str, root: str | None, *
         outputs = folder
     counter = Counter.from_checkpoint(checkpoint, device=device)
     if format == "synthetic":
-        images = build_splits(counter.config)[SYNTHETIC_SPLITS.index(split or "test")]
+        images = build_splits(counter.config.data, seed=counter.config.train.seed)[
+            SYNTHETIC_SPLITS.index(split or "test")]
     else:
         images = [i for i in read_dataset(format, root, split=split).images if i.labelled]
     if not images:
         raise MaskfocalError("no labelled images to evaluate")
-    predictions = predict(counter.model, images, device=counter.device,
-                          decode=counter.config.decode,
+    predictions = predict(counter.family, counter.model, images, device=counter.device,
                           max_side=counter.config.data.max_eval_side, progress=progress)
     metrics: dict[str, Any] = {"images": len(images), **score(predictions, counter.threshold)}
     if outputs is not None:

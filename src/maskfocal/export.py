@@ -13,50 +13,35 @@ counter (``maskfocal count --checkpoint model.onnx``).
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torchvision.models.detection.image_list import ImageList
 
 from maskfocal import __version__
-from maskfocal.config import Config, config_from_dict
+from maskfocal.config import config_from_dict
 from maskfocal.engine.checkpoint import load_model, threshold_of
 from maskfocal.errors import MaskfocalError
+from maskfocal.families import DetectorFamily, family_for
 from maskfocal.io import atomic_write_bytes, writable_file
-from maskfocal.models import CenterNet, build_model
-from maskfocal.models.detectors import PYRAMID_STRIDES
 
-CENTERNET_OUTPUTS = ("heatmap", "offset", "size")
-BOX_OUTPUTS = {"fcos": ("cls_logits", "bbox_regression", "bbox_ctrness"),
-               "retinanet": ("cls_logits", "bbox_regression")}
 OPSET = 18
 
 
 class _ExportGraph(nn.Module):
-    """The exported part of a model: normalisation, backbone and heads; tuple outputs."""
+    """The exported part of a model (its family's :meth:`~DetectorFamily.export_forward`):
+    normalisation, backbone and heads; tuple outputs."""
 
-    def __init__(self, model: nn.Module, names: tuple[str, ...]) -> None:
+    def __init__(self, model: nn.Module, family: DetectorFamily) -> None:
         super().__init__()
         self.model = model
-        self.names = names
+        self.family = family
+        self.names = family.export_names(model)
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
-        if isinstance(self.model, CenterNet):
-            outputs = self.model(images)
-        else:
-            normalised = self.model.transform.normalize(images)
-            features = list(self.model.backbone(normalised).values())
-            outputs = self.model.head(features)
+        outputs = self.family.export_forward(self.model, images)
         return tuple(outputs[name] for name in self.names)
-
-
-def output_names(model: nn.Module, config: Config) -> tuple[str, ...]:
-    if isinstance(model, CenterNet):
-        return tuple(name for name in CENTERNET_OUTPUTS if name in model.heads)
-    return BOX_OUTPUTS[config.model.name]
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, *, example_size: tuple[int, int] =
@@ -74,8 +59,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, example_size: tuple[
             raise MaskfocalError(f"{out} exists and is not a maskfocal ONNX export; choose "
                                  "another --out or pass --overwrite to replace it")
     model, config, state = load_model(checkpoint)
-    names = output_names(model, config)
-    graph = _ExportGraph(model, names).eval()
+    graph = _ExportGraph(model, family_for(config)).eval()
+    names = graph.names
     example = torch.rand(1, 3, *example_size)
     import onnx
 
@@ -112,7 +97,7 @@ def is_maskfocal_onnx(path: str | Path) -> bool:
 
 class OnnxRunner:
     """Runs an exported model with ONNX Runtime; called like the eager model in
-    :class:`maskfocal.Counter` (returns what :func:`maskfocal.engine.tasks.forward` would).
+    :class:`maskfocal.Counter` (returns what its family's ``forward`` would).
 
     ``model`` is the detector built from the file's config without weights: it is used only
     for decoding (strides, anchors, box coding, NMS), never for the forward pass.
@@ -146,44 +131,13 @@ class OnnxRunner:
             raise MaskfocalError(f"{path}: damaged maskfocal metadata ({error})") from None
         if not 0 < self.threshold < 1:
             raise MaskfocalError(f"{path}: its threshold {self.threshold!r} is not in (0, 1)")
-        self.model = build_model(self.config, pretrained=False).eval()
+        self.family = family_for(self.config)
+        self.model = self.family.build(pretrained=False).eval()
 
     def __call__(self, images: Tensor):
         arrays = self.session.run(list(self.names),
                                   {"images": images.detach().cpu().float().numpy()})
         outputs = {name: torch.from_numpy(np.asarray(a)) for name, a in
                    zip(self.names, arrays, strict=True)}
-        if isinstance(self.model, CenterNet):
-            return outputs
-        return box_postprocess(self.model, outputs, tuple(images.shape[-2:]), len(images))
-
-
-def feature_sizes(height: int, width: int, strides: list[int]) -> list[tuple[int, int]]:
-    """Feature sizes at each stride: every stride-2 step of the backbone rounds up."""
-    sizes = []
-    for stride in strides:
-        steps = int(math.log2(stride))
-        h, w = height, width
-        for _ in range(steps):
-            h, w = -(-h // 2), -(-w // 2)
-        sizes.append((h, w))
-    return sizes
-
-
-@torch.no_grad()
-def box_postprocess(model: nn.Module, head_outputs: dict[str, Tensor],
-                    image_size: tuple[int, int], batch: int) -> list[dict[str, Tensor]]:
-    """torchvision's FCOS/RetinaNet inference after the heads: anchors, decode, NMS."""
-    sizes = feature_sizes(*image_size, list(PYRAMID_STRIDES))
-    images = ImageList(torch.empty(batch, 0, *image_size), [image_size] * batch)
-    features = [torch.empty(batch, 0, h, w) for h, w in sizes]
-    anchors = model.anchor_generator(images, features)
-    per_level = [h * w for h, w in sizes]
-    total = head_outputs["cls_logits"].shape[1]
-    if total % sum(per_level):
-        raise MaskfocalError(f"ONNX outputs have {total} anchors; the config's levels "
-                             f"{sizes} do not divide them")
-    per_level = [n * (total // sum(per_level)) for n in per_level]
-    split_outputs = {k: list(v.split(per_level, dim=1)) for k, v in head_outputs.items()}
-    split_anchors = [list(a.split(per_level)) for a in anchors]
-    return model.postprocess_detections(split_outputs, split_anchors, images.image_sizes)
+        return self.family.from_exported(self.model, outputs, tuple(images.shape[-2:]),
+                                         len(images))

@@ -20,14 +20,14 @@ from tqdm import tqdm
 
 from maskfocal.config import Config
 from maskfocal.data.readers.common import IMAGE_EXTENSIONS
-from maskfocal.data.training import pad_batch
-from maskfocal.data.transforms import Sample, fit_for_eval, to_tensor
+from maskfocal.data.transforms import fit_image, to_tensor
 from maskfocal.decode import Detections
 from maskfocal.engine.checkpoint import load_model, threshold_of
-from maskfocal.engine.tasks import decode_outputs, forward
+from maskfocal.engine.device import select_device
+from maskfocal.engine.evaluate import detect_batch
 from maskfocal.errors import MaskfocalError
+from maskfocal.families import family_for
 from maskfocal.io import written_here
-from maskfocal.models import CenterNet
 from maskfocal.structures import as_rgb, load_rgb
 from maskfocal.tiling import ALIGN, in_core, merge_across_tiles, plan_tiles
 
@@ -63,17 +63,6 @@ def check_tiling(tile_above: int | None, tile_size: int, tile_overlap: int) -> N
                              f"{tile_overlap} px by more than {ALIGN}")
 
 
-def _select_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MaskfocalError(f"device {device!r} asked for, but no CUDA device is available")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise MaskfocalError(f"unknown device {device!r} (use auto, cpu or cuda)") from None
-
-
 class Counter:
     """A trained counter: ``counter(image) -> CountResult``, ``counter([a, b]) -> [...]``.
 
@@ -106,6 +95,7 @@ class Counter:
             raise MaskfocalError(f"batch size must be at least 1, got {batch_size}")
         self.model = model.eval().to(device)
         self.config = config
+        self.family = family_for(config)
         self.threshold = threshold
         self.device = device
         self.runner = runner
@@ -120,7 +110,7 @@ class Counter:
     def from_checkpoint(cls, path: str | Path, device: str = "auto", **options) -> Counter:
         """A ``.pt`` checkpoint of ``maskfocal train``, or a ``.onnx`` file of
         ``maskfocal export`` (run with ONNX Runtime). ``options``: see the class."""
-        torch_device = _select_device(device)
+        torch_device = select_device(device)
         if Path(path).suffix.lower() == ".onnx":
             from maskfocal.export import OnnxRunner
 
@@ -143,7 +133,7 @@ class Counter:
     @property
     def has_heatmap(self) -> bool:
         """Whether the model predicts a heatmap (CenterNet)."""
-        return isinstance(self.model, CenterNet)
+        return self.family.has_heatmap
 
     @staticmethod
     def _is_batch(images) -> bool:
@@ -164,44 +154,35 @@ class Counter:
 
     def _count(self, images: list[np.ndarray], heatmap: bool) -> list[CountResult]:
         results: list[CountResult | None] = [None] * len(images)
-        samples: dict[int, Sample] = {}
+        fitted: dict[int, tuple[Tensor, float]] = {}
         for i, image in enumerate(images):
             if self._tiled(image):
                 results[i] = self._count_tiled(image, heatmap)
             else:
-                samples[i] = fit_for_eval(_sample(image), self.config.data.max_eval_side)
-        for indices in _same_padded_size({i: s.valid_size for i, s in samples.items()},
-                                         self.batch_size):
-            found = self._detect([samples[i].image for i in indices])
+                fitted[i] = fit_image(to_tensor(image), self.config.data.max_eval_side)
+        sizes = {i: tuple(tensor.shape[-2:]) for i, (tensor, _) in fitted.items()}
+        for indices in _same_padded_size(sizes, self.batch_size):
+            found = self._detect([fitted[i][0] for i in indices], heatmap)
             for i, (detections, maps) in zip(indices, found, strict=True):
-                scale = samples[i].scale
+                scale = fitted[i][1]
                 if heatmap and scale != 1:
-                    maps = _rescaled(maps, images[i].shape, getattr(self.model, "stride", 4))
-                results[i] = _result(detections.scaled(1 / scale), maps if heatmap else None)
+                    maps = _rescaled(maps, images[i].shape, self.family.stride)
+                results[i] = _result(detections.scaled(1 / scale), maps)
         return results  # type: ignore[return-value]
 
     def _tiled(self, image: np.ndarray) -> bool:
         return self.tile_above is not None and max(image.shape[:2]) > self.tile_above
 
-    def _detect(self, tensors: list[Tensor]) -> list[tuple[Detections, np.ndarray | None]]:
-        """Detections (input pixels) and, for CenterNet, valid heatmaps of unpadded images."""
-        batch = pad_batch(tensors).to(self.device)
-        outputs = self.runner(batch) if self.runner is not None else forward(self.model, batch)
-        sizes = [tuple(t.shape[-2:]) for t in tensors]
-        detections = decode_outputs(self.model, outputs, sizes, threshold=self.threshold,
-                                    decode=self.config.decode)
-        maps: list[np.ndarray | None] = [None] * len(tensors)
-        if isinstance(outputs, dict):
-            stride = self.model.stride
-            probabilities = torch.sigmoid(outputs["heatmap"][:, 0].float()).cpu().numpy()
-            maps = [probabilities[b, :-(-h // stride), :-(-w // stride)]
-                    for b, (h, w) in enumerate(sizes)]
-        return list(zip(detections, maps, strict=True))
+    def _detect(self, tensors: list[Tensor], heatmap: bool
+                ) -> list[tuple[Detections, np.ndarray | None]]:
+        """Detections (input pixels) and, on request, heatmaps of unpadded images."""
+        return detect_batch(self.family, self.model, tensors, threshold=self.threshold,
+                            device=self.device, runner=self.runner, heatmaps=heatmap)
 
     def _count_tiled(self, image: np.ndarray, heatmap: bool) -> CountResult:
         height, width = image.shape[:2]
         tiles = plan_tiles(height, width, self.tile_size, self.tile_overlap)
-        stride = getattr(self.model, "stride", 4)
+        stride = self.family.stride if heatmap else 1
         canvas = (np.zeros((-(-height // stride), -(-width // stride)), np.float32)
                   if heatmap else None)
         points, scores, boxes, owners = [], [], [], []
@@ -210,7 +191,8 @@ class Counter:
         for group in tqdm(groups, desc=f"{len(tiles)} tiles", unit="batch", leave=False,
                           disable=not self.progress or len(groups) < 2):
             found = self._detect([to_tensor(image[tiles[n].y0:tiles[n].y1,
-                                                  tiles[n].x0:tiles[n].x1]) for n in group])
+                                                  tiles[n].x0:tiles[n].x1]) for n in group],
+                                 heatmap)
             for number, (detections, maps) in zip(group, found, strict=True):
                 tile = tiles[number]
                 shift = torch.tensor([tile.x0, tile.y0], dtype=torch.float32)
@@ -248,11 +230,6 @@ def _same_padded_size(sizes: dict[int, tuple[int, int]], batch_size: int
         groups.setdefault((-(-height // 32), -(-width // 32)), []).append(key)
     return [keys[start:start + batch_size] for keys in groups.values()
             for start in range(0, len(keys), batch_size)]
-
-
-def _sample(pixels: np.ndarray) -> Sample:
-    no_heads = torch.zeros(0, 2)
-    return Sample(to_tensor(pixels), no_heads, no_heads.new_zeros(0, 4), False)
 
 
 def _result(detections: Detections, heatmap: np.ndarray | None) -> CountResult:

@@ -59,12 +59,12 @@ def test_resume_with_a_different_model_is_refused(tmp_path):
 
 
 def test_non_finite_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
-    import maskfocal.engine.trainer as trainer
+    from maskfocal.families import CenterNetFamily
 
-    def broken(model, images, samples, config, call=None):
+    def broken(self, model, images, samples, call=None):
         return {"loss_heatmap": model(images)["heatmap"].sum() * float("nan")}
 
-    monkeypatch.setattr(trainer, "training_losses", broken)
+    monkeypatch.setattr(CenterNetFamily, "training_losses", broken)
     with pytest.raises(MaskfocalError, match="loss became nan at epoch 1, step 1"):
         train(tiny("train.epochs=1"), tmp_path, progress=False)
 

@@ -3,11 +3,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maskfocal.config import LossConfig
+from maskfocal.config import Config, LossConfig
 from maskfocal.errors import MaskfocalError
+from maskfocal.families import CenterNetFamily
 from maskfocal.losses import centernet_losses
 from maskfocal.models import CenterNet, build_classifier
 from maskfocal.targets.centernet import encode_centernet
+
+
+def heatmap_loss(name: str = "mfl"):
+    return CenterNetFamily(Config(loss=LossConfig(name=name))).heatmap_loss()
 
 
 def tiny_batch():
@@ -27,7 +32,7 @@ def test_every_parameter_gets_a_gradient_and_outputs_are_finite(backbone, loss_n
     assert outputs["offset"].shape == (2, 2, 16, 16) and outputs["size"].shape == (2, 2, 16, 16)
     points, boxes = tiny_batch()
     targets = encode_centernet(points, boxes, [True, True], 64, 64)
-    losses = centernet_losses(outputs, targets, LossConfig(name=loss_name))
+    losses = centernet_losses(outputs, targets, heatmap_loss(loss_name))
     assert tuple(losses) == ("loss_heatmap", "loss_offset", "loss_size")  # pinned keys
     total = sum(losses.values())
     assert torch.isfinite(total)
@@ -47,7 +52,7 @@ def test_empty_batch_gives_finite_loss_and_zero_regression():
     model = CenterNet(neck_channels=16, head_channels=8)
     outputs = model(torch.rand(1, 3, 64, 64))
     targets = encode_centernet([torch.zeros(0, 2)], [torch.zeros(0, 4)], [False], 64, 64)
-    losses = centernet_losses(outputs, targets, LossConfig())
+    losses = centernet_losses(outputs, targets, heatmap_loss())
     assert torch.isfinite(losses["loss_heatmap"]) and losses["loss_heatmap"] > 0
     assert losses["loss_offset"] == 0 and losses["loss_size"] == 0
 

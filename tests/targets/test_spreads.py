@@ -77,6 +77,6 @@ def test_spread_source_points_ignores_boxes():
     points = np.array([[10.0, 10.0], [18.0, 10.0], [10.0, 40.0]])
     boxes = np.concatenate([points - 20, points + 20], axis=1)
     from_boxes = head_sigmas(points, boxes, True, 4, SpreadRule())
-    from_points = head_sigmas(points, boxes, True, 4, SpreadRule(source="points"))
+    from_points = head_sigmas(points, boxes, True, 4, SpreadRule(spread_source="points"))
     np.testing.assert_allclose(from_points, head_sigmas(points, None, False, 4, SpreadRule()))
     assert not np.allclose(from_boxes, from_points)

@@ -47,15 +47,20 @@ WALL = np.array([[150, 160, 175], [190, 185, 175], [120, 110, 100], [175, 200, 2
                  [90, 95, 105]], dtype=np.float32)
 
 
-@dataclass(frozen=True)
+COUNT_DISTRIBUTIONS = ("loguniform", "uniform")
+"""How the number of people in a scene is drawn between ``min_count`` and ``max_count``."""
+
+
+@dataclass
 class SyntheticConfig:
-    """How scenes are drawn. Every field has a working default."""
+    """How scenes are drawn. Every field has a working default. Declared once: the config's
+    ``data.synthetic`` section is a :class:`SyntheticConfig` (its keys are these fields)."""
 
     width: int = 640
     height: int = 480
     min_count: int = 0
     max_count: int = 1500
-    count_distribution: str = "loguniform"  # or "uniform"
+    count_distribution: str = "loguniform"  # a value of COUNT_DISTRIBUTIONS
     empty_fraction: float = 0.03  # share of images with nobody at all
     max_distractors: int = 12
     min_visible: float = 0.4  # share of a head's area that must show for it to be annotated
@@ -69,8 +74,8 @@ class SyntheticConfig:
                              f"{self.height}")
         if not 0 <= self.min_count <= self.max_count:
             raise ValueError("need 0 <= min_count <= max_count")
-        if self.count_distribution not in ("loguniform", "uniform"):
-            raise ValueError("count_distribution must be 'loguniform' or 'uniform'")
+        if self.count_distribution not in COUNT_DISTRIBUTIONS:
+            raise ValueError(f"count_distribution must be one of {COUNT_DISTRIBUTIONS}")
 
 
 @dataclass

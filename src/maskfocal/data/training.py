@@ -13,10 +13,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from maskfocal.errors import DatasetError
+from maskfocal.geometry import pseudo_boxes
 from maskfocal.structures import AnnotatedImage
-from maskfocal.targets.spreads import pseudo_boxes
 
-from .transforms import Sample, augment, fit_for_eval, to_tensor
+from .transforms import Sample, augment, fit_image, to_tensor
 
 
 def to_sample(annotated: AnnotatedImage) -> Sample:
@@ -32,11 +32,14 @@ def to_sample(annotated: AnnotatedImage) -> Sample:
 
 @dataclass
 class AugmentOptions:
-    size: int = 512
+    """The training augmentation. Declared once: the ``data`` section of the config is an
+    :class:`AugmentOptions` (its keys are these fields)."""
+
+    input_size: int = 512  # crop side, px
     min_scale: float = 0.7
     max_scale: float = 1.3
     flip: bool = True
-    jitter: float = 0.3
+    color_jitter: float = 0.3
 
 
 class TrainingSet(Dataset):
@@ -71,14 +74,14 @@ class TrainingSet(Dataset):
                 continue
             rng = np.random.default_rng([self.seed, self.epoch, index])
             o = self.options
-            return augment(sample, size=o.size, min_scale=o.min_scale, max_scale=o.max_scale,
-                           flip=o.flip, jitter=o.jitter, rng=rng)
+            return augment(sample, size=o.input_size, min_scale=o.min_scale,
+                           max_scale=o.max_scale, flip=o.flip, jitter=o.color_jitter, rng=rng)
         raise DatasetError(self.images[index].image_path or "dataset",
                            "no training image could be read")
 
 
 class EvalSet(Dataset):
-    """Whole images (scaled down beyond ``max_side``), heads in the scaled pixels."""
+    """Whole images scaled down beyond ``max_side``: ``(image (3, h, w), scale)``."""
 
     def __init__(self, images: Sequence[AnnotatedImage], max_side: int = 2048) -> None:
         self.images = images
@@ -87,8 +90,8 @@ class EvalSet(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> Sample:
-        return fit_for_eval(to_sample(self.images[index]), self.max_side)
+    def __getitem__(self, index: int) -> tuple[Tensor, float]:
+        return fit_image(to_tensor(self.images[index].load_image()), self.max_side)
 
 
 def pad_batch(images: Sequence[Tensor], multiple: int = 32) -> Tensor:

@@ -90,10 +90,9 @@ def augment(sample: Sample, *, size: int, min_scale: float, max_scale: float, fl
     return sample
 
 
-def fit_for_eval(sample: Sample, max_side: int) -> Sample:
-    """Scale down so the longer side is at most ``max_side``; keep the factor in ``scale``."""
-    _, height, width = sample.image.shape
+def fit_image(image: Tensor, max_side: int) -> tuple[Tensor, float]:
+    """A (3, H, W) image scaled down so its longer side is at most ``max_side``, and the
+    factor (input pixels per original pixel)."""
+    _, height, width = image.shape
     scale = min(1.0, max_side / max(height, width))
-    image = resize(sample.image, scale) if scale < 1 else sample.image
-    return Sample(image, sample.points * scale, sample.boxes * scale, sample.has_boxes,
-                  scale=scale, valid_size=tuple(image.shape[-2:]))
+    return (resize(image, scale) if scale < 1 else image), scale

@@ -1,5 +1,8 @@
 """Decoding: raw maps or boxes -> points, boxes, scores, count."""
 
-from .centernet import Detections, decode_centernet
+from .boxes import box_postprocess, boxes_to_detections, feature_sizes
+from .centernet import decode_centernet
+from .detections import SCORE_FLOOR, Detections
 
-__all__ = ["Detections", "decode_centernet"]
+__all__ = ["SCORE_FLOOR", "Detections", "box_postprocess", "boxes_to_detections",
+           "decode_centernet", "feature_sizes"]

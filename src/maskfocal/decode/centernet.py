@@ -6,37 +6,11 @@ Peaks are found on the logits (monotone in the score), so saturated probabilitie
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-@dataclass
-class Detections:
-    """Heads found in one image, in input-image pixels.
-
-    points: (n, 2) x, y; scores: (n,); boxes: (n, 4) x1 y1 x2 y2, or None without a size head.
-    """
-
-    points: Tensor
-    scores: Tensor
-    boxes: Tensor | None
-
-    @property
-    def count(self) -> int:
-        return len(self.scores)
-
-    def above(self, threshold: float) -> Detections:
-        keep = self.scores >= threshold
-        return Detections(self.points[keep], self.scores[keep],
-                          None if self.boxes is None else self.boxes[keep])
-
-    def scaled(self, factor: float) -> Detections:
-        """The same heads with coordinates multiplied by ``factor``."""
-        return Detections(self.points * factor, self.scores,
-                          None if self.boxes is None else self.boxes * factor)
+from .detections import Detections
 
 
 @torch.no_grad()

@@ -103,7 +103,7 @@ def checkpoint_config(state: dict[str, Any], path: str | Path):
 def load_model(path: str | Path):
     """(model, config, state) of a checkpoint: the model its config describes, with its
     weights (never re-fetching ``model.weights``), in eval mode, on the CPU."""
-    from maskfocal.models import build_model
+    from maskfocal.families import build_model
 
     state = load_checkpoint(path)
     config = checkpoint_config(state, path)

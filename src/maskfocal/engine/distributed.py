@@ -17,6 +17,8 @@ import torch.distributed as dist
 
 from maskfocal.errors import MaskfocalError
 
+from .device import select_device
+
 
 @dataclass
 class Distributed:
@@ -32,14 +34,11 @@ class Distributed:
     def from_env(cls, device_name: str) -> tuple[Distributed, torch.device]:
         """Join the process group torchrun describes; returns it and this process's device."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
+        device = select_device(device_name)
         if world <= 1:
-            from .trainer import select_device
-
-            return cls(), select_device(device_name)
+            return cls(), device
         rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-        cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
-        if device_name == "cuda" and not cuda:
-            raise MaskfocalError("train.device=cuda but no CUDA device is available")
+        cuda = device.type == "cuda"
         if cuda:
             torch.cuda.set_device(local_rank)
         if not dist.is_initialized():

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from maskfocal.config import DecodeConfig
-from maskfocal.data.training import EvalSet, collate
-from maskfocal.decode import Detections
+from maskfocal.data.training import EvalSet, pad_batch
+from maskfocal.decode import SCORE_FLOOR, Detections
+from maskfocal.families import DetectorFamily
 from maskfocal.metrics import counting_errors, localization_report
 from maskfocal.structures import AnnotatedImage
 
-from .tasks import detect
-
-CALIBRATION_FLOOR = 0.05  # lowest threshold considered; peaks below it are never counted
-CALIBRATION_GRID = np.round(np.arange(CALIBRATION_FLOOR, 0.951, 0.01), 4)
+CALIBRATION_GRID = np.round(np.arange(SCORE_FLOOR, 0.951, 0.01), 4)
 
 
 @dataclass
@@ -41,21 +38,40 @@ class Predictions:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: Sequence[AnnotatedImage], *, device: torch.device,
-            decode: DecodeConfig, max_side: int = 2048, floor: float = CALIBRATION_FLOOR,
+def detect_batch(family: DetectorFamily, model: nn.Module, images: Sequence[Tensor], *,
+                 threshold: float, device: torch.device,
+                 runner: Callable[[Tensor], object] | None = None, heatmaps: bool = False
+                 ) -> list[tuple[Detections, np.ndarray | None]]:
+    """Heads of each (3, h, w) image (in its pixels) and, with ``heatmaps``, its heatmap.
+
+    The one prediction path of evaluation, training's validation and :class:`Counter`: pad
+    to a multiple of 32, run ``model`` (or ``runner``, an ONNX session, on the padded batch),
+    decode with the family.
+    """
+    batch = pad_batch(list(images)).to(device)
+    outputs = runner(batch) if runner is not None else family.forward(model, batch)
+    sizes = [tuple(image.shape[-2:]) for image in images]
+    detections = family.decode(model, outputs, sizes, threshold=threshold)
+    maps = family.heatmaps(outputs, sizes) if heatmaps else [None] * len(sizes)
+    return list(zip(detections, maps, strict=True))
+
+
+@torch.no_grad()
+def predict(family: DetectorFamily, model: nn.Module, images: Sequence[AnnotatedImage], *,
+            device: torch.device, max_side: int = 2048, floor: float = SCORE_FLOOR,
             workers: int = 0, progress: bool = False) -> Predictions:
-    """Decode every image at the ``floor`` threshold, so any higher threshold is a filter."""
+    """Decode every image at the ``floor`` threshold, so any higher threshold is a filter.
+
+    Images are scaled down to ``max_side`` (:func:`fit_image`) and heads scaled back."""
     from tqdm import tqdm
 
     model.eval()
-    loader = DataLoader(EvalSet(images, max_side), batch_size=1, num_workers=workers,
-                        collate_fn=collate)
+    loader = DataLoader(EvalSet(images, max_side), batch_size=None, num_workers=workers)
     detections = []
-    for batch, samples in tqdm(loader, desc="evaluating", unit="img", disable=not progress,
-                               leave=False):
-        found = detect(model, batch.to(device), [s.valid_size for s in samples],
-                       threshold=floor, decode=decode)
-        detections += [d.scaled(1 / s.scale) for d, s in zip(found, samples, strict=True)]
+    for image, scale in tqdm(loader, desc="evaluating", unit="img", disable=not progress,
+                             leave=False):
+        (found, _), = detect_batch(family, model, [image], threshold=floor, device=device)
+        detections.append(found.scaled(1 / scale))
     return Predictions(
         detections=[Detections(d.points.cpu(), d.scores.cpu(),
                                None if d.boxes is None else d.boxes.cpu()) for d in detections],

@@ -3,10 +3,15 @@
 Device, autocast and seeding are decided here, once. Everything a run writes goes under its
 ``out`` folder: ``config.yaml``, ``last.pt`` (every epoch), ``best.pt`` (lowest validation
 MAE), ``metrics.csv``, TensorBoard events in ``tb/`` and ``test_metrics.json``.
+
+:func:`train` reads as its steps: check the run folder, join the processes, build the model,
+the data and the optimisation (:class:`_Session`), then per epoch train, validate and save,
+then test. What differs between detectors is the family's (:mod:`maskfocal.families`).
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import math
@@ -16,15 +21,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from maskfocal.config import Config, load_config
-from maskfocal.data.readers import read_dataset
-from maskfocal.data.synthetic import SyntheticConfig, SyntheticCrowds
-from maskfocal.data.training import AugmentOptions, TrainingSet, collate
+from maskfocal.data.splits import build_splits
+from maskfocal.data.training import TrainingSet, collate
 from maskfocal.errors import MaskfocalError
+from maskfocal.families import DetectorFamily, family_for
 from maskfocal.io import (
     MANIFEST,
     OutputFolder,
@@ -32,67 +36,18 @@ from maskfocal.io import (
     dumps_json,
     remove_stale_temporaries,
 )
-from maskfocal.models import build_model
 from maskfocal.structures import AnnotatedImage
 
 from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from .distributed import Distributed, GlobalBatches
 from .evaluate import Predictions, calibrate_threshold, predict, score
-from .tasks import LOSS_KEYS, training_losses
 
 RESUME_KEYS = ("optimizer", "scheduler", "epoch", "step", "best_mae", "threshold")
 
 
-def metric_columns(model_name: str) -> tuple[str, ...]:
-    return ("epoch", "step", "loss", *LOSS_KEYS[model_name], "lr", "val_mae", "val_rmse",
+def metric_columns(family: DetectorFamily) -> tuple[str, ...]:
+    return ("epoch", "step", "loss", *family.loss_keys, "lr", "val_mae", "val_rmse",
             "val_nae", "threshold", "images_per_second", "seconds")
-
-
-def select_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise MaskfocalError("train.device=cuda but no CUDA device is available")
-    return torch.device(name)
-
-
-def build_splits(config: Config) -> tuple[Sequence[AnnotatedImage], Sequence[AnnotatedImage],
-                                          Sequence[AnnotatedImage]]:
-    """(train, val, test) images the config names; val is carved from train when missing."""
-    data = config.data
-    if data.format == "synthetic":
-        s = data.synthetic
-        scenes = SyntheticConfig(width=s.width, height=s.height, max_count=s.max_count)
-        splits = (SyntheticCrowds(s.train_images, seed=s.seed, config=scenes),
-                  SyntheticCrowds(s.val_images, seed=s.seed, config=scenes,
-                                  offset=s.train_images),
-                  SyntheticCrowds(s.test_images, seed=s.seed, config=scenes,
-                                  offset=s.train_images + s.val_images))
-        if s.cache:
-            return tuple([crowds[i] for i in range(len(crowds))] for crowds in splits)
-        return splits
-    train = read_dataset(data.format, data.root, split=data.train_split).images
-    val: list[AnnotatedImage] = []
-    if data.val_split is not None:
-        try:
-            val = read_dataset(data.format, data.root, split=data.val_split).images
-        except MaskfocalError as error:
-            if "no split" not in str(error):
-                raise
-            print(f"no {data.val_split!r} split; carving {data.val_fraction:.0%} of train "
-                  "for validation", file=sys.stderr)
-    if not val and data.val_fraction > 0:
-        order = np.random.default_rng(config.train.seed).permutation(len(train))
-        held = max(1, round(len(train) * data.val_fraction))
-        val = [train[i] for i in sorted(order[:held])]
-        train = [train[i] for i in sorted(order[held:])]
-    test: list[AnnotatedImage] = []
-    if data.test_split is not None:
-        test = read_dataset(data.format, data.root, split=data.test_split).images
-    train = [image for image in train if image.labelled]
-    if not train:
-        raise MaskfocalError(f"{data.root}: no labelled training images")
-    return train, val, test
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -175,179 +130,264 @@ def train(config: Config, out: str | Path, *, resume: bool = False, overwrite: b
     order and augmentation all continue). A folder that already holds a run needs ``resume``
     or ``overwrite`` (replace it); files there that training did not write are never
     replaced. ``stop_after`` ends the run after that epoch, as an interruption would (for
-    tests and time-boxed runs).
+    tests and time-boxed runs). The calibrated threshold is written into the run's config
+    (``decode.threshold`` of ``config.yaml`` and of every checkpoint); ``config`` itself is
+    left as it was.
     """
-    from tqdm import tqdm
-
-    run = _Run(out, metric_columns(config.model.name), resume=resume, overwrite=overwrite)
-    loss_keys = LOSS_KEYS[config.model.name]
-    state = None
-    if run.resume:
-        state = load_checkpoint(run.last)
-        saved = checkpoint_config(state, run.last)
-        if saved.model != config.model:
-            raise MaskfocalError(f"{run.last}: model config differs from the run being "
-                                 "resumed; resume with the same model settings")
-        missing = [key for key in RESUME_KEYS if key not in state]
-        if missing:
-            raise MaskfocalError(f"{run.last}: cannot resume from it, it has no "
-                                 f"{', '.join(missing)} (a best.pt or exported weights?)")
+    config = copy.deepcopy(config)
+    family = family_for(config)
+    run = _Run(out, metric_columns(family), resume=resume, overwrite=overwrite)
+    state = _resume_state(run, config)
     distributed, device = Distributed.from_env(config.train.device)
-    main_process = distributed.is_main
     distributed.barrier()  # every process has checked the folder before the first write
-    if main_process:
+    if distributed.is_main:
         run.claim()
-    torch.manual_seed(config.train.seed)
-    model = build_model(config, pretrained=state is None).to(device)
-    net: torch.nn.Module = model  # what the training step calls: model, or DDP around it
-    if distributed.world > 1:
-        if device.type == "cuda":  # batch statistics over the global batch (nccl only)
-            model = net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    train_images, val_images, test_images = build_splits(config)
-    dataset = TrainingSet(train_images, AugmentOptions(
-        size=config.data.input_size, min_scale=config.data.min_scale,
-        max_scale=config.data.max_scale, flip=config.data.flip,
-        jitter=config.data.color_jitter), seed=config.train.seed)
-    batch_size = min(config.data.batch_size, len(dataset))
-    steps_per_epoch = len(dataset) // batch_size
-    total_steps = steps_per_epoch * config.train.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr,
-                                  weight_decay=config.train.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, config.train.warmup_steps, total_steps))
-    amp = config.train.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
-
-    start_epoch, step, best_mae = 0, 0, math.inf
-    threshold = config.decode.threshold
-    rows: list[dict[str, Any]] = []
-    if state is not None:
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
-            raise MaskfocalError(f"{run.last}: cannot resume from it, its state does not fit "
-                                 f"this run ({str(error).splitlines()[0][:200]})") from None
-        start_epoch, step = state["epoch"] + 1, state["step"]
-        best_mae, threshold = state["best_mae"], state["threshold"]
-        rows = [row for row in run.read_metrics() if int(row["epoch"]) < start_epoch]
-        if main_process:
-            print(f"resuming {run.last} at epoch {start_epoch + 1}", file=sys.stderr)
-    if main_process:
-        atomic_write_text(run.out / "config.yaml", config.to_yaml())
-    writer = _tensorboard(run.out / "tb") if main_process else _NullWriter()
-    progress = progress and main_process
-
-    def checkpoint(epoch: int) -> dict[str, Any]:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step,
-                "config": config.to_dict(), "threshold": threshold, "best_mae": best_mae}
-
-    val_metrics: dict[str, float] = {}
-    for epoch in range(start_epoch, config.train.epochs):
-        dataset.set_epoch(epoch)
-        generator = torch.Generator().manual_seed(config.train.seed * 100003 + epoch)
-        batches = GlobalBatches(len(dataset), batch_size, generator, distributed.rank,
-                                distributed.world)
-        loader = DataLoader(dataset, batch_sampler=batches, num_workers=config.data.workers,
-                            collate_fn=collate, pin_memory=device.type == "cuda")
-        model.train()
-        sums = dict.fromkeys(("loss", *loss_keys), 0.0)
-        started, seen = time.perf_counter(), 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", unit="batch",
-                   disable=not progress, leave=False)
-        for images, samples in bar:
-            images = images.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                losses = training_losses(model, images, samples, config, call=net)
-            loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                raise MaskfocalError(f"loss became {loss.item()} at epoch {epoch + 1}, step "
-                                     f"{step + 1}; try a lower train.lr or train.grad_clip")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.train.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            seen += len(samples) * distributed.world
-            sums["loss"] += loss.item()
-            for key in loss_keys:
-                sums[key] += losses[key].item()
-            rate = seen / (time.perf_counter() - started)
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}",
-                            img_s=f"{rate:.1f}")
-        seconds = time.perf_counter() - started
-        row: dict[str, Any] = {"epoch": epoch, "step": step,
-                               "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 2),
-                               "images_per_second": round(seen / max(seconds, 1e-9), 2)}
-        totals = distributed.sum(list(sums.values()))  # mean over processes and steps
-        row.update({k: v / distributed.world / max(1, steps_per_epoch)
-                    for k, v in zip(sums, totals, strict=True)})
-        last_epoch = epoch == config.train.epochs - 1
-        if val_images and ((epoch + 1) % config.train.eval_every == 0 or last_epoch):
-            predictions = _predict_shared(model, val_images, distributed, device=device,
-                                          decode=config.decode,
-                                          max_side=config.data.max_eval_side,
-                                          progress=progress)
-            epoch_threshold = (calibrate_threshold(predictions)[0] if config.decode.calibrate
-                               else config.decode.threshold)
-            val_metrics = score(predictions, epoch_threshold)
-            row.update(val_mae=val_metrics["mae"], val_rmse=val_metrics["rmse"],
-                       val_nae=val_metrics["nae"], threshold=epoch_threshold)
-            if val_metrics["mae"] < best_mae:
-                best_mae, threshold = val_metrics["mae"], epoch_threshold
-                if main_process:
-                    save_checkpoint(run.best, checkpoint(epoch))
-        elif not val_images and main_process:
-            save_checkpoint(run.best, checkpoint(epoch))
-        rows.append(row)
-        if main_process:  # only the main process writes; the others hold the same state
-            save_checkpoint(run.last, checkpoint(epoch))
-            run.write_metrics(rows)
-        for key, value in row.items():
-            if key not in ("epoch", "step") and value is not None:
-                writer.add_scalar(key, float(value), epoch + 1)
-        writer.flush()
-        if progress:
-            print(_epoch_line(row, config.train.epochs), file=sys.stderr)
-        if stop_after is not None and epoch + 1 >= stop_after and not last_epoch:
-            writer.close()
-            distributed.barrier()
-            distributed.close()
+    session = _Session(config, family, run, distributed, device, state,
+                       progress=progress and distributed.is_main)
+    for epoch in range(session.start_epoch, config.train.epochs):
+        row = session.train_epoch(epoch)
+        if session.validates(epoch):
+            row.update(session.validate(epoch))
+        session.end_epoch(epoch, row)
+        if stop_after is not None and epoch + 1 >= stop_after and not session.last(epoch):
+            session.close()
             return {"stopped_after_epoch": epoch + 1}
-    writer.close()
-    result: dict[str, Any] = {"val": val_metrics, "threshold": threshold}
-    if test_images and main_process:  # test on the main process alone: no shared files needed
-        best_state = load_checkpoint(run.best)
-        model.load_state_dict(best_state["model"])
-        started = time.perf_counter()
-        predictions = predict(model, test_images, device=device, decode=config.decode,
-                              max_side=config.data.max_eval_side, progress=progress)
-        seconds = time.perf_counter() - started
-        result["test"] = score(predictions, best_state["threshold"])
-        result["test"]["images_per_second"] = len(test_images) / seconds
-        atomic_write_text(run.out / "test_metrics.json", dumps_json(result["test"], indent=2))
-    distributed.barrier()
-    distributed.close()
+    result = session.test()
+    session.close()
     return result
 
 
-def _predict_shared(model: torch.nn.Module, images: Sequence[AnnotatedImage],
-                    distributed: Distributed, **options: Any) -> Predictions:
+def _resume_state(run: _Run, config: Config) -> dict[str, Any] | None:
+    """The state of ``last.pt`` to continue from (``None`` for a fresh run), checked against
+    the run's config."""
+    if not run.resume:
+        return None
+    state = load_checkpoint(run.last)
+    saved = checkpoint_config(state, run.last)
+    if saved.model != config.model:
+        raise MaskfocalError(f"{run.last}: model config differs from the run being "
+                             "resumed; resume with the same model settings")
+    missing = [key for key in RESUME_KEYS if key not in state]
+    if missing:
+        raise MaskfocalError(f"{run.last}: cannot resume from it, it has no "
+                             f"{', '.join(missing)} (a best.pt or exported weights?)")
+    return state
+
+
+class _Session:
+    """One training run's moving parts: model, data, optimisation, progress and logs."""
+
+    def __init__(self, config: Config, family: DetectorFamily, run: _Run,
+                 distributed: Distributed, device: torch.device,
+                 state: dict[str, Any] | None, *, progress: bool) -> None:
+        self.config, self.family, self.run = config, family, run
+        self.distributed, self.device, self.progress = distributed, device, progress
+        self.main = distributed.is_main
+        self._build_model(pretrained=state is None)
+        self._build_data()
+        self._build_optimisation()
+        self.start_epoch, self.step, self.best_mae = 0, 0, math.inf
+        self.threshold = config.decode.threshold
+        self.rows: list[dict[str, Any]] = []
+        self.val_metrics: dict[str, float] = {}
+        if state is not None:
+            self._restore(state)
+        if self.main:
+            atomic_write_text(run.out / "config.yaml", config.to_yaml())
+        self.writer = _tensorboard(run.out / "tb") if self.main else _NullWriter()
+
+    # building ----------------------------------------------------------------------------
+    def _build_model(self, *, pretrained: bool) -> None:
+        """The model on its device (``self.net``: what the training step calls, the model or
+        DistributedDataParallel around it), initialised from ``train.seed``."""
+        torch.manual_seed(self.config.train.seed)
+        self.model = self.family.build(pretrained=pretrained).to(self.device)
+        self.net: torch.nn.Module = self.model
+        if self.distributed.world > 1:
+            if self.device.type == "cuda":  # batch statistics over the global batch (nccl)
+                self.model = self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(
+                    self.model)
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                else None)
+
+    def _build_data(self) -> None:
+        config = self.config
+        train_images, self.val_images, self.test_images = build_splits(
+            config.data, seed=config.train.seed)
+        self.dataset = TrainingSet(train_images, config.data, seed=config.train.seed)
+        self.batch_size = min(config.data.batch_size, len(self.dataset))
+        self.steps_per_epoch = len(self.dataset) // self.batch_size
+
+    def _build_optimisation(self) -> None:
+        """AdamW, warm-up then cosine decay over every step, and autocast on CUDA."""
+        train = self.config.train
+        total_steps = self.steps_per_epoch * train.epochs
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.lr,
+                                           weight_decay=train.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, train.warmup_steps, total_steps))
+        self.amp = train.amp and self.device.type == "cuda"
+        self.amp_dtype = (torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported()
+                          else torch.float16)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and
+                                           self.amp_dtype == torch.float16)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
+            raise MaskfocalError(f"{self.run.last}: cannot resume from it, its state does not "
+                                 f"fit this run ({str(error).splitlines()[0][:200]})") from None
+        self.start_epoch, self.step = state["epoch"] + 1, state["step"]
+        self.best_mae, self.threshold = state["best_mae"], state["threshold"]
+        self.config.decode.threshold = self.threshold
+        self.rows = [row for row in self.run.read_metrics()
+                     if int(row["epoch"]) < self.start_epoch]
+        if self.main:
+            print(f"resuming {self.run.last} at epoch {self.start_epoch + 1}", file=sys.stderr)
+
+    # one epoch ---------------------------------------------------------------------------
+    def last(self, epoch: int) -> bool:
+        return epoch == self.config.train.epochs - 1
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        """One pass over the training images; the row of ``metrics.csv`` so far."""
+        from tqdm import tqdm
+
+        config, distributed = self.config, self.distributed
+        self.dataset.set_epoch(epoch)
+        generator = torch.Generator().manual_seed(config.train.seed * 100003 + epoch)
+        batches = GlobalBatches(len(self.dataset), self.batch_size, generator,
+                                distributed.rank, distributed.world)
+        loader = DataLoader(self.dataset, batch_sampler=batches,
+                            num_workers=config.data.workers, collate_fn=collate,
+                            pin_memory=self.device.type == "cuda")
+        self.model.train()
+        sums = dict.fromkeys(("loss", *self.family.loss_keys), 0.0)
+        started, seen = time.perf_counter(), 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", unit="batch",
+                   disable=not self.progress, leave=False)
+        for images, samples in bar:
+            losses = self._step(images.to(self.device, non_blocking=True), samples, epoch)
+            seen += len(samples) * distributed.world
+            for key, value in losses.items():
+                sums[key] += value
+            rate = seen / (time.perf_counter() - started)
+            bar.set_postfix(loss=f"{losses['loss']:.3f}",
+                            lr=f"{self.scheduler.get_last_lr()[0]:.1e}", img_s=f"{rate:.1f}")
+        seconds = time.perf_counter() - started
+        row: dict[str, Any] = {"epoch": epoch, "step": self.step,
+                               "lr": self.scheduler.get_last_lr()[0],
+                               "seconds": round(seconds, 2),
+                               "images_per_second": round(seen / max(seconds, 1e-9), 2)}
+        totals = distributed.sum(list(sums.values()))  # mean over processes and steps
+        row.update({k: v / distributed.world / max(1, self.steps_per_epoch)
+                    for k, v in zip(sums, totals, strict=True)})
+        return row
+
+    def _step(self, images: torch.Tensor, samples, epoch: int) -> dict[str, float]:
+        """One optimiser step; the loss and its parts as numbers."""
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+            losses = self.family.training_losses(self.model, images, samples, call=self.net)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            raise MaskfocalError(f"loss became {loss.item()} at epoch {epoch + 1}, step "
+                                 f"{self.step + 1}; try a lower train.lr or train.grad_clip")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.config.train.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        return {"loss": loss.item(), **{key: losses[key].item()
+                                        for key in self.family.loss_keys}}
+
+    def validates(self, epoch: int) -> bool:
+        return bool(self.val_images) and ((epoch + 1) % self.config.train.eval_every == 0
+                                          or self.last(epoch))
+
+    def validate(self, epoch: int) -> dict[str, Any]:
+        """Validation errors at the threshold calibrated this epoch; a better MAE makes this
+        epoch's weights ``best.pt`` and its threshold the run's."""
+        config = self.config
+        predictions = _predict_shared(self.family, self.model, self.val_images,
+                                      self.distributed, device=self.device,
+                                      max_side=config.data.max_eval_side,
+                                      progress=self.progress)
+        threshold = (calibrate_threshold(predictions)[0] if config.decode.calibrate
+                     else config.decode.threshold)
+        self.val_metrics = score(predictions, threshold)
+        if self.val_metrics["mae"] < self.best_mae:
+            self.best_mae, self.threshold = self.val_metrics["mae"], threshold
+            self.config.decode.threshold = threshold  # the threshold's one home
+            if self.main:
+                atomic_write_text(self.run.out / "config.yaml", config.to_yaml())
+                save_checkpoint(self.run.best, self._checkpoint(epoch))
+        return {"val_mae": self.val_metrics["mae"], "val_rmse": self.val_metrics["rmse"],
+                "val_nae": self.val_metrics["nae"], "threshold": threshold}
+
+    def end_epoch(self, epoch: int, row: dict[str, Any]) -> None:
+        """Checkpoints, ``metrics.csv``, TensorBoard and the epoch's line."""
+        if not self.val_images and self.main:
+            save_checkpoint(self.run.best, self._checkpoint(epoch))
+        self.rows.append(row)
+        if self.main:  # only the main process writes; the others hold the same state
+            save_checkpoint(self.run.last, self._checkpoint(epoch))
+            self.run.write_metrics(self.rows)
+        for key, value in row.items():
+            if key not in ("epoch", "step") and value is not None:
+                self.writer.add_scalar(key, float(value), epoch + 1)
+        self.writer.flush()
+        if self.progress:
+            print(_epoch_line(row, self.config.train.epochs), file=sys.stderr)
+
+    def _checkpoint(self, epoch: int) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "epoch": epoch, "step": self.step,
+                "config": self.config.to_dict(), "threshold": self.threshold,
+                "best_mae": self.best_mae}
+
+    # the end -----------------------------------------------------------------------------
+    def test(self) -> dict[str, Any]:
+        """The best weights on the test images (main process alone: no shared files)."""
+        self.writer.close()
+        result: dict[str, Any] = {"val": self.val_metrics, "threshold": self.threshold}
+        if not (self.test_images and self.main):
+            return result
+        best_state = load_checkpoint(self.run.best)
+        self.model.load_state_dict(best_state["model"])
+        started = time.perf_counter()
+        predictions = predict(self.family, self.model, self.test_images, device=self.device,
+                              max_side=self.config.data.max_eval_side, progress=self.progress)
+        seconds = time.perf_counter() - started
+        result["test"] = score(predictions, best_state["threshold"])
+        result["test"]["images_per_second"] = len(self.test_images) / seconds
+        atomic_write_text(self.run.out / "test_metrics.json",
+                          dumps_json(result["test"], indent=2))
+        return result
+
+    def close(self) -> None:
+        self.writer.close()
+        self.distributed.barrier()
+        self.distributed.close()
+
+
+def _predict_shared(family: DetectorFamily, model: torch.nn.Module,
+                    images: Sequence[AnnotatedImage], distributed: Distributed,
+                    **options: Any) -> Predictions:
     """:func:`predict` with the images shared out among the processes, then gathered in the
     original order (every process gets all predictions, so all calibrate alike)."""
     if distributed.world == 1:
-        return predict(model, images, **options)
+        return predict(family, model, images, **options)
     rank, world = distributed.rank, distributed.world
-    local = predict(model, [images[i] for i in range(rank, len(images), world)], **options)
+    local = predict(family, model, [images[i] for i in range(rank, len(images), world)],
+                    **options)
     parts = distributed.gather(local.detections)
     detections = [parts[i % world][i // world] for i in range(len(images))]
     return Predictions(detections=detections,

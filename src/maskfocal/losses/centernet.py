@@ -7,27 +7,15 @@ their L1 losses (Zhou et al. 2019), averaged over the heads of the batch.
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from torch import Tensor
 
-from maskfocal.config import LossConfig
 from maskfocal.targets.centernet import CenterNetTargets
 from maskfocal.targets.heatmaps import box_mask, positive_mask
 
-from .mask_focal import LOSS_PRESETS, MaskFocalLossConfig, mask_focal_loss
+from .mask_focal import MaskFocalLossConfig, mask_focal_loss
 
 LOSS_KEYS = ("loss_heatmap", "loss_offset", "loss_size")
-
-
-def heatmap_loss_config(config: LossConfig) -> MaskFocalLossConfig:
-    """The MFL options of the heatmap loss: the ``centernet`` preset, or the configured MFL."""
-    if config.name == "native":
-        return LOSS_PRESETS["centernet"]
-    # The loss config carries every MFL option under the same names.
-    return MaskFocalLossConfig(**{option.name: getattr(config, option.name)
-                                  for option in dataclasses.fields(MaskFocalLossConfig)})
 
 
 def _gather(prediction: Tensor, targets: CenterNetTargets) -> Tensor:
@@ -38,9 +26,13 @@ def _gather(prediction: Tensor, targets: CenterNetTargets) -> Tensor:
 
 
 def centernet_losses(outputs: dict[str, Tensor], targets: CenterNetTargets,
-                     config: LossConfig, stride: int = 4) -> dict[str, Tensor]:
-    """``{"loss_heatmap", "loss_offset", "loss_size"}``, each already weighted; sum to train."""
-    options = heatmap_loss_config(config)
+                     options: MaskFocalLossConfig, *, heatmap_weight: float = 1.0,
+                     offset_weight: float = 1.0, size_weight: float = 0.1,
+                     stride: int = 4) -> dict[str, Tensor]:
+    """``{"loss_heatmap", "loss_offset", "loss_size"}``, each already weighted; sum to train.
+
+    ``options``: the heatmap loss, CenterNet's own (``LOSS_PRESETS["centernet"]``) or MFL.
+    """
     heatmap = targets.heatmap
     if options.mask == "box":
         mask = torch.stack([box_mask(boxes, heatmap.shape[-2], heatmap.shape[-1], stride)
@@ -52,12 +44,12 @@ def centernet_losses(outputs: dict[str, Tensor], targets: CenterNetTargets,
     normaliser = max(1, targets.num_heads)
     loss_offset = (_gather(outputs["offset"].float(), targets) - targets.offset).abs().sum() \
         / normaliser
-    losses = {"loss_heatmap": config.heatmap_weight * loss_heatmap,
-              "loss_offset": config.offset_weight * loss_offset}
+    losses = {"loss_heatmap": heatmap_weight * loss_heatmap,
+              "loss_offset": offset_weight * loss_offset}
     if "size" in outputs:
         loss_size = (_gather(outputs["size"].float(), targets) - targets.size).abs().sum() \
             / normaliser
-        losses["loss_size"] = config.size_weight * loss_size
+        losses["loss_size"] = size_weight * loss_size
     else:
         losses["loss_size"] = outputs["heatmap"].new_zeros(())
     return losses

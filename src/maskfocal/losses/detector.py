@@ -18,6 +18,9 @@ from maskfocal.targets.centernet import SpreadRule
 
 from .mask_focal import MaskFocalLossConfig, mask_focal_loss
 
+TARGET_MAPS = ("gaussian", "binary")
+"""Y at each anchor: Gaussian heatmap values, or the binary assignment (the focal-loss special
+case)."""
 BETWEEN_THRESHOLDS = -2  # torchvision's Matcher label of ignored anchors
 
 

@@ -11,7 +11,7 @@ alpha = 0.25, N = positives; Lin et al., RetinaNet 2017).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -88,9 +88,11 @@ def _normalizer(kind: str, target: Tensor, positive: Tensor, pos_weight: Tensor,
     return torch.clamp(torch.as_tensor(count, dtype=torch.float32, device=target.device), min=1)
 
 
-@dataclass(frozen=True)
+@dataclass
 class MaskFocalLossConfig:
-    """Every choice of MFL: the positive mask and the loss options."""
+    """Every choice of MFL: the positive mask and the loss options. Declared once: the
+    ``loss`` section of the config is a :class:`MaskFocalLossConfig` (its keys are these
+    fields)."""
 
     mask: str = "gaussian"
     tau: float = 0.5
@@ -108,9 +110,9 @@ class MaskFocalLossConfig:
             raise ValueError(f"unknown normalizer {self.normalizer!r}")
 
     def loss_options(self) -> dict:
-        options = asdict(self)
-        del options["mask"], options["tau"]
-        return options
+        """The keyword arguments of :func:`mask_focal_loss` (every field but the mask's)."""
+        return {f.name: getattr(self, f.name) for f in fields(MaskFocalLossConfig)
+                if f.name not in ("mask", "tau")}
 
 
 LOSS_PRESETS: dict[str, MaskFocalLossConfig] = {

@@ -28,6 +28,8 @@ RETURN_NODES: dict[str, dict[str, str]] = {
                  "features.43": "c5"},
 }
 STRIDES = (4, 8, 16, 32)
+BACKBONES = tuple(RETURN_NODES)
+"""``model.backbone``: the torchvision networks a detector can stand on."""
 
 
 def resolve_weights(name: str, weights: str | None):

@@ -26,6 +26,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from maskfocal.decode import SCORE_FLOOR
 from maskfocal.losses.detector import detector_classification_loss
 from maskfocal.losses.mask_focal import MaskFocalLossConfig
 from maskfocal.targets.anchors import level_sizes
@@ -117,7 +118,7 @@ def _trim_convs(sequence: nn.Sequential, convs: int) -> nn.Sequential:
 
 def build_fcos(backbone: Backbone, *, channels: int = 128, head_convs: int = 2,
                mfl: MaskFocalLossConfig | None = None, binary: bool = False,
-               spread: SpreadRule | None = None, score_floor: float = 0.05,
+               spread: SpreadRule | None = None, score_floor: float = SCORE_FLOOR,
                nms_threshold: float = 0.5) -> FCOS:
     """torchvision FCOS for one class (head) on strides 4 to 64."""
     sizes = tuple((float(stride),) for stride in PYRAMID_STRIDES)
@@ -133,7 +134,7 @@ def build_fcos(backbone: Backbone, *, channels: int = 128, head_convs: int = 2,
 
 def build_retinanet(backbone: Backbone, *, channels: int = 128, head_convs: int = 2,
                     mfl: MaskFocalLossConfig | None = None, binary: bool = False,
-                    spread: SpreadRule | None = None, score_floor: float = 0.05,
+                    spread: SpreadRule | None = None, score_floor: float = SCORE_FLOOR,
                     nms_threshold: float = 0.5) -> RetinaNet:
     """torchvision RetinaNet for one class (head) on strides 4 to 64, three scales per level."""
     sizes = tuple(tuple(2.0 * stride * 2 ** (k / 3) for k in range(3))

@@ -20,14 +20,20 @@ from .spreads import box_sigmas, point_sigmas
 LONE_HEAD_SIGMA = 2.0  # feature-map pixels, for an image with a single point-only head
 
 
+SPREAD_SOURCES = ("auto", "points")
+"""``auto``: spreads from boxes where the data has them, else from points; ``points``: always
+from points."""
+
+
 @dataclass
 class SpreadRule:
-    """How a head's Gaussian spread is chosen (``loss.*`` keys of the config)."""
+    """How a head's Gaussian spread is chosen. Declared once: the ``loss`` section of the
+    config is a :class:`SpreadRule` (its keys are these fields)."""
 
-    box_rule: str = "centernet"
-    source: str = "auto"  # "points": the point rule even where boxes exist
-    k: int = 3
-    scale: float = 0.3
+    box_spread: str = "centernet"  # a rule of BOX_RULES
+    spread_source: str = "auto"  # a value of SPREAD_SOURCES
+    point_spread_k: int = 3
+    point_spread_scale: float = 0.3
     min_sigma: float = 0.5
     max_sigma: float = 2.0
 
@@ -56,11 +62,11 @@ class CenterNetTargets:
 def head_sigmas(points: np.ndarray, boxes: np.ndarray | None, has_boxes: bool, stride: int,
                 rule: SpreadRule) -> np.ndarray:
     """(N, 2) spreads in feature-map pixels of one image's heads."""
-    if has_boxes and boxes is not None and rule.source == "auto":
-        return box_sigmas(boxes / stride, rule=rule.box_rule, min_sigma=rule.min_sigma)
+    if has_boxes and boxes is not None and rule.spread_source == "auto":
+        return box_sigmas(boxes / stride, rule=rule.box_spread, min_sigma=rule.min_sigma)
     fallback = float(np.clip(LONE_HEAD_SIGMA, rule.min_sigma, rule.max_sigma))
-    sigma = point_sigmas(points / stride, k=rule.k, scale=rule.scale, min_sigma=rule.min_sigma,
-                         max_sigma=rule.max_sigma, fallback=fallback)
+    sigma = point_sigmas(points / stride, k=rule.point_spread_k, scale=rule.point_spread_scale,
+                         min_sigma=rule.min_sigma, max_sigma=rule.max_sigma, fallback=fallback)
     return np.repeat(sigma[:, None], 2, axis=1)
 
 

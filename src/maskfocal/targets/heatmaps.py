@@ -13,10 +13,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["MASK_KINDS", "box_mask", "gaussian_heatmap", "gaussian_heatmaps",
+__all__ = ["HEATMAP_MASKS", "MASK_KINDS", "box_mask", "gaussian_heatmap", "gaussian_heatmaps",
            "multilevel_heatmaps", "positive_mask"]
 
-MASK_KINDS = ("peak", "gaussian", "box", "assigned")
+HEATMAP_MASKS = ("peak", "gaussian", "box")
+"""``loss.mask``: MFL's positive masks on a heatmap (CenterNet)."""
+MASK_KINDS = (*HEATMAP_MASKS, "assigned")
+"""Every positive mask: the heatmap masks and a box detector's own assignment."""
 CUTOFF_SIGMAS = 3.0  # values farther than 3 sigma (per axis) from the peak are 0
 
 

@@ -7,23 +7,11 @@ Pure vectorised functions over all heads of an image. Units are whatever the inp
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
-__all__ = ["box_sigmas", "gaussian_radius", "knn_mean_distance", "point_sigmas", "pseudo_boxes"]
+from maskfocal.geometry import knn_mean_distance, pseudo_boxes
 
-
-def knn_mean_distance(points: np.ndarray, k: int = 3) -> np.ndarray:
-    """Mean distance from each point to its ``k`` nearest other points, shape (N,).
-
-    With fewer than ``k + 1`` points the available neighbours are used; a lone point (or an
-    empty set) gives NaN, for the caller to replace with its fallback.
-    """
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    if len(points) < 2:
-        return np.full(len(points), np.nan)
-    neighbours = min(k, len(points) - 1)
-    distances, _ = cKDTree(points).query(points, k=neighbours + 1)
-    return distances[:, 1:].mean(axis=1)  # column 0 is the point itself
+__all__ = ["BOX_RULES", "box_sigmas", "gaussian_radius", "knn_mean_distance", "point_sigmas",
+           "pseudo_boxes"]
 
 
 def point_sigmas(points: np.ndarray, *, k: int = 3, scale: float = 0.3, min_sigma: float = 1.0,
@@ -36,21 +24,6 @@ def point_sigmas(points: np.ndarray, *, k: int = 3, scale: float = 0.3, min_sigm
     distance = knn_mean_distance(points, k)
     sigma = np.where(np.isnan(distance), fallback, scale * np.nan_to_num(distance))
     return np.clip(sigma, min_sigma, max_sigma).astype(np.float32)
-
-
-def pseudo_boxes(points: np.ndarray, *, k: int = 3, min_size: float = 4.0,
-                 max_size: float = 96.0, fallback: float = 16.0) -> np.ndarray:
-    """Square pseudo boxes (N, 4) x1 y1 x2 y2 for point-only heads.
-
-    The side of head i is its mean distance to the ``k`` nearest heads, clipped to
-    ``[min_size, max_size]``; a lone head gets ``fallback``.
-    """
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    distance = knn_mean_distance(points, k)
-    side = np.clip(np.where(np.isnan(distance), fallback, np.nan_to_num(distance)),
-                   min_size, max_size)
-    half = side[:, None] / 2
-    return np.concatenate([points - half, points + half], axis=1).astype(np.float32)
 
 
 def gaussian_radius(heights: np.ndarray, widths: np.ndarray,
@@ -73,6 +46,10 @@ def gaussian_radius(heights: np.ndarray, widths: np.ndarray,
     c3 = (min_overlap - 1) * w * h
     r3 = (b3 + np.sqrt(b3**2 - 4 * a3 * c3)) / 2
     return np.minimum(np.minimum(r1, r2), r3)
+
+
+BOX_RULES = ("centernet", "ttfnet")
+"""Spreads from boxes: CenterNet's ``gaussian_radius``, or TTFNet's elliptical rule."""
 
 
 def box_sigmas(boxes: np.ndarray, *, rule: str = "centernet", min_overlap: float = 0.7,

@@ -1,0 +1,37 @@
+"""The heads found in one image: what every decoder returns and every consumer reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+SCORE_FLOOR = 0.05
+"""The lowest score any decoder keeps (and threshold calibration considers): candidates below
+it are never counted."""
+
+
+@dataclass
+class Detections:
+    """Heads found in one image, in input-image pixels.
+
+    points: (n, 2) x, y; scores: (n,); boxes: (n, 4) x1 y1 x2 y2, or None without a size head.
+    """
+
+    points: Tensor
+    scores: Tensor
+    boxes: Tensor | None
+
+    @property
+    def count(self) -> int:
+        return len(self.scores)
+
+    def above(self, threshold: float) -> Detections:
+        keep = self.scores >= threshold
+        return Detections(self.points[keep], self.scores[keep],
+                          None if self.boxes is None else self.boxes[keep])
+
+    def scaled(self, factor: float) -> Detections:
+        """The same heads with coordinates multiplied by ``factor``."""
+        return Detections(self.points * factor, self.scores,
+                          None if self.boxes is None else self.boxes * factor)

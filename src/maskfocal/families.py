@@ -1,0 +1,320 @@
+"""Detector families: everything that differs between detectors, in one place.
+
+A family turns the app config into the small option types that ``models/``, ``targets/`` and
+``losses/`` take, builds its model, computes its training losses, runs the forward pass and
+decodes it into :class:`~maskfocal.decode.Detections`, names its exported outputs and
+post-processes them, and says which config keys it ignores. The family is chosen once, from
+``model.name`` (:func:`family_for`); no code outside this module asks which detector it holds.
+
+- :class:`CenterNetFamily`: our CenterNet. The model returns raw maps; targets, losses (its own
+  penalty-reduced focal loss or MFL) and peak decoding are ours.
+- :class:`BoxFamily` (:class:`FCOSFamily`, :class:`RetinaNetFamily`): torchvision's detectors,
+  which compute their losses (stock, or MFL over their own assignment) and detections
+  themselves; heads are the box centres.
+
+Adding a detector is one subclass here and its entry in :data:`FAMILIES` (README,
+"Architecture").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from maskfocal.decode import (
+    SCORE_FLOOR,
+    Detections,
+    box_postprocess,
+    boxes_to_detections,
+    decode_centernet,
+)
+from maskfocal.errors import MaskfocalError
+from maskfocal.losses import LOSS_KEYS as CENTERNET_LOSS_KEYS
+from maskfocal.losses import LOSS_PRESETS, MaskFocalLossConfig, centernet_losses
+from maskfocal.models import Backbone, CenterNet
+from maskfocal.targets.centernet import SpreadRule, encode_centernet
+
+if TYPE_CHECKING:
+    from maskfocal.config import Config, LossConfig
+    from maskfocal.data.transforms import Sample
+
+__all__ = ["FAMILIES", "LOSS_NAMES", "BoxFamily", "CenterNetFamily", "DetectorFamily",
+           "build_model", "family_for"]
+
+LOSS_NAMES = ("native", "mfl")
+"""``loss.name``: the detector's own loss, or Mask Focal Loss."""
+
+MFL_KEYS = tuple(f"loss.{f.name}" for f in dataclasses.fields(MaskFocalLossConfig))
+SPREAD_KEYS = tuple(f"loss.{f.name}" for f in dataclasses.fields(SpreadRule))
+
+
+def spread_rule(loss: LossConfig) -> SpreadRule:
+    """The Gaussian-spread options of the loss config (``loss.box_spread`` ...)."""
+    return SpreadRule(**{f.name: getattr(loss, f.name) for f in dataclasses.fields(SpreadRule)})
+
+
+def mfl_options(loss: LossConfig) -> MaskFocalLossConfig:
+    """The MFL options of the loss config (``loss.mask``, ``loss.gamma`` ...)."""
+    return MaskFocalLossConfig(**{f.name: getattr(loss, f.name)
+                                  for f in dataclasses.fields(MaskFocalLossConfig)})
+
+
+class DetectorFamily:
+    """What the rest of the package asks of a detector, bound to one config.
+
+    Subclasses set the class attributes and implement the methods that raise here.
+    """
+
+    loss_keys: ClassVar[tuple[str, ...]]
+    """Keys of :meth:`training_losses`, stable (a test pins them)."""
+    export_outputs: ClassVar[tuple[str, ...]]
+    """Names of the exported graph's outputs (:meth:`export_forward`)."""
+    has_heatmap: ClassVar[bool] = False
+    """Whether the model predicts a heatmap (:meth:`heatmaps`)."""
+    ignores: ClassVar[dict[str, str]] = {}
+    """Config keys this family never reads, and why: setting one is an error."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    # the config --------------------------------------------------------------------------
+    def ignored_keys(self) -> dict[str, str]:
+        """Keys this family ignores under this config (and why), e.g. MFL's options under
+        ``loss.name=native``."""
+        ignored = dict(self.ignores)
+        if self.config.loss.name == "native":
+            ignored.update(dict.fromkeys(MFL_KEYS, "loss.name=native uses the detector's own "
+                                                   "loss, not Mask Focal Loss"))
+        return ignored
+
+    # building ----------------------------------------------------------------------------
+    def build(self, *, pretrained: bool = True) -> nn.Module:
+        """The model, with ``model.weights`` loaded into its backbone unless ``pretrained``
+        is False (weights about to be replaced by a checkpoint's)."""
+        raise NotImplementedError
+
+    # training ----------------------------------------------------------------------------
+    def training_losses(self, model: nn.Module, images: Tensor, samples: Sequence[Sample], *,
+                        call: nn.Module | None = None) -> dict[str, Tensor]:
+        """The loss dict of one batch (keys :attr:`loss_keys`); sum it to train.
+
+        ``images``: (B, 3, H, W) on the model's device; ``samples``: their heads in input
+        pixels. ``call``: what runs the forward pass when it is not ``model`` itself (its
+        DistributedDataParallel wrapper).
+        """
+        raise NotImplementedError
+
+    # inference ---------------------------------------------------------------------------
+    def forward(self, model: nn.Module, images: Tensor):
+        """Inference outputs of a padded (B, 3, H, W) batch (model in eval mode)."""
+        raise NotImplementedError
+
+    def decode(self, model: nn.Module, outputs, valid_sizes: Sequence[tuple[int, int]], *,
+               threshold: float) -> list[Detections]:
+        """Heads (score >= ``threshold``) of each image, in input pixels, sorted by score;
+        heads beyond an image's valid (unpadded) size are dropped."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def detect(self, model: nn.Module, images: Tensor, valid_sizes: Sequence[tuple[int, int]],
+               *, threshold: float) -> list[Detections]:
+        """:meth:`forward` then :meth:`decode`."""
+        return self.decode(model, self.forward(model, images), valid_sizes,
+                           threshold=threshold)
+
+    def heatmaps(self, outputs, valid_sizes: Sequence[tuple[int, int]]
+                 ) -> list[np.ndarray | None]:
+        """Per image, the (ceil(h/stride), ceil(w/stride)) probabilities of its valid area,
+        or None for a family without a heatmap."""
+        return [None] * len(valid_sizes)
+
+    @property
+    def stride(self) -> int:
+        """Output stride of the heatmap (:meth:`heatmaps`)."""
+        raise MaskfocalError(f"{self.config.model.name} predicts no heatmap")
+
+    # export ------------------------------------------------------------------------------
+    def export_names(self, model: nn.Module) -> tuple[str, ...]:
+        return self.export_outputs
+
+    def export_forward(self, model: nn.Module, images: Tensor) -> dict[str, Tensor]:
+        """The exported graph: normalisation, backbone and heads; raw outputs by name."""
+        raise NotImplementedError
+
+    def from_exported(self, model: nn.Module, outputs: dict[str, Tensor],
+                      image_size: tuple[int, int], batch: int):
+        """What :meth:`forward` would return, from the exported graph's outputs (``model``
+        serves for decoding only: strides, anchors, box coding, NMS)."""
+        raise NotImplementedError
+
+
+class CenterNetFamily(DetectorFamily):
+    loss_keys = CENTERNET_LOSS_KEYS
+    export_outputs = ("heatmap", "offset", "size")
+    has_heatmap = True
+    ignores: ClassVar[dict[str, str]] = {
+        "loss.target_map": "CenterNet's heatmap is always Gaussian (binary maps are FCOS's "
+                           "and RetinaNet's focal-loss special case)",
+        "model.head_convs": "CenterNet's heads have one 3x3 conv; head_convs is FCOS's and "
+                            "RetinaNet's",
+        "decode.nms_threshold": "CenterNet decodes by max-pool peaks, not NMS",
+    }
+
+    def heatmap_loss(self) -> MaskFocalLossConfig:
+        """The heatmap loss: CenterNet's own (MFL's ``centernet`` preset) or the configured
+        MFL."""
+        loss = self.config.loss
+        return LOSS_PRESETS["centernet"] if loss.name == "native" else mfl_options(loss)
+
+    def build(self, *, pretrained: bool = True) -> nn.Module:
+        model = self.config.model
+        return CenterNet(backbone_name=model.backbone,
+                         weights=model.weights if pretrained else None,
+                         neck_channels=model.neck_channels, head_channels=model.head_channels,
+                         size_head=model.size_head)
+
+    @property
+    def stride(self) -> int:
+        return CenterNet.stride
+
+    def training_losses(self, model, images, samples, *, call=None):
+        device = images.device
+        targets = encode_centernet(
+            [s.points.to(device) for s in samples], [s.boxes.to(device) for s in samples],
+            [s.has_boxes for s in samples], images.shape[-2], images.shape[-1],
+            stride=self.stride, rule=spread_rule(self.config.loss))
+        loss = self.config.loss
+        return centernet_losses((call or model)(images), targets, self.heatmap_loss(),
+                                heatmap_weight=loss.heatmap_weight,
+                                offset_weight=loss.offset_weight, size_weight=loss.size_weight,
+                                stride=self.stride)
+
+    def forward(self, model, images):
+        return model(images)
+
+    def decode(self, model, outputs, valid_sizes, *, threshold):
+        decode = self.config.decode
+        return decode_centernet(outputs, threshold=threshold, stride=self.stride,
+                                peak_window=decode.peak_window,
+                                max_detections=decode.max_detections,
+                                image_sizes=list(valid_sizes))
+
+    def heatmaps(self, outputs, valid_sizes):
+        stride = self.stride
+        probabilities = torch.sigmoid(outputs["heatmap"][:, 0].float()).cpu().numpy()
+        return [probabilities[b, :-(-h // stride), :-(-w // stride)]
+                for b, (h, w) in enumerate(valid_sizes)]
+
+    def export_names(self, model):
+        return tuple(name for name in self.export_outputs if name in model.heads)
+
+    def export_forward(self, model, images):
+        return model(images)
+
+    def from_exported(self, model, outputs, image_size, batch):
+        return outputs
+
+
+class BoxFamily(DetectorFamily):
+    """torchvision's box detectors: they compute their own losses and detections."""
+
+    builder: ClassVar[str]
+    """The function of :mod:`maskfocal.models.detectors` that builds the model."""
+    torchvision_keys: ClassVar[dict[str, str]] = {
+        "classification": "loss_classification", "bbox_regression": "loss_box",
+        "bbox_ctrness": "loss_centerness"}
+    ignores: ClassVar[dict[str, str]] = {
+        "loss.mask": "FCOS and RetinaNet use their own assignment as MFL's positive mask",
+        "loss.tau": "loss.tau is the gaussian mask's threshold, which FCOS and RetinaNet do not "
+                    "use (their own assignment is the mask)",
+        "loss.heatmap_weight": "FCOS and RetinaNet weight their losses themselves",
+        "loss.offset_weight": "FCOS and RetinaNet have no offset head",
+        "loss.size_weight": "FCOS and RetinaNet have no size head",
+        "model.size_head": "FCOS and RetinaNet always regress boxes",
+        "decode.peak_window": "FCOS and RetinaNet decode with NMS, not max-pool peaks",
+    }
+
+    def ignored_keys(self) -> dict[str, str]:
+        ignored = super().ignored_keys()
+        if self.config.loss.name == "native":
+            why = "loss.name=native is torchvision's stock focal loss, on binary targets"
+            ignored.update(dict.fromkeys(("loss.target_map", *SPREAD_KEYS), why))
+        return ignored
+
+    def build(self, *, pretrained: bool = True) -> nn.Module:
+        from maskfocal.models import detectors
+
+        config = self.config
+        mfl = None
+        if config.loss.name == "mfl":  # the detector's own assignment is the positive mask
+            mfl = dataclasses.replace(mfl_options(config.loss), mask="assigned")
+        backbone = Backbone(config.model.backbone, config.model.weights if pretrained else None)
+        return getattr(detectors, self.builder)(
+            backbone, channels=config.model.neck_channels, head_convs=config.model.head_convs,
+            mfl=mfl, binary=config.loss.target_map == "binary",
+            spread=spread_rule(config.loss), score_floor=SCORE_FLOOR,
+            nms_threshold=config.decode.nms_threshold)
+
+    def training_losses(self, model, images, samples, *, call=None):
+        device = images.device
+        targets = [{"boxes": s.boxes.to(device), "real_boxes": torch.tensor(s.has_boxes),
+                    "labels": torch.zeros(len(s.boxes), dtype=torch.int64, device=device)}
+                   for s in samples]
+        losses = (call or model)(list(images), targets)
+        return {self.torchvision_keys[key]: value for key, value in losses.items()}
+
+    def forward(self, model, images):
+        return model(list(images))
+
+    def decode(self, model, outputs, valid_sizes, *, threshold):
+        return boxes_to_detections(outputs, valid_sizes, threshold=threshold)
+
+    def export_forward(self, model, images):
+        normalised = model.transform.normalize(images)
+        features = list(model.backbone(normalised).values())
+        return model.head(features)
+
+    def from_exported(self, model, outputs, image_size, batch):
+        from maskfocal.models.detectors import PYRAMID_STRIDES
+
+        return box_postprocess(model, outputs, image_size, batch, PYRAMID_STRIDES)
+
+
+class FCOSFamily(BoxFamily):
+    builder = "build_fcos"
+    loss_keys = ("loss_classification", "loss_box", "loss_centerness")
+    export_outputs = ("cls_logits", "bbox_regression", "bbox_ctrness")
+
+
+class RetinaNetFamily(BoxFamily):
+    builder = "build_retinanet"
+    loss_keys = ("loss_classification", "loss_box")
+    export_outputs = ("cls_logits", "bbox_regression")
+
+
+FAMILIES: dict[str, type[DetectorFamily]] = {
+    "centernet": CenterNetFamily,
+    "fcos": FCOSFamily,
+    "retinanet": RetinaNetFamily,
+}
+"""``model.name`` -> its family; the vocabulary of ``model.name``."""
+
+
+def family_for(config: Config) -> DetectorFamily:
+    """The family of ``config.model.name``, bound to ``config``."""
+    try:
+        return FAMILIES[config.model.name](config)
+    except KeyError:
+        raise MaskfocalError(f"model.name: {config.model.name!r} is not one of: "
+                             f"{', '.join(FAMILIES)}") from None
+
+
+def build_model(config: Config, *, pretrained: bool = True) -> nn.Module:
+    """The detector a config names, with the loss it asks for (see
+    :meth:`DetectorFamily.build`)."""
+    return family_for(config).build(pretrained=pretrained)
