@@ -383,8 +383,10 @@ def _check_family_keys(config: Config) -> None:
     it would be silently dead (e.g. ``loss.mask`` for FCOS)."""
     from maskfocal.families import family_for
 
+    family = family_for(config)
+    family.validate()
     defaults = Config()
-    for key, why in family_for(config).ignored_keys().items():
+    for key, why in family.ignored_keys().items():
         value = _value(config, key)
         if value != _value(defaults, key):
             raise MaskfocalError(f"{key}={value!r} has no effect with model.name="

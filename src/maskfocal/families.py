@@ -76,6 +76,8 @@ class DetectorFamily:
     """Names of the exported graph's outputs (:meth:`export_forward`)."""
     has_heatmap: ClassVar[bool] = False
     """Whether the model predicts a heatmap (:meth:`heatmaps`)."""
+    min_side: ClassVar[int] = 32
+    """Batches are zero-padded to at least this side (the padding holds no heads)."""
     ignores: ClassVar[dict[str, str]] = {}
     """Config keys this family never reads, and why: setting one is an error."""
 
@@ -91,6 +93,9 @@ class DetectorFamily:
             ignored.update(dict.fromkeys(MFL_KEYS, "loss.name=native uses the detector's own "
                                                    "loss, not Mask Focal Loss"))
         return ignored
+
+    def validate(self) -> None:
+        """Settings this family cannot build, as a one-line error before any work."""
 
     # building ----------------------------------------------------------------------------
     def build(self, *, pretrained: bool = True) -> nn.Module:
@@ -239,6 +244,13 @@ class BoxFamily(DetectorFamily):
         "decode.peak_window": "FCOS and RetinaNet decode with NMS, not max-pool peaks",
     }
 
+    def validate(self) -> None:
+        channels = self.config.model.neck_channels
+        if channels % 32:
+            raise MaskfocalError(f"model.neck_channels={channels}: {self.config.model.name}'s "
+                                 "heads use GroupNorm with 32 groups, so it must be a multiple "
+                                 "of 32")
+
     def ignored_keys(self) -> dict[str, str]:
         ignored = super().ignored_keys()
         if self.config.loss.name == "native":
@@ -267,6 +279,8 @@ class BoxFamily(DetectorFamily):
                    for s in samples]
         losses = (call or model)(list(images), targets)
         return {self.torchvision_keys[key]: value for key, value in losses.items()}
+
+    min_side = 128  # at stride 64 a side needs two cells: GroupNorm refuses one per group
 
     def forward(self, model, images):
         return model(list(images))

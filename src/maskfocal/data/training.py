@@ -94,11 +94,11 @@ class EvalSet(Dataset):
         return fit_image(to_tensor(self.images[index].load_image()), self.max_side)
 
 
-def pad_batch(images: Sequence[Tensor], multiple: int = 32) -> Tensor:
+def pad_batch(images: Sequence[Tensor], multiple: int = 32, min_side: int = 0) -> Tensor:
     """Stack (3, H_i, W_i) images into (B, 3, H, W), zero-padded right and bottom so that H and
-    W are the largest sizes rounded up to ``multiple``."""
-    height = max(image.shape[1] for image in images)
-    width = max(image.shape[2] for image in images)
+    W are the largest sizes (at least ``min_side``) rounded up to ``multiple``."""
+    height = max(min_side, *(image.shape[1] for image in images))
+    width = max(min_side, *(image.shape[2] for image in images))
     height, width = -(-height // multiple) * multiple, -(-width // multiple) * multiple
     return torch.stack([F.pad(image, (0, width - image.shape[2], 0, height - image.shape[1]))
                         for image in images])

@@ -48,7 +48,7 @@ def detect_batch(family: DetectorFamily, model: nn.Module, images: Sequence[Tens
     to a multiple of 32, run ``model`` (or ``runner``, an ONNX session, on the padded batch),
     decode with the family.
     """
-    batch = pad_batch(list(images)).to(device)
+    batch = pad_batch(list(images), min_side=family.min_side).to(device)
     outputs = runner(batch) if runner is not None else family.forward(model, batch)
     sizes = [tuple(image.shape[-2:]) for image in images]
     detections = family.decode(model, outputs, sizes, threshold=threshold)

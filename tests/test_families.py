@@ -1,0 +1,217 @@
+"""The family seam and a config that tells the truth: one home per detector family, the
+package's layers, vocabularies from their registries, keys a family ignores, the threshold's
+one home."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from maskfocal.config import Config, choices, config_from_dict, load_config
+from maskfocal.errors import MaskfocalError
+from maskfocal.families import FAMILIES, LOSS_NAMES, family_for
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "maskfocal"
+SMALL = ["model.neck_channels=16", "model.head_channels=8"]
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module if node.level == 0 else f".{node.module}")
+        elif isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+    return names
+
+
+@pytest.mark.parametrize("layer, forbidden", [
+    ("models", ("maskfocal.config", "maskfocal.engine", "maskfocal.families")),
+    ("losses", ("maskfocal.config", "maskfocal.engine", "maskfocal.families")),
+    ("targets", ("maskfocal.config", "maskfocal.engine", "maskfocal.data")),
+    ("decode", ("maskfocal.config", "maskfocal.engine", "maskfocal.models")),
+    ("data", ("maskfocal.targets", "maskfocal.engine", "maskfocal.models")),
+])
+def test_layers_import_only_what_lies_below_them(layer, forbidden):
+    for path in sorted((PACKAGE / layer).rglob("*.py")):
+        bad = [name for name in _imports(path) if name.startswith(forbidden)]
+        assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"
+
+
+def test_no_code_outside_the_family_module_asks_which_detector_it_holds():
+    asks = ("isinstance(model, CenterNet)", "isinstance(self.model, CenterNet)",
+            "isinstance(outputs, dict)", 'getattr(model, "stride"', 'getattr(self.model, "stride"',
+            'model.name == "', "model.name in (", "LOSS_KEYS[")
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "families.py":
+            continue
+        text = path.read_text()
+        found = [ask for ask in asks if ask in text]
+        assert not found, f"{path.relative_to(PACKAGE)} asks {found}"
+
+
+def test_vocabularies_come_from_their_registries_and_each_value_works():
+    from maskfocal.data.readers import READERS
+    from maskfocal.data.synthetic import COUNT_DISTRIBUTIONS, SyntheticConfig
+    from maskfocal.engine.device import DEVICES, select_device
+    from maskfocal.losses.detector import TARGET_MAPS
+    from maskfocal.losses.mask_focal import NORMALIZERS, mask_focal_loss
+    from maskfocal.models import BACKBONES
+    from maskfocal.models.backbones import RETURN_NODES
+    from maskfocal.targets.centernet import SPREAD_SOURCES
+    from maskfocal.targets.heatmaps import HEATMAP_MASKS, positive_mask
+    from maskfocal.targets.spreads import BOX_RULES, box_sigmas
+
+    assert choices() == {
+        "model.name": tuple(FAMILIES), "model.backbone": BACKBONES, "loss.name": LOSS_NAMES,
+        "loss.mask": HEATMAP_MASKS, "loss.target_map": TARGET_MAPS,
+        "loss.normalizer": NORMALIZERS, "loss.box_spread": BOX_RULES,
+        "loss.spread_source": SPREAD_SOURCES, "data.format": ("synthetic", *READERS),
+        "data.synthetic.count_distribution": COUNT_DISTRIBUTIONS, "train.device": DEVICES}
+    assert BACKBONES == tuple(RETURN_NODES)
+    heatmap = torch.rand(1, 1, 8, 8)
+    for mask in HEATMAP_MASKS:
+        if mask != "box":
+            positive_mask(mask, heatmap, tau=0.5)
+    for normalizer in NORMALIZERS:
+        mask_focal_loss(torch.zeros(1, 1, 8, 8), heatmap, heatmap > 0.5, normalizer=normalizer)
+    for rule in BOX_RULES:
+        box_sigmas(np.array([[0.0, 0.0, 8.0, 8.0]]), rule=rule)
+    for distribution in COUNT_DISTRIBUTIONS:
+        SyntheticConfig(count_distribution=distribution)
+    for device in ("auto", "cpu"):
+        select_device(device)
+    for key, values in choices().items():  # and the config accepts each of them
+        *sections, option = key.split(".")
+        for value in values:
+            saved: dict = {option: value}
+            for section in reversed(sections):
+                saved = {section: saved}
+            if key == "data.format":
+                saved["data"]["root"] = "somewhere"
+            assert config_from_dict(saved) is not None
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_a_key_the_family_ignores_is_an_error(name, loss):
+    family = family_for(load_config(None, [f"model.name={name}", f"loss.name={loss}"]))
+    ignored = family.ignored_keys()
+    assert ignored  # every family ignores something; each must be said
+    defaults = Config()
+    for key in ignored:
+        section, option = key.split(".", 1)
+        default = getattr(getattr(defaults, section), option)
+        other = _other_value(key, default)
+        with pytest.raises(MaskfocalError, match=key.replace(".", r"\.") + ".*no effect"):
+            load_config(None, [f"model.name={name}", f"loss.name={loss}", f"{key}={other}"])
+    used = {f"{s}.{f.name}" for s in ("loss", "model", "decode")
+            for f in dataclasses.fields(getattr(defaults, s))} - set(ignored)
+    for key in used - {"model.name", "loss.name", "model.backbone", "model.weights"}:
+        section, option = key.split(".", 1)
+        other = _other_value(key, getattr(getattr(defaults, section), option))
+        load_config(None, [f"model.name={name}", f"loss.name={loss}", f"{key}={other}"])
+
+
+def _other_value(key: str, default):
+    """A valid value of ``key`` other than its default."""
+    vocabulary = choices().get(key)
+    if vocabulary:
+        return next(value for value in vocabulary if value != default)
+    if isinstance(default, bool):
+        return str(not default).lower()
+    if key == "loss.alpha":
+        return 0.25
+    if key == "decode.peak_window":
+        return 5
+    if key == "decode.max_detections":
+        return 20000
+    if key in ("loss.min_sigma",):
+        return default / 2
+    if key in ("loss.tau", "decode.threshold", "decode.nms_threshold"):
+        return default / 2
+    return default * 2 if default else 1
+
+
+def test_the_four_checks_of_ignored_keys_named_in_the_issue():
+    for name in ("fcos", "retinanet"):
+        for key in ("loss.mask=box", "loss.tau=0.3"):
+            with pytest.raises(MaskfocalError, match="no effect"):
+                load_config(None, [f"model.name={name}", key])
+    with pytest.raises(MaskfocalError, match=r"loss\.target_map.*no effect"):
+        load_config(None, ["model.name=centernet", "loss.target_map=binary"])
+    load_config(None, ["model.name=fcos", "loss.target_map=binary"])  # used there
+    load_config(None, ["model.name=centernet", "loss.mask=box", "loss.tau=0.3"])
+
+
+def test_an_older_saved_config_still_loads_without_the_new_keys():
+    saved = Config().to_dict()
+    for key in ("min_count", "count_distribution", "empty_fraction", "max_distractors",
+                "min_visible", "min_head_radius", "noise", "max_blur"):
+        del saved["data"]["synthetic"][key]
+    saved["loss"]["mask"] = "box"
+    saved["model"]["name"] = "fcos"  # a dead key in a saved run is not an error there
+    assert config_from_dict(saved).loss.mask == "box"
+
+
+def test_each_family_builds_trains_decodes_and_exports_by_name():
+    for name, family_type in FAMILIES.items():
+        config = load_config(None, ["model.neck_channels=32", "model.head_channels=8",
+                                    f"model.name={name}"])
+        family = family_for(config)
+        assert type(family) is family_type
+        torch.manual_seed(0)
+        model = family.build()
+        from maskfocal.data.transforms import Sample
+
+        samples = [Sample(torch.rand(3, 128, 128), torch.tensor([[20.0, 20.0]]),
+                          torch.tensor([[14.0, 14.0, 26.0, 26.0]]), True)] * 2
+        model.train()
+        losses = family.training_losses(model, torch.stack([s.image for s in samples]), samples)
+        assert tuple(losses) == family.loss_keys
+        model.eval()
+        from maskfocal.engine.evaluate import detect_batch
+
+        found = detect_batch(family, model, [torch.rand(3, 64, 48)], threshold=0.05,
+                             device=torch.device("cpu"))  # small: padded for GroupNorm
+        assert len(found) == 1
+        exported = family.export_forward(model, torch.rand(1, 3, 128, 128))
+        names = family.export_names(model)
+        assert set(names) <= set(exported)
+        rebuilt = family.from_exported(model, {n: exported[n] for n in names}, (128, 128), 1)
+        direct = family.forward(model, torch.rand(1, 3, 128, 128))
+        assert type(rebuilt) is type(direct)
+        assert family.has_heatmap == (name == "centernet")
+
+
+def test_the_calibrated_threshold_has_one_home(tmp_path):
+    from maskfocal.engine import load_checkpoint, train
+
+    tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    config = load_config(tiny, ["train.epochs=2", "data.synthetic.test_images=0"])
+    result = train(config, tmp_path, progress=False)
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    best = load_checkpoint(tmp_path / "best.pt")
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert saved["decode"]["threshold"] == best["threshold"] == result["threshold"]
+    assert best["config"]["decode"]["threshold"] == best["threshold"]
+    assert last["config"]["decode"]["threshold"] == last["threshold"] == best["threshold"]
+    assert config.decode.threshold == 0.3  # the caller's config is left as it was
+
+
+def test_score_floor_is_one_constant():
+    from maskfocal.decode import SCORE_FLOOR
+    from maskfocal.engine.evaluate import CALIBRATION_GRID
+
+    assert CALIBRATION_GRID[0] == SCORE_FLOOR
+    for name in ("fcos", "retinanet"):
+        model = family_for(load_config(None, [f"model.name={name}"])).build()
+        assert model.score_thresh == SCORE_FLOOR
+        with pytest.raises(MaskfocalError, match="multiple of 32"):
+            load_config(None, [f"model.name={name}", "model.neck_channels=16"])
