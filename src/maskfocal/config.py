@@ -95,6 +95,7 @@ class ModelConfig:
     head_channels: int = 64
     size_head: bool = True
     head_convs: int = 2
+    init_from: str | None = None
 
 
 @dataclass
@@ -122,6 +123,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     eval_every: int = 1
+    max_minutes: float | None = None
+    channels_last: bool = False
 
 
 @dataclass
@@ -295,6 +298,7 @@ RANGES: dict[str, Range] = {
     "train.grad_clip": NON_NEGATIVE,
     "train.seed": NON_NEGATIVE,
     "train.eval_every": AT_LEAST_ONE,
+    "train.max_minutes": POSITIVE,
     "decode.threshold": PROBABILITY,
     "decode.peak_window": AT_LEAST_ONE,
     "decode.nms_threshold": FRACTION,

@@ -40,6 +40,7 @@ class AugmentOptions:
     max_scale: float = 1.3
     flip: bool = True
     color_jitter: float = 0.3
+    cache_images: bool = False  # keep decoded training images in memory (each process)
 
 
 class TrainingSet(Dataset):
@@ -52,27 +53,45 @@ class TrainingSet(Dataset):
         self.seed = seed
         self.epoch = 0
         self.reported: set[str] = set()
+        self.cache: dict[int, Sample] = {}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _sample(self, position: int) -> Sample:
+        """Image ``position`` decoded; with ``cache_images`` its 8-bit pixels and heads are
+        kept (a quarter of the float image's memory) and converted again on each use."""
+        kept = self.cache.get(position)
+        if kept is None:
+            sample = to_sample(self.images[position])
+            if not getattr(self.options, "cache_images", False):
+                return sample
+            kept = Sample(sample.image.mul(255).round_().to(torch.uint8), sample.points,
+                          sample.boxes, sample.has_boxes)
+            self.cache[position] = kept
+        return Sample(kept.image.float().div_(255), kept.points, kept.boxes, kept.has_boxes)
+
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, index: int | tuple[int, int]) -> Sample:
         """The augmented crop of image ``index``; an image that cannot be read (truncated,
         deleted since the dataset was read) is reported once and the next one stands in, so
-        the epoch goes on."""
+        the epoch goes on. ``index`` may be ``(epoch, index)``: the augmentation of that epoch
+        (what a persistent worker process, whose copy never sees :meth:`set_epoch`, needs)."""
+        epoch = self.epoch
+        if isinstance(index, tuple):
+            epoch, index = index
         for offset in range(len(self.images)):
-            annotated = self.images[(index + offset) % len(self.images)]
+            position = (index + offset) % len(self.images)
             try:
-                sample = to_sample(annotated)
+                sample = self._sample(position)
             except DatasetError as error:
                 if str(error) not in self.reported:
                     self.reported.add(str(error))
                     print(f"warning: skipped in training: {error}", file=sys.stderr)
                 continue
-            rng = np.random.default_rng([self.seed, self.epoch, index])
+            rng = np.random.default_rng([self.seed, epoch, index])
             o = self.options
             return augment(sample, size=o.input_size, min_scale=o.min_scale,
                            max_scale=o.max_scale, flip=o.flip, jitter=o.color_jitter, rng=rng)

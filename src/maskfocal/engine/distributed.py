@@ -81,12 +81,18 @@ class GlobalBatches(torch.utils.data.Sampler[list[int]]):
     """
 
     def __init__(self, length: int, batch_size: int, generator: torch.Generator,
-                 rank: int = 0, world: int = 1) -> None:
+                 rank: int = 0, world: int = 1, *, epoch: int | None = None) -> None:
         if batch_size % world:
             raise MaskfocalError(f"data.batch_size={batch_size} (the global batch) must be "
                                  f"divisible by the {world} processes")
         self.length, self.batch_size = length, batch_size
         self.generator, self.rank, self.world = generator, rank, world
+        self.epoch = epoch
+
+    def start_epoch(self, epoch: int, generator: torch.Generator) -> None:
+        """The next epoch's order; items become ``(epoch, index)``, so that a dataset in
+        persistent worker processes still knows the epoch of each item."""
+        self.epoch, self.generator = epoch, generator
 
     def __len__(self) -> int:
         return self.length // self.batch_size
@@ -96,4 +102,5 @@ class GlobalBatches(torch.utils.data.Sampler[list[int]]):
         share = self.batch_size // self.world
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             batch = order[start:start + self.batch_size]
-            yield batch[self.rank * share:(self.rank + 1) * share]
+            mine = batch[self.rank * share:(self.rank + 1) * share]
+            yield mine if self.epoch is None else [(self.epoch, index) for index in mine]

@@ -45,9 +45,12 @@ from .evaluate import Predictions, calibrate_threshold, predict, score
 RESUME_KEYS = ("optimizer", "scheduler", "epoch", "step", "best_mae", "threshold")
 
 
+VALIDATIONS_PER_BUDGET = 10  # with train.max_minutes: validate about this often
+
+
 def metric_columns(family: DetectorFamily) -> tuple[str, ...]:
     return ("epoch", "step", "loss", *family.loss_keys, "lr", "val_mae", "val_rmse",
-            "val_nae", "threshold", "images_per_second", "seconds")
+            "val_nae", "threshold", "images_per_second", "seconds", "minutes")
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -56,6 +59,14 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def lr_factor_in_time(step: int, warmup: int, spent: float) -> float:
+    """With a wall-clock budget: linear warm-up over ``warmup`` steps, then cosine decay over
+    the budget (``spent``: the share of it used, 0 to 1), reaching 0 as it runs out."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, spent)))
 
 
 RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.csv", "test_metrics.json", "tb")
@@ -144,14 +155,17 @@ def train(config: Config, out: str | Path, *, resume: bool = False, overwrite: b
         run.claim()
     session = _Session(config, family, run, distributed, device, state,
                        progress=progress and distributed.is_main)
-    for epoch in range(session.start_epoch, config.train.epochs):
+    epoch = session.start_epoch
+    while not session.finished:
         row = session.train_epoch(epoch)
-        if session.validates(epoch):
+        final = session.is_final(epoch)
+        if session.validates(epoch, final):
             row.update(session.validate(epoch))
-        session.end_epoch(epoch, row)
-        if stop_after is not None and epoch + 1 >= stop_after and not session.last(epoch):
+        session.end_epoch(epoch, row, final)
+        if stop_after is not None and epoch + 1 >= stop_after and not final:
             session.close()
             return {"stopped_after_epoch": epoch + 1}
+        epoch += 1
     result = session.test()
     session.close()
     return result
@@ -183,11 +197,15 @@ class _Session:
         self.config, self.family, self.run = config, family, run
         self.distributed, self.device, self.progress = distributed, device, progress
         self.main = distributed.is_main
+        self.elapsed = 0.0  # seconds of training and validation, over every resumed part
         self._build_model(pretrained=state is None)
         self._build_data()
         self._build_optimisation()
         self.start_epoch, self.step, self.best_mae = 0, 0, math.inf
         self.threshold = config.decode.threshold
+        self.finished = False
+        self.epoch_seconds: list[float] = []
+        self.validation_seconds: list[float] = []
         self.rows: list[dict[str, Any]] = []
         self.val_metrics: dict[str, float] = {}
         if state is not None:
@@ -202,6 +220,10 @@ class _Session:
         DistributedDataParallel around it), initialised from ``train.seed``."""
         torch.manual_seed(self.config.train.seed)
         self.model = self.family.build(pretrained=pretrained).to(self.device)
+        if pretrained and self.config.model.init_from:
+            self._initialise(self.config.model.init_from)
+        if self.config.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.net: torch.nn.Module = self.model
         if self.distributed.world > 1:
             if self.device.type == "cuda":  # batch statistics over the global batch (nccl)
@@ -211,6 +233,21 @@ class _Session:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                 else None)
 
+    def _initialise(self, path: str) -> None:
+        """Start from the weights of another run (``model.init_from``): synthetic
+        pre-training, then fine-tuning on real data."""
+        from .checkpoint import load_model
+
+        source = load_model(path)[0]
+        try:
+            self.model.load_state_dict(source.state_dict())
+        except RuntimeError as error:
+            raise MaskfocalError(f"model.init_from {path}: its weights do not fit this model "
+                                 f"({str(error).splitlines()[0][:160]}); pre-train with the "
+                                 "same model settings") from None
+        if self.main:
+            print(f"starting from the weights of {path}", file=sys.stderr)
+
     def _build_data(self) -> None:
         config = self.config
         train_images, self.val_images, self.test_images = build_splits(
@@ -218,15 +255,26 @@ class _Session:
         self.dataset = TrainingSet(train_images, config.data, seed=config.train.seed)
         self.batch_size = min(config.data.batch_size, len(self.dataset))
         self.steps_per_epoch = len(self.dataset) // self.batch_size
+        distributed, workers = self.distributed, config.data.workers
+        self.batches = GlobalBatches(len(self.dataset), self.batch_size, torch.Generator(),
+                                     distributed.rank, distributed.world, epoch=0)
+        self.loader = DataLoader(self.dataset, batch_sampler=self.batches, num_workers=workers,
+                                 collate_fn=collate, pin_memory=self.device.type == "cuda",
+                                 persistent_workers=workers > 0)
 
     def _build_optimisation(self) -> None:
         """AdamW, warm-up then cosine decay over every step, and autocast on CUDA."""
         train = self.config.train
         total_steps = self.steps_per_epoch * train.epochs
+        self.budget = None if train.max_minutes is None else 60.0 * train.max_minutes
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.lr,
                                            weight_decay=train.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(step, train.warmup_steps, total_steps))
+        if self.budget is None:
+            schedule = lambda step: lr_factor(step, train.warmup_steps, total_steps)  # noqa: E731
+        else:  # the cosine follows the clock: a finished schedule whatever the speed
+            schedule = lambda step: lr_factor_in_time(  # noqa: E731
+                step, train.warmup_steps, self.elapsed / self.budget)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.amp = train.amp and self.device.type == "cuda"
         self.amp_dtype = (torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported()
                           else torch.float16)
@@ -244,14 +292,25 @@ class _Session:
         self.start_epoch, self.step = state["epoch"] + 1, state["step"]
         self.best_mae, self.threshold = state["best_mae"], state["threshold"]
         self.config.decode.threshold = self.threshold
+        self.elapsed = float(state.get("elapsed_seconds", 0.0))
+        self.finished = bool(state.get("finished", False)) or (
+            self.budget is None and self.start_epoch >= self.config.train.epochs)
         self.rows = [row for row in self.run.read_metrics()
                      if int(row["epoch"]) < self.start_epoch]
         if self.main:
             print(f"resuming {self.run.last} at epoch {self.start_epoch + 1}", file=sys.stderr)
 
     # one epoch ---------------------------------------------------------------------------
-    def last(self, epoch: int) -> bool:
-        return epoch == self.config.train.epochs - 1
+    def is_final(self, epoch: int) -> bool:
+        """Whether this epoch ends the run: the last of ``train.epochs``, or, with a budget,
+        the last whose successor (and its validation) would not fit in what is left."""
+        if self.budget is None:
+            return epoch >= self.config.train.epochs - 1
+        recent = self.epoch_seconds[-3:]
+        next_epoch = sum(recent) / len(recent)
+        if self.validation_seconds:
+            next_epoch += sum(self.validation_seconds) / len(self.validation_seconds)
+        return self.elapsed + next_epoch > self.budget
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One pass over the training images; the row of ``metrics.csv`` so far."""
@@ -259,19 +318,25 @@ class _Session:
 
         config, distributed = self.config, self.distributed
         self.dataset.set_epoch(epoch)
-        generator = torch.Generator().manual_seed(config.train.seed * 100003 + epoch)
-        batches = GlobalBatches(len(self.dataset), self.batch_size, generator,
-                                distributed.rank, distributed.world)
-        loader = DataLoader(self.dataset, batch_sampler=batches,
-                            num_workers=config.data.workers, collate_fn=collate,
-                            pin_memory=self.device.type == "cuda")
+        self.batches.start_epoch(epoch, torch.Generator().manual_seed(
+            config.train.seed * 100003 + epoch))
         self.model.train()
         sums = dict.fromkeys(("loss", *self.family.loss_keys), 0.0)
         started, seen = time.perf_counter(), 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", unit="batch",
+        mark = started
+        self.epoch_started_at = self.elapsed
+        of = (f"{self.budget / 60:.0f} min" if self.budget is not None
+              else f"{config.train.epochs}")
+        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{of}", unit="batch",
                    disable=not self.progress, leave=False)
         for images, samples in bar:
-            losses = self._step(images.to(self.device, non_blocking=True), samples, epoch)
+            now = time.perf_counter()
+            self.elapsed += now - mark  # before the step: the schedule reads the clock
+            mark = now
+            images = images.to(self.device, non_blocking=True)
+            if config.train.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            losses = self._step(images, samples, epoch)
             seen += len(samples) * distributed.world
             for key, value in losses.items():
                 sums[key] += value
@@ -279,6 +344,8 @@ class _Session:
             bar.set_postfix(loss=f"{losses['loss']:.3f}",
                             lr=f"{self.scheduler.get_last_lr()[0]:.1e}", img_s=f"{rate:.1f}")
         seconds = time.perf_counter() - started
+        self.elapsed += time.perf_counter() - mark
+        self.epoch_seconds.append(seconds)
         row: dict[str, Any] = {"epoch": epoch, "step": self.step,
                                "lr": self.scheduler.get_last_lr()[0],
                                "seconds": round(seconds, 2),
@@ -308,14 +375,23 @@ class _Session:
         return {"loss": loss.item(), **{key: losses[key].item()
                                         for key in self.family.loss_keys}}
 
-    def validates(self, epoch: int) -> bool:
-        return bool(self.val_images) and ((epoch + 1) % self.config.train.eval_every == 0
-                                          or self.last(epoch))
+    def validates(self, epoch: int, final: bool) -> bool:
+        """Every ``train.eval_every`` epochs, or about ten times over a budget; always at the
+        end."""
+        if not self.val_images:
+            return False
+        if final:
+            return True
+        if self.budget is None:
+            return (epoch + 1) % self.config.train.eval_every == 0
+        interval = self.budget / VALIDATIONS_PER_BUDGET  # this epoch crossed a tenth
+        return int(self.elapsed / interval) > int(self.epoch_started_at / interval)
 
     def validate(self, epoch: int) -> dict[str, Any]:
         """Validation errors at the threshold calibrated this epoch; a better MAE makes this
         epoch's weights ``best.pt`` and its threshold the run's."""
         config = self.config
+        started = time.perf_counter()
         predictions = _predict_shared(self.family, self.model, self.val_images,
                                       self.distributed, device=self.device,
                                       max_side=config.data.max_eval_side,
@@ -323,6 +399,9 @@ class _Session:
         threshold = (calibrate_threshold(predictions)[0] if config.decode.calibrate
                      else config.decode.threshold)
         self.val_metrics = score(predictions, threshold)
+        seconds = time.perf_counter() - started
+        self.elapsed += seconds
+        self.validation_seconds.append(seconds)
         if self.val_metrics["mae"] < self.best_mae:
             self.best_mae, self.threshold = self.val_metrics["mae"], threshold
             self.config.decode.threshold = threshold  # the threshold's one home
@@ -332,8 +411,10 @@ class _Session:
         return {"val_mae": self.val_metrics["mae"], "val_rmse": self.val_metrics["rmse"],
                 "val_nae": self.val_metrics["nae"], "threshold": threshold}
 
-    def end_epoch(self, epoch: int, row: dict[str, Any]) -> None:
+    def end_epoch(self, epoch: int, row: dict[str, Any], final: bool) -> None:
         """Checkpoints, ``metrics.csv``, TensorBoard and the epoch's line."""
+        self.finished = final
+        row["minutes"] = round(self.elapsed / 60, 3)
         if not self.val_images and self.main:
             save_checkpoint(self.run.best, self._checkpoint(epoch))
         self.rows.append(row)
@@ -345,19 +426,23 @@ class _Session:
                 self.writer.add_scalar(key, float(value), epoch + 1)
         self.writer.flush()
         if self.progress:
-            print(_epoch_line(row, self.config.train.epochs), file=sys.stderr)
+            print(_epoch_line(row, self.config.train.epochs if self.budget is None else None),
+                  file=sys.stderr)
 
     def _checkpoint(self, epoch: int) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "epoch": epoch, "step": self.step,
                 "config": self.config.to_dict(), "threshold": self.threshold,
-                "best_mae": self.best_mae}
+                "best_mae": self.best_mae, "elapsed_seconds": self.elapsed,
+                "finished": self.finished}
 
     # the end -----------------------------------------------------------------------------
     def test(self) -> dict[str, Any]:
         """The best weights on the test images (main process alone: no shared files)."""
         self.writer.close()
-        result: dict[str, Any] = {"val": self.val_metrics, "threshold": self.threshold}
+        result: dict[str, Any] = {"val": self.val_metrics, "threshold": self.threshold,
+                                  "epochs": len(self.rows), "minutes": self.elapsed / 60,
+                                  "budget_minutes": self.config.train.max_minutes}
         if not (self.test_images and self.main):
             return result
         best_state = load_checkpoint(self.run.best)
@@ -368,6 +453,8 @@ class _Session:
         seconds = time.perf_counter() - started
         result["test"] = score(predictions, best_state["threshold"])
         result["test"]["images_per_second"] = len(self.test_images) / seconds
+        result["test"].update(epochs=result["epochs"], minutes=round(result["minutes"], 3),
+                              budget_minutes=result["budget_minutes"])
         atomic_write_text(self.run.out / "test_metrics.json",
                           dumps_json(result["test"], indent=2))
         return result
@@ -396,8 +483,9 @@ def _predict_shared(family: DetectorFamily, model: torch.nn.Module,
                        names=[image.name for image in images])
 
 
-def _epoch_line(row: dict[str, Any], epochs: int) -> str:
-    text = (f"epoch {row['epoch'] + 1}/{epochs}  loss {row['loss']:.4f}  "
+def _epoch_line(row: dict[str, Any], epochs: int | None) -> str:
+    where = f"/{epochs}" if epochs is not None else f" ({row['minutes']:.1f} min)"
+    text = (f"epoch {row['epoch'] + 1}{where}  loss {row['loss']:.4f}  "
             f"{row['images_per_second']:.1f} img/s")
     if row.get("val_mae") is not None:
         text += (f"  val MAE {row['val_mae']:.2f}  RMSE {row['val_rmse']:.2f}  "
