@@ -145,7 +145,7 @@ def main() -> int:
                  f"train.epochs={max(1, round(epochs * (1 - SYNTHETIC_SHARE)))}"])],
         out / "synthetic-then-r18-256-lr2e-3")
     gpu = ["data.input_size=384", "train.channels_last=true", "train.amp=true",
-           "data.batch_size=32", "train.lr=0.004", "data.workers=5", "train.warmup_steps=50"]
+           "data.batch_size=32", "train.lr=0.004", "data.workers=4", "train.warmup_steps=50"]
     runs["gpu-profile"] = ([
         command(out / "pretrain-gpu", [*gpu, *SYNTHETIC, "data.synthetic.cache=false",
                                        f"data.synthetic.train_images={args.synthetic_images}",
