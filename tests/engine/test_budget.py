@@ -1,0 +1,116 @@
+"""Training that counts on this machine: a wall-clock budget that the schedule fits, starting
+from another run's weights, channels_last, decoded images kept in memory, persistent workers."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from maskfocal.config import load_config
+from maskfocal.data.training import AugmentOptions, TrainingSet
+from maskfocal.engine import load_checkpoint, train
+from maskfocal.engine.trainer import lr_factor_in_time
+from maskfocal.errors import MaskfocalError
+from maskfocal.families import family_for
+
+TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
+
+
+def tiny(*overrides):
+    return load_config(TINY, ["data.synthetic.test_images=0", "data.test_split=null",
+                              *overrides])
+
+
+def test_the_schedule_follows_the_clock():
+    assert lr_factor_in_time(0, 10, 0.0) == pytest.approx(0.1)  # warm-up in steps
+    assert lr_factor_in_time(50, 10, 0.0) == pytest.approx(1.0)
+    assert lr_factor_in_time(50, 10, 0.5) == pytest.approx(0.5)
+    assert lr_factor_in_time(50, 10, 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor_in_time(50, 10, 1.7) == pytest.approx(0.0, abs=1e-12)  # never negative
+
+
+def test_a_wall_clock_budget_ends_with_a_finished_schedule(tmp_path):
+    budget = 0.4  # minutes
+    config = tiny(f"train.max_minutes={budget}", "train.epochs=1", "train.warmup_steps=1",
+                  "train.lr=0.001", "data.synthetic.cache=true")
+    result = train(config, tmp_path, progress=False)
+    with (tmp_path / "metrics.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == result["epochs"] > 1  # train.epochs=1 is ignored under a budget
+    assert result["budget_minutes"] == budget
+    epoch = max(float(r["seconds"]) for r in rows) / 60
+    # stopped because the next epoch would not fit: inside the budget, give or take an epoch
+    # and the validation that ends it
+    assert budget - 2 * epoch - 0.05 <= result["minutes"] <= budget + epoch + 0.1
+    assert float(rows[-1]["lr"]) < 0.35 * 0.001  # the cosine has nearly run out
+    assert rows[-1]["val_mae"]  # the last epoch validates
+    assert sum(bool(r["val_mae"]) for r in rows) <= 11  # about ten per budget
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["finished"] and state["elapsed_seconds"] == pytest.approx(
+        60 * result["minutes"], rel=1e-6)
+    resumed = train(config, tmp_path, resume=True, progress=False)  # a finished run stays so
+    assert resumed["epochs"] == result["epochs"]
+
+
+def test_init_from_starts_from_another_runs_weights(tmp_path):
+    train(tiny("train.epochs=1"), tmp_path / "pre", progress=False)
+    source = load_checkpoint(tmp_path / "pre" / "best.pt")["model"]
+    config = tiny("train.epochs=1", f"model.init_from={tmp_path / 'pre' / 'best.pt'}",
+                  "train.lr=1e-12", "train.warmup_steps=1000")
+    train(config, tmp_path / "fine", progress=False)
+    tuned = load_checkpoint(tmp_path / "fine" / "last.pt")["model"]
+    conv = next(k for k in source if k.endswith("conv1.weight"))
+    assert torch.allclose(tuned[conv], source[conv], atol=1e-6)  # lr ~0: the same weights
+    other = tiny("train.epochs=1", "model.head_channels=8",
+                 f"model.init_from={tmp_path / 'pre' / 'best.pt'}")
+    with pytest.raises(MaskfocalError, match=r"init_from.*do not fit"):
+        train(other, tmp_path / "bad", progress=False)
+
+
+def test_channels_last_trains_to_the_same_numbers():
+    config = tiny()
+    family = family_for(config)
+    torch.manual_seed(0)
+    model = family.build()
+    dataset = TrainingSet(_images(config), config.data)
+    from maskfocal.data.training import collate
+
+    images, samples = collate([dataset[0], dataset[1]])
+    model.train()
+    plain = family.training_losses(model, images, samples)
+    fast = model.to(memory_format=torch.channels_last)
+    nhwc = family.training_losses(fast, images.contiguous(memory_format=torch.channels_last),
+                                  samples)
+    for key in plain:
+        assert math.isclose(plain[key].item(), nhwc[key].item(), rel_tol=1e-4), key
+
+
+def _images(config):
+    from maskfocal.data.splits import build_splits
+
+    return build_splits(config.data, seed=0)[0]
+
+
+def test_kept_images_give_the_same_crops_and_epochs_reach_worker_copies():
+    config = tiny()
+    images = _images(config)
+    plain = TrainingSet(images, AugmentOptions(input_size=64))
+    kept = TrainingSet(images, AugmentOptions(input_size=64, cache_images=True))
+    for key in (0, (3, 1), (3, 1), (4, 1)):  # the second (3, 1) comes from memory
+        a, b = plain[key], kept[key]
+        assert torch.equal(a.image, b.image) and torch.equal(a.points, b.points)
+    assert len(kept.cache) == 2
+    # an (epoch, index) item needs no set_epoch: what a persistent worker's stale copy sees
+    assert not torch.equal(plain[(0, 1)].image, plain[(1, 1)].image)
+    plain.set_epoch(1)
+    assert torch.equal(plain[1].image, plain[(1, 1)].image)
+
+
+def test_persistent_workers_train_like_one_process(tmp_path):
+    one = train(tiny("train.epochs=2"), tmp_path / "zero", progress=False)
+    two = train(tiny("train.epochs=2", "data.workers=1"), tmp_path / "one", progress=False)
+    assert one["val"]["mae"] == pytest.approx(two["val"]["mae"])
