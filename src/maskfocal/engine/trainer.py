@@ -236,11 +236,9 @@ class _Session:
     def _initialise(self, path: str) -> None:
         """Start from the weights of another run (``model.init_from``): synthetic
         pre-training, then fine-tuning on real data."""
-        from .checkpoint import load_model
-
-        source = load_model(path)[0]
+        state = load_checkpoint(path)
         try:
-            self.model.load_state_dict(source.state_dict())
+            self.model.load_state_dict(state["model"])
         except RuntimeError as error:
             raise MaskfocalError(f"model.init_from {path}: its weights do not fit this model "
                                  f"({str(error).splitlines()[0][:160]}); pre-train with the "
