@@ -23,8 +23,6 @@ class Sample:
     points: Tensor  # (N, 2)
     boxes: Tensor  # (N, 4), real or pseudo
     has_boxes: bool
-    scale: float = 1.0  # input pixels per original pixel
-    valid_size: tuple[int, int] | None = None  # (height, width) before padding
 
 
 def to_tensor(pixels: np.ndarray) -> Tensor:
