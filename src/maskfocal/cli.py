@@ -140,7 +140,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _number(value: float, spec: str) -> str:
     """A metric for people: ``n/a`` where it is undefined (NAE with no heads)."""
-    return format(value, spec) if value == value and abs(value) != float("inf") else "n/a"
+    import math
+
+    return format(value, spec) if math.isfinite(value) else "n/a"
 
 
 def _count(args: argparse.Namespace) -> int:

@@ -42,10 +42,9 @@ def evaluate_checkpoint(checkpoint: str | Path, format: str, root: str | None, *
         raise MaskfocalError(f"--root is required for --format {format}")
     outputs = None
     if save_dir is not None:
-        folder = OutputFolder(save_dir, "eval", option="--save-dir", overwrite=overwrite)
+        outputs = OutputFolder(save_dir, "eval", option="--save-dir", overwrite=overwrite)
         for name in OUTPUTS:
-            folder.check(name)
-        outputs = folder
+            outputs.check(name)
     counter = Counter.from_checkpoint(checkpoint, device=device)
     if format == "synthetic":
         images = build_splits(counter.config.data, seed=counter.config.train.seed)[
