@@ -163,12 +163,9 @@ class OutputFolder:
         self.command = command
         self.option = option
         self.overwrite = overwrite
-        self._owned = self._read_manifest()
+        self._owned = written_here(self.path)
         self._claimed: set[str] = set()
         self._protected: set[Path] = set()
-
-    def _read_manifest(self) -> dict[str, str]:
-        return written_here(self.path)
 
     def protect(self, paths: Iterable[str | Path]) -> None:
         """Never write over these (the inputs of this run), whoever wrote them."""

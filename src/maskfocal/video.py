@@ -75,7 +75,7 @@ def count_video(path: str | Path, counter, *, every: int = 10, csv_path: str | P
                 table = csv.writer(file)
                 table.writerow(["frame", "time_s", "count"])
                 for index, frame in enumerate(_frames(source, stream, path)):
-                    bar.update(index + 1 - bar.n)  # frames read, counted or not
+                    bar.update(1)  # frames read, counted or not
                     read += 1
                     if index % every:
                         continue
