@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from maskfocal.data.synthetic import SyntheticConfig
-from maskfocal.data.training import AugmentOptions
+from maskfocal.data.training import AugmentOptions, check_augment_options
 from maskfocal.errors import MaskfocalError
 from maskfocal.losses.mask_focal import MaskFocalLossConfig
 from maskfocal.targets.centernet import SpreadRule
@@ -80,6 +80,7 @@ class DataConfig(AugmentOptions):
     val_split: str | None = "val"
     test_split: str | None = "test"
     val_fraction: float = 0.1
+    extra_train: list[str] = field(default_factory=list)  # FORMAT:ROOT each
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
     max_eval_side: int = 2048
     batch_size: int = 8
@@ -177,6 +178,11 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
             except MaskfocalError as error:
                 errors.append(str(error))
         raise MaskfocalError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is list:
+        if isinstance(value, (list, tuple)):
+            (item,) = typing.get_args(kind)
+            return [_coerce(entry, item, f"{key}[{i}]") for i, entry in enumerate(value)]
+        raise MaskfocalError(f"{key}: expected a list, got {value!r}")
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -327,6 +333,21 @@ def _validate(config: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise MaskfocalError(message)
+    check_augment_options(config.data, config.data.workers)
+    for source in config.data.extra_train:
+        extra_source(source)
+
+
+def extra_source(text: str) -> tuple[str, str]:
+    """``"voc:../data/SCUT"`` -> ``("voc", "../data/SCUT")`` (an entry of
+    ``data.extra_train``)."""
+    from maskfocal.data.readers import READERS
+
+    format, _, root = text.partition(":")
+    if format not in READERS or not root:
+        raise MaskfocalError(f"data.extra_train: {text!r} is not FORMAT:ROOT with FORMAT one "
+                             f"of {', '.join(READERS)}")
+    return format, root
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:

@@ -114,3 +114,53 @@ def test_persistent_workers_train_like_one_process(tmp_path):
     one = train(tiny("train.epochs=2"), tmp_path / "zero", progress=False)
     two = train(tiny("train.epochs=2", "data.workers=1"), tmp_path / "one", progress=False)
     assert one["val"]["mae"] == pytest.approx(two["val"]["mae"])
+
+
+def test_augmenting_on_the_device_gives_the_same_crops(tmp_path):
+    """The images kept on the training device (here the CPU, the same code a GPU runs) give the
+    crops of the plain path; the loader must then stay in the main process."""
+    images = _images(tiny())
+    plain = TrainingSet(images, AugmentOptions(input_size=64))
+    on_device = TrainingSet(images, AugmentOptions(input_size=64, augment_on_device=True),
+                            device="cpu")
+    for key in (0, (3, 1), (3, 1)):
+        a, b = plain[key], on_device[key]
+        assert torch.equal(a.image, b.image) and torch.equal(a.boxes, b.boxes)
+    assert on_device.cache[1].image.dtype == torch.uint8  # kept 8-bit
+    with pytest.raises(MaskfocalError, match="data.workers=0"):
+        tiny("data.augment_on_device=true", "data.workers=1")
+    result = train(tiny("train.epochs=1", "data.augment_on_device=true", "data.workers=0"),
+                   tmp_path, progress=False)
+    assert math.isfinite(result["val"]["mae"])
+
+
+def test_extra_training_sources_join_train(tmp_path):
+    from tests.data.test_readers import make_voc
+
+    from maskfocal.data.splits import build_splits
+
+    make_voc(tmp_path / "voc")
+    config = tiny(f"data.extra_train=[voc:{tmp_path / 'voc'}]")
+    train_images, val, _ = build_splits(config.data, seed=0)
+    synthetic = len(build_splits(tiny().data, seed=0)[0])
+    assert len(train_images) == synthetic + 1  # voc's train split: a.jpg
+    assert train_images[-1].boxes is not None and len(train_images[-1].boxes) == 2
+    assert len(val) == len(build_splits(tiny().data, seed=0)[1])  # val: data.root's own
+    with pytest.raises(MaskfocalError, match="FORMAT:ROOT"):
+        tiny("data.extra_train=[pictures]")
+    with pytest.raises(MaskfocalError, match="expected a list"):
+        tiny("data.extra_train=voc:here")
+
+
+def test_carved_validation_holds_out_a_share_of_every_source(tmp_path):
+    from tests.data.test_readers import make_voc
+
+    from maskfocal.data.splits import build_splits
+
+    voc = make_voc(tmp_path / "voc")
+    (voc / "ImageSets" / "Main" / "train.txt").write_text("a\nb\n")
+    data = load_config(None, ["data.format=voc", f"data.root={voc}", "data.val_split=null",
+                              "data.val_fraction=0.5", f"data.extra_train=[voc:{voc}]"]).data
+    train_images, val, test = build_splits(data, seed=0)
+    assert len(val) == len(train_images) == 2  # one of the two held out per source
+    assert [image.name for image in test] == ["b.jpg"]  # test: data.root alone

@@ -22,16 +22,51 @@ Splits = tuple[Sequence[AnnotatedImage], Sequence[AnnotatedImage], Sequence[Anno
 
 def build_splits(data: DataConfig, *, seed: int = 0) -> Splits:
     """(train, val, test) images; val is carved from train (``data.val_fraction``, drawn with
-    ``seed``) when the dataset has no validation split."""
+    ``seed``) when the dataset has no validation split. The training split of each
+    ``data.extra_train`` source joins train; when validation is carved, the same share of
+    each source is held out too (the threshold is calibrated on every kind of scene). Test
+    images come from ``data.root`` alone."""
     if data.format == "synthetic":
-        s = data.synthetic
-        splits = (SyntheticCrowds(s.train_images, seed=s.seed, config=s),
-                  SyntheticCrowds(s.val_images, seed=s.seed, config=s, offset=s.train_images),
-                  SyntheticCrowds(s.test_images, seed=s.seed, config=s,
-                                  offset=s.train_images + s.val_images))
-        if s.cache:
-            return tuple([crowds[i] for i in range(len(crowds))] for crowds in splits)
+        splits, carved = _synthetic_splits(data), False
+    else:
+        splits, carved = _read_splits(data, seed)
+    if not data.extra_train:
         return splits
+    from maskfocal.config import extra_source  # the config imports this package
+
+    train, val = list(splits[0]), list(splits[1])
+    for source in data.extra_train:
+        format, root = extra_source(source)
+        images = read_dataset(format, root, split=data.train_split).images
+        if carved:
+            held, images = _carve(images, data.val_fraction, seed)
+            val += held
+        train += [image for image in images if image.labelled]
+    return train, val, splits[2]
+
+
+def _carve(images: Sequence[AnnotatedImage], fraction: float, seed: int
+           ) -> tuple[list[AnnotatedImage], list[AnnotatedImage]]:
+    """(held out, kept): ``fraction`` of ``images`` drawn with ``seed``, order kept."""
+    order = np.random.default_rng(seed).permutation(len(images))
+    held = max(1, round(len(images) * fraction))
+    return ([images[i] for i in sorted(order[:held])],
+            [images[i] for i in sorted(order[held:])])
+
+
+def _synthetic_splits(data: DataConfig) -> Splits:
+    s = data.synthetic
+    splits = (SyntheticCrowds(s.train_images, seed=s.seed, config=s),
+              SyntheticCrowds(s.val_images, seed=s.seed, config=s, offset=s.train_images),
+              SyntheticCrowds(s.test_images, seed=s.seed, config=s,
+                              offset=s.train_images + s.val_images))
+    if s.cache:
+        return tuple([crowds[i] for i in range(len(crowds))] for crowds in splits)
+    return splits
+
+
+def _read_splits(data: DataConfig, seed: int) -> tuple[Splits, bool]:
+    """The splits of ``data.root``, and whether validation was carved from train."""
     train = read_dataset(data.format, data.root, split=data.train_split).images
     val: list[AnnotatedImage] = []
     if data.val_split is not None:
@@ -42,15 +77,13 @@ def build_splits(data: DataConfig, *, seed: int = 0) -> Splits:
                 raise
             print(f"no {data.val_split!r} split; carving {data.val_fraction:.0%} of train "
                   "for validation", file=sys.stderr)
-    if not val and data.val_fraction > 0:
-        order = np.random.default_rng(seed).permutation(len(train))
-        held = max(1, round(len(train) * data.val_fraction))
-        val = [train[i] for i in sorted(order[:held])]
-        train = [train[i] for i in sorted(order[held:])]
+    carved = not val and data.val_fraction > 0
+    if carved:
+        val, train = _carve(train, data.val_fraction, seed)
     test: list[AnnotatedImage] = []
     if data.test_split is not None:
         test = read_dataset(data.format, data.root, split=data.test_split).images
     train = [image for image in train if image.labelled]
     if not train:
         raise MaskfocalError(f"{data.root}: no labelled training images")
-    return train, val, test
+    return (train, val, test), carved

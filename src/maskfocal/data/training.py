@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from maskfocal.errors import DatasetError
+from maskfocal.errors import DatasetError, MaskfocalError
 from maskfocal.geometry import pseudo_boxes
 from maskfocal.structures import AnnotatedImage
 
@@ -41,16 +41,30 @@ class AugmentOptions:
     flip: bool = True
     color_jitter: float = 0.3
     cache_images: bool = False  # keep decoded training images in memory (each process)
+    augment_on_device: bool = False  # keep them on the training device and augment there
+
+
+def check_augment_options(options: AugmentOptions, workers: int) -> None:
+    """Augmenting on the training device happens in the main process, beside the model."""
+    if options.augment_on_device and workers > 0:
+        raise MaskfocalError("data.augment_on_device keeps the images on the training device, "
+                             "in the main process: set data.workers=0")
 
 
 class TrainingSet(Dataset):
-    """Augmented crops of annotated images; ``set_epoch`` changes the augmentation draw."""
+    """Augmented crops of annotated images; ``set_epoch`` changes the augmentation draw.
+
+    With ``options.augment_on_device`` the decoded images are kept (8-bit) on ``device`` and
+    scaled, cropped, flipped and jittered there: on a GPU the loader then costs little CPU
+    (the random draws and the heads stay on the CPU, so a crop is the same on every device).
+    """
 
     def __init__(self, images: Sequence[AnnotatedImage], options: AugmentOptions,
-                 seed: int = 0) -> None:
+                 seed: int = 0, device: torch.device | str = "cpu") -> None:
         self.images = images
         self.options = options
         self.seed = seed
+        self.device = torch.device(device) if options.augment_on_device else torch.device("cpu")
         self.epoch = 0
         self.reported: set[str] = set()
         self.cache: dict[int, Sample] = {}
@@ -64,10 +78,10 @@ class TrainingSet(Dataset):
         kept = self.cache.get(position)
         if kept is None:
             sample = to_sample(self.images[position])
-            if not getattr(self.options, "cache_images", False):
+            if not (self.options.cache_images or self.options.augment_on_device):
                 return sample
-            kept = Sample(sample.image.mul(255).round_().to(torch.uint8), sample.points,
-                          sample.boxes, sample.has_boxes)
+            pixels = sample.image.mul(255).round_().to(torch.uint8).to(self.device)
+            kept = Sample(pixels, sample.points, sample.boxes, sample.has_boxes)
             self.cache[position] = kept
         return Sample(kept.image.float().div_(255), kept.points, kept.boxes, kept.has_boxes)
 
