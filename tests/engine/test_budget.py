@@ -127,7 +127,7 @@ def test_augmenting_on_the_device_gives_the_same_crops(tmp_path):
         a, b = plain[key], on_device[key]
         assert torch.equal(a.image, b.image) and torch.equal(a.boxes, b.boxes)
     assert on_device.cache[1].image.dtype == torch.uint8  # kept 8-bit
-    with pytest.raises(MaskfocalError, match="data.workers=0"):
+    with pytest.raises(MaskfocalError, match=r"data\.workers=0"):
         tiny("data.augment_on_device=true", "data.workers=1")
     result = train(tiny("train.epochs=1", "data.augment_on_device=true", "data.workers=0"),
                    tmp_path, progress=False)
@@ -135,9 +135,8 @@ def test_augmenting_on_the_device_gives_the_same_crops(tmp_path):
 
 
 def test_extra_training_sources_join_train(tmp_path):
-    from tests.data.test_readers import make_voc
-
     from maskfocal.data.splits import build_splits
+    from tests.data.test_readers import make_voc
 
     make_voc(tmp_path / "voc")
     config = tiny(f"data.extra_train=[voc:{tmp_path / 'voc'}]")
@@ -153,9 +152,8 @@ def test_extra_training_sources_join_train(tmp_path):
 
 
 def test_carved_validation_holds_out_a_share_of_every_source(tmp_path):
-    from tests.data.test_readers import make_voc
-
     from maskfocal.data.splits import build_splits
+    from tests.data.test_readers import make_voc
 
     voc = make_voc(tmp_path / "voc")
     (voc / "ImageSets" / "Main" / "train.txt").write_text("a\nb\n")
