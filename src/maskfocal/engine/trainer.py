@@ -322,6 +322,9 @@ class _Session:
         self.batches.start_epoch(epoch, torch.Generator().manual_seed(
             config.train.seed * 100003 + epoch))
         self.model.train()
+        # crops of one size: let cuDNN pick its fastest kernels (off again for validation,
+        # whose image sizes vary)
+        torch.backends.cudnn.benchmark = self.device.type == "cuda"
         sums = dict.fromkeys(("loss", *self.family.loss_keys), 0.0)
         started, seen = time.perf_counter(), 0
         mark = started
@@ -393,6 +396,7 @@ class _Session:
         epoch's weights ``best.pt`` and its threshold the run's."""
         config = self.config
         started = time.perf_counter()
+        torch.backends.cudnn.benchmark = False
         predictions = _predict_shared(self.family, self.model, self.val_images,
                                       self.distributed, device=self.device,
                                       max_side=config.data.max_eval_side,
