@@ -220,3 +220,21 @@ def test_export_and_onnx_errors(tmp_path, capsys):
                  str(tmp_path / "x.onnx")]) == 2
     assert main(["count", str(image), "--checkpoint", str(checkpoint(tmp_path)),
                  "--tile-size", "32"]) == 2
+
+
+def test_input_scale_resizes_before_the_model_and_maps_heads_back(tmp_path):
+    from maskfocal.data.transforms import fit_image
+
+    image = torch.rand(3, 50, 100)
+    assert fit_image(image, 2048, 2.0)[0].shape == (3, 100, 200)
+    assert fit_image(image, 150, 2.0)[1] == 1.5  # data.max_eval_side still caps it
+    path = checkpoint(tmp_path, "decode.input_scale=2.0", threshold=0.05)
+    counter = Counter.from_checkpoint(path, device="cpu")
+    seen = []
+    counter.model.register_forward_hook(lambda module, inputs, output:
+                                        seen.append(tuple(inputs[0].shape[-2:])))
+    result = counter(dots(60, 90, 5)[0], return_heatmap=True)
+    assert seen == [(128, 192)]  # 120 x 180, padded to a multiple of 32
+    assert result.count > 0 and (result.points[:, 0] < 90).all() and (
+        result.points[:, 1] < 60).all()
+    assert result.heatmap.shape == (15, 23)  # the image's own size at stride 4

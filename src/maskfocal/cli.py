@@ -10,6 +10,7 @@ from pathlib import Path
 
 from maskfocal.errors import MaskfocalError
 from maskfocal.io import OutputFolder, dumps_json, save_png
+from maskfocal.pretrained import DEFAULT_MODEL, checkpoint_or_shipped
 
 
 class _Parser(argparse.ArgumentParser):
@@ -123,7 +124,8 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from maskfocal.evaluation import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(args.checkpoint, args.format, args.root, split=args.split,
+    metrics = evaluate_checkpoint(checkpoint_or_shipped(args.checkpoint), args.format,
+                                  args.root, split=args.split,
                                   save_dir=args.save_dir, overwrite=args.overwrite,
                                   progress=not args.json)
     if args.json:
@@ -164,8 +166,8 @@ def _count(args: argparse.Namespace) -> int:
     if args.out is not None or videos:
         folder = OutputFolder(args.out or "runs/count", "count")
         folder.protect([*images, *videos])  # never written over, whoever wrote them
-    counter = Counter.from_checkpoint(args.checkpoint, device=args.device, progress=True,
-                                      **tiling)
+    counter = Counter.from_checkpoint(checkpoint_or_shipped(args.checkpoint),
+                                      device=args.device, progress=True, **tiling)
     heatmap = args.heatmap and counter.has_heatmap
     overlays = args.out is not None
     results, skipped, sheet = [], 0, []
@@ -236,7 +238,8 @@ def _write_counts_csv(path: Path, results: list[dict]) -> None:
 def _export(args: argparse.Namespace) -> int:
     from maskfocal.export import export_onnx
 
-    path = export_onnx(args.checkpoint, args.out, overwrite=args.overwrite)
+    path = export_onnx(checkpoint_or_shipped(args.checkpoint), args.out,
+                       overwrite=args.overwrite)
     print(f"wrote {path} (decoding runs outside the graph; count with "
           f"`maskfocal count IMAGES --checkpoint {path}`)")
     return 0
@@ -312,8 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("eval", help="score a checkpoint on a dataset")
-    evaluate.add_argument("--checkpoint", required=True,
-                          help="a .pt checkpoint of `maskfocal train`")
+    evaluate.add_argument("--checkpoint", help=f"a .pt checkpoint of `maskfocal train` or "
+                          f".safetensors weights (default: the shipped model {DEFAULT_MODEL})")
     evaluate.add_argument("--format", required=True, choices=["synthetic", *sorted(READERS)],
                           help="a reader, or synthetic: the test scenes of the checkpoint's "
                                "config")
@@ -331,8 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     count = commands.add_parser("count", help="count heads in images, folders or videos")
     count.add_argument("inputs", nargs="+", metavar="INPUT",
                        help="image files, folders of images, or video files")
-    count.add_argument("--checkpoint", required=True,
-                       help="a .pt checkpoint, or a .onnx file from `maskfocal export`")
+    count.add_argument("--checkpoint", help="a .pt checkpoint, .safetensors weights or a .onnx "
+                       f"file from `maskfocal export` (default: the shipped model {DEFAULT_MODEL})")
     count.add_argument("--json", action="store_true",
                        help="last line: JSON ({count, points} or a list of those)")
     count.add_argument("--out", "--save-overlay", dest="out", metavar="DIR",
@@ -359,8 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     count.set_defaults(run=_count)
 
     export = commands.add_parser("export", help="export a checkpoint (ONNX)")
-    export.add_argument("--checkpoint", required=True,
-                        help="a .pt checkpoint of `maskfocal train`")
+    export.add_argument("--checkpoint", help="a .pt checkpoint of `maskfocal train` or "
+                        f".safetensors weights (default: the shipped model {DEFAULT_MODEL})")
     export.add_argument("--format", default="onnx", choices=["onnx"],
                         help="the exported format (onnx)")
     export.add_argument("--out", required=True, help="the .onnx file to write")

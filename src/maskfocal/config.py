@@ -135,6 +135,7 @@ class DecodeConfig:
     nms_threshold: float = 0.5
     max_detections: int = 10000
     calibrate: bool = True
+    input_scale: float = 1.0
 
 
 @dataclass
@@ -309,6 +310,7 @@ RANGES: dict[str, Range] = {
     "decode.peak_window": AT_LEAST_ONE,
     "decode.nms_threshold": FRACTION,
     "decode.max_detections": Range(10000),
+    "decode.input_scale": Range(0.25, 4),
 }
 """Every numeric key's valid values, checked before any work starts (a test pins that every
 numeric key has one)."""

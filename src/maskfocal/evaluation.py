@@ -54,7 +54,8 @@ def evaluate_checkpoint(checkpoint: str | Path, format: str, root: str | None, *
     if not images:
         raise MaskfocalError("no labelled images to evaluate")
     predictions = predict(counter.family, counter.model, images, device=counter.device,
-                          max_side=counter.config.data.max_eval_side, progress=progress)
+                          max_side=counter.config.data.max_eval_side,
+                          scale=counter.config.decode.input_scale, progress=progress)
     metrics: dict[str, Any] = {"images": len(images), **score(predictions, counter.threshold)}
     if outputs is not None:
         per_image, metrics_json = outputs.claim_all(OUTPUTS)

@@ -1,7 +1,7 @@
 """The one-call API: load a trained model and count heads in images.
 
 >>> from maskfocal import Counter
->>> counter = Counter.from_checkpoint("runs/demo/best.pt")
+>>> counter = Counter.from_pretrained()  # the shipped model; or from_checkpoint("best.pt")
 >>> result = counter("crowd.jpg")
 >>> result.count, result.points.shape
 """
@@ -107,9 +107,19 @@ class Counter:
         self.progress = progress
 
     @classmethod
+    def from_pretrained(cls, name: str | None = None, device: str = "auto",
+                        **options) -> Counter:
+        """A model shipped inside the package (:data:`maskfocal.pretrained.MODELS`; default
+        ``crowd-r18``, see ``docs/MODEL.md``), loaded with no network."""
+        from maskfocal.pretrained import pretrained_path
+
+        return cls.from_checkpoint(pretrained_path(name), device=device, **options)
+
+    @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", **options) -> Counter:
-        """A ``.pt`` checkpoint of ``maskfocal train``, or a ``.onnx`` file of
-        ``maskfocal export`` (run with ONNX Runtime). ``options``: see the class."""
+        """A ``.pt`` checkpoint of ``maskfocal train``, ``.safetensors`` weights (the shipped
+        kind), or a ``.onnx`` file of ``maskfocal export`` (run with ONNX Runtime).
+        ``options``: see the class."""
         torch_device = select_device(device)
         if Path(path).suffix.lower() == ".onnx":
             from maskfocal.export import OnnxRunner
@@ -159,7 +169,8 @@ class Counter:
             if self._tiled(image):
                 results[i] = self._count_tiled(image, heatmap)
             else:
-                fitted[i] = fit_image(to_tensor(image), self.config.data.max_eval_side)
+                fitted[i] = fit_image(to_tensor(image), self.config.data.max_eval_side,
+                                      self.config.decode.input_scale)
         sizes = {i: tuple(tensor.shape[-2:]) for i, (tensor, _) in fitted.items()}
         for indices in _same_padded_size(sizes, self.batch_size):
             found = self._detect([fitted[i][0] for i in indices], heatmap)

@@ -114,17 +114,21 @@ class TrainingSet(Dataset):
 
 
 class EvalSet(Dataset):
-    """Whole images scaled down beyond ``max_side``: ``(image (3, h, w), scale)``."""
+    """Whole images scaled by ``scale``, and down beyond ``max_side``:
+    ``(image (3, h, w), factor)``."""
 
-    def __init__(self, images: Sequence[AnnotatedImage], max_side: int = 2048) -> None:
+    def __init__(self, images: Sequence[AnnotatedImage], max_side: int = 2048,
+                 scale: float = 1.0) -> None:
         self.images = images
         self.max_side = max_side
+        self.scale = scale
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[Tensor, float]:
-        return fit_image(to_tensor(self.images[index].load_image()), self.max_side)
+        return fit_image(to_tensor(self.images[index].load_image()), self.max_side,
+                         self.scale)
 
 
 def pad_batch(images: Sequence[Tensor], multiple: int = 32, min_side: int = 0) -> Tensor:

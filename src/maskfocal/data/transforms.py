@@ -88,9 +88,9 @@ def augment(sample: Sample, *, size: int, min_scale: float, max_scale: float, fl
     return sample
 
 
-def fit_image(image: Tensor, max_side: int) -> tuple[Tensor, float]:
-    """A (3, H, W) image scaled down so its longer side is at most ``max_side``, and the
-    factor (input pixels per original pixel)."""
+def fit_image(image: Tensor, max_side: int, scale: float = 1.0) -> tuple[Tensor, float]:
+    """A (3, H, W) image scaled by ``scale`` (test-time scale), and further down if its longer
+    side would exceed ``max_side``; and the factor used (input pixels per original pixel)."""
     _, height, width = image.shape
-    scale = min(1.0, max_side / max(height, width))
-    return (resize(image, scale) if scale < 1 else image), scale
+    scale = min(scale, max_side / max(height, width))
+    return (resize(image, scale) if scale != 1 else image), scale

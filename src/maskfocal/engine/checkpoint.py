@@ -1,4 +1,9 @@
-"""Checkpoints: written atomically, loaded with ``weights_only=True`` (a file cannot run code)."""
+"""Checkpoints: written atomically, loaded with ``weights_only=True`` (a file cannot run code).
+
+Two files hold a model: a training checkpoint (``.pt``: weights, config, threshold, and the
+optimiser state to resume) and released weights (``.safetensors``: weights, with the config and
+threshold in its metadata; what the package ships). :func:`load_checkpoint` reads both.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from maskfocal.io import atomic_write_bytes
 
 FORMAT = "maskfocal-checkpoint"
 FORMAT_VERSION = 1
+WEIGHTS_FORMAT = "maskfocal-weights"
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -26,11 +32,61 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def save_weights(path: str | Path, state: dict[str, Any], *, half: bool = False,
+                 provenance: dict[str, str] | None = None) -> None:
+    """A checkpoint's weights as ``.safetensors`` (``half``: float16), its config and threshold
+    in the metadata, written atomically; ``provenance``: more metadata (data, budget)."""
+    import json
+
+    from safetensors.torch import save
+
+    from maskfocal import __version__
+
+    weights = {name: (tensor.half() if half and tensor.is_floating_point() else tensor)
+               .contiguous() for name, tensor in state["model"].items()}
+    metadata = {"format": WEIGHTS_FORMAT, "maskfocal_version": __version__,
+                "config": json.dumps(state["config"]),
+                "threshold": repr(float(state["threshold"])), **(provenance or {})}
+    atomic_write_bytes(path, save(weights, metadata=metadata))
+
+
+def _load_weights(path: Path) -> dict[str, Any]:
+    """A ``.safetensors`` file of :func:`save_weights` as a checkpoint's state (float32)."""
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as file:
+            metadata = file.metadata() or {}
+            weights = {name: file.get_tensor(name) for name in file.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise MaskfocalError(f"{path}: not a readable safetensors file "
+                             f"({str(error).splitlines()[0][:120]})") from None
+    if "config" not in metadata or "threshold" not in metadata:
+        raise MaskfocalError(f"{path}: safetensors without maskfocal's config and threshold "
+                             "(not maskfocal weights)")
+    try:
+        config, threshold = json.loads(metadata["config"]), float(metadata["threshold"])
+    except ValueError:
+        raise MaskfocalError(f"{path}: its config or threshold metadata is damaged") from None
+    return {"format": FORMAT, "model": {name: tensor.float() if tensor.is_floating_point()
+                                        else tensor for name, tensor in weights.items()},
+            "config": config, "threshold": threshold,
+            "maskfocal_version": metadata.get("maskfocal_version", "unknown"),
+            "metadata": metadata}
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a maskfocal checkpoint; a missing, corrupt or foreign file is a one-line error."""
+    """Read a maskfocal checkpoint (``.pt``) or released weights (``.safetensors``); a missing,
+    corrupt or foreign file is a one-line error."""
     path = Path(path)
     if not path.is_file():
         raise MaskfocalError(f"{path}: checkpoint file does not exist")
+    if path.suffix.lower() == ".safetensors":
+        state = _load_weights(path)
+        _check_entries(state, path)
+        return state
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception:  # pickle, zip and unpickler errors of many types

@@ -58,15 +58,18 @@ def detect_batch(family: DetectorFamily, model: nn.Module, images: Sequence[Tens
 
 @torch.no_grad()
 def predict(family: DetectorFamily, model: nn.Module, images: Sequence[AnnotatedImage], *,
-            device: torch.device, max_side: int = 2048, floor: float = SCORE_FLOOR,
-            workers: int = 0, progress: bool = False) -> Predictions:
+            device: torch.device, max_side: int = 2048, scale: float = 1.0,
+            floor: float = SCORE_FLOOR, workers: int = 0, progress: bool = False
+            ) -> Predictions:
     """Decode every image at the ``floor`` threshold, so any higher threshold is a filter.
 
-    Images are scaled down to ``max_side`` (:func:`fit_image`) and heads scaled back."""
+    Images are scaled by ``scale`` and down to ``max_side`` (:func:`fit_image`); heads are
+    scaled back."""
     from tqdm import tqdm
 
     model.eval()
-    loader = DataLoader(EvalSet(images, max_side), batch_size=None, num_workers=workers)
+    loader = DataLoader(EvalSet(images, max_side, scale), batch_size=None,
+                        num_workers=workers)
     detections = []
     for image, scale in tqdm(loader, desc="evaluating", unit="img", disable=not progress,
                              leave=False):

@@ -400,6 +400,7 @@ class _Session:
         predictions = _predict_shared(self.family, self.model, self.val_images,
                                       self.distributed, device=self.device,
                                       max_side=config.data.max_eval_side,
+                                      scale=config.decode.input_scale,
                                       progress=self.progress)
         threshold = (calibrate_threshold(predictions)[0] if config.decode.calibrate
                      else config.decode.threshold)
@@ -454,7 +455,8 @@ class _Session:
         self.model.load_state_dict(best_state["model"])
         started = time.perf_counter()
         predictions = predict(self.family, self.model, self.test_images, device=self.device,
-                              max_side=self.config.data.max_eval_side, progress=self.progress)
+                              max_side=self.config.data.max_eval_side,
+                              scale=self.config.decode.input_scale, progress=self.progress)
         seconds = time.perf_counter() - started
         result["test"] = score(predictions, best_state["threshold"])
         result["test"]["images_per_second"] = len(self.test_images) / seconds

@@ -1,0 +1,160 @@
+"""The figures and pictures of the model card (``docs/MODEL.md``), measured on this machine.
+
+    .venv/bin/python -m pip install -e '.[card]'     # scikit-image: its bundled photos
+    .venv/bin/python benchmarks/model_card.py --data ../shared/data
+
+- Test errors of the shipped model (or ``--checkpoint``): ShanghaiTech B test (316) and
+  SCUT-HEAD B test (200): MAE, RMSE, NAE, F1 at 4 and 8 px, each image's error; with
+  ``--fp32 FILE`` the same weights in float32 on ShanghaiTech B, to show what fp16 costs.
+- Images/s at 1024x768 (single images through :class:`maskfocal.Counter`, decoding included),
+  eager PyTorch and ONNX Runtime in the same process.
+- Counts on photos with nobody, or one person, in them (scikit-image's bundled,
+  public-domain/CC0 photos: a brick wall, grass, gravel, coffee, a cat, an astronaut's
+  portrait, the cameraman, a rocket, the Hubble deep field).
+- Pictures (``--pictures DIR``): the worst undercount of ShanghaiTech B test (its densest
+  scenes) and the SCUT-HEAD B test image with the most heads under 8 px, downscaled, and a
+  sheet of the photos with nobody in them. Only two dataset pictures: the data's terms.
+
+Writes ``--out`` (JSON) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+STOCK = ("brick", "grass", "gravel", "coffee", "chelsea", "astronaut", "camera", "rocket",
+         "hubble_deep_field")
+
+
+def errors_of(counter, images) -> tuple[dict, list[tuple[str, int, int]]]:
+    from maskfocal.engine.evaluate import predict, score
+
+    predictions = predict(counter.family, counter.model, images, device=counter.device,
+                          max_side=counter.config.data.max_eval_side,
+                          scale=counter.config.decode.input_scale, progress=True)
+    metrics = {"images": len(images), **score(predictions, counter.threshold)}
+    counts = predictions.counts(counter.threshold)
+    rows = [(name, int(true), int(found)) for name, true, found in
+            zip(predictions.names, predictions.gt_counts, counts, strict=True)]
+    return metrics, rows
+
+
+def images_per_second(counter, images, repeats: int = 3) -> float:
+    for image in images[:2]:
+        counter(image)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for image in images:
+            counter(image)
+    return repeats * len(images) / (time.perf_counter() - start)
+
+
+def small_heads(image) -> int:
+    if image.boxes is None:
+        return 0
+    sides = np.sqrt(np.prod(image.boxes[:, 2:] - image.boxes[:, :2], axis=1))
+    return int((sides < 8).sum())
+
+
+def picture(counter, image, path: Path, side: int = 640) -> None:
+    from PIL import Image
+
+    from maskfocal.visualize import draw_overlay
+
+    pixels = image.load_image()
+    overlay = draw_overlay(pixels, counter(pixels, return_heatmap=True))
+    overlay.thumbnail((side, side), Image.Resampling.LANCZOS)
+    overlay.save(path, optimize=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="../shared/data")
+    parser.add_argument("--checkpoint", help="default: the shipped model")
+    parser.add_argument("--fp32", help="the same weights in float32 (fp16 check)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/model_card.json"))
+    parser.add_argument("--pictures", type=Path, help="write the card's pictures here")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from maskfocal import Counter
+    from maskfocal.data import read_dataset
+    from maskfocal.pretrained import checkpoint_or_shipped
+
+    checkpoint = checkpoint_or_shipped(args.checkpoint)
+    counter = Counter.from_checkpoint(checkpoint, device="cpu")
+    card: dict = {"checkpoint": str(checkpoint), "threshold": counter.threshold,
+                  "torch_threads": args.threads}
+    shb = read_dataset("shanghaitech", args.data / "ShanghaiTech" / "part_B",
+                       split="test").images
+    scut = read_dataset("voc", args.data / "SCUT-HEAD-PartB", split="test").images
+    card["shb_test"], shb_rows = errors_of(counter, shb)
+    card["scut_head_b_test"], scut_rows = errors_of(counter, scut)
+    if args.fp32:
+        card["shb_test_fp32"], _ = errors_of(Counter.from_checkpoint(args.fp32, device="cpu"),
+                                             shb)
+    card["per_image"] = {"shb_test": shb_rows, "scut_head_b_test": scut_rows}
+
+    from maskfocal.export import export_onnx
+
+    frames = [image.load_image() for image in shb[:4]]  # 1024x768
+    with tempfile.TemporaryDirectory() as folder:
+        onnx = export_onnx(checkpoint, Path(folder) / "model.onnx")
+        card["images_per_second_1024x768"] = {
+            "eager": round(images_per_second(counter, frames), 3),
+            "onnx": round(images_per_second(Counter.from_checkpoint(onnx, device="cpu"),
+                                            frames), 3)}
+
+    nobody = {}
+    try:
+        from skimage import data as stock
+    except ImportError:
+        print("scikit-image is missing (pip install -e '.[card]'): no stock photos")
+        stock = None
+    sheet = []
+    if stock is not None:
+        from maskfocal.structures import as_rgb
+        from maskfocal.visualize import draw_overlay
+
+        for name in STOCK:
+            pixels = as_rgb(np.asarray(getattr(stock, name)()))
+            result = counter(pixels, return_heatmap=True)
+            nobody[name] = {"size": list(pixels.shape[:2]), "count": result.count}
+            sheet.append((draw_overlay(pixels, result), f"{name}: {result.count}"))
+    card["photos_without_crowds"] = nobody
+
+    if args.pictures:
+        from maskfocal.visualize import contact_sheet
+
+        args.pictures.mkdir(parents=True, exist_ok=True)
+        worst = min(range(len(shb_rows)), key=lambda i: shb_rows[i][2] - shb_rows[i][1])
+        tiny = max(range(len(scut)), key=lambda i: small_heads(scut[i]))
+        picture(counter, shb[worst], args.pictures / "shb_densest_undercount.jpg")
+        picture(counter, scut[tiny], args.pictures / "scut_small_heads.jpg")
+        card["pictures"] = {"shb_densest_undercount": shb_rows[worst],
+                            "scut_small_heads": [*scut_rows[tiny], small_heads(scut[tiny])]}
+        if sheet:
+            contact_sheet(sheet, thumb=240, columns=5).save(
+                args.pictures / "no_crowd_photos.jpg", optimize=True, quality=85)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(card, indent=1))
+    for key in ("shb_test", "scut_head_b_test", "shb_test_fp32"):
+        if key in card:
+            m = card[key]
+            print(f"{key:18s} MAE {m['mae']:6.2f}  RMSE {m['rmse']:6.2f}  NAE {m['nae']:.3f}  "
+                  f"F1@8 {m['f1_sigma8']:.3f}  F1@4 {m['f1_sigma4']:.3f}")
+    print("images/s at 1024x768:", card["images_per_second_1024x768"])
+    print("photos without crowds:", {k: v["count"] for k, v in nobody.items()})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""One record of ``benchmarks/results/recipe.json``: a finished training run's figures.
+
+    .venv/bin/python benchmarks/recipe_record.py RUN --label "shb_cpu.yaml (new), 60 min" \\
+        --seed 0 --data ../shared/data
+
+Reads the run's ``test_metrics.json`` (ShanghaiTech B test, written when training ended) and
+``metrics.csv`` (epochs, images/s, validation curve), scores ``best.pt`` on SCUT-HEAD B test
+(200 images) and replaces the record of the same label and seed (others are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a finished run folder")
+    parser.add_argument("--label", required=True, help="what the run is (recipe, budget)")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--machine", default="2-core CPU (this project's)")
+    parser.add_argument("--note", help="anything that affected the run (other load, ...)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/recipe.json"))
+    args = parser.parse_args()
+
+    from maskfocal.evaluation import evaluate_checkpoint
+
+    test = json.loads((args.run / "test_metrics.json").read_text())
+    with (args.run / "metrics.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    seconds = sum(float(r["seconds"]) for r in rows)
+    images = sum(float(r["seconds"]) * float(r["images_per_second"]) for r in rows)
+    started = time.perf_counter()
+    scut = evaluate_checkpoint(args.run / "best.pt", "voc", str(args.data / "SCUT-HEAD-PartB"),
+                               split="test", device="cpu")
+    record = {
+        "recipe": args.label, "seed": args.seed, "machine": args.machine,
+        "date": datetime.date.today().isoformat(),
+        "budget_minutes": test.get("budget_minutes"), "minutes": test.get("minutes"),
+        "epochs": test.get("epochs"), "training_images": round(images),
+        "training_images_per_second": round(images / seconds, 2),
+        "best_val_mae": min(float(r["val_mae"]) for r in rows if r["val_mae"]),
+        "val_curve": [[int(r["epoch"]) + 1, float(r["minutes"]), float(r["val_mae"])]
+                      for r in rows if r["val_mae"]],
+        "shb_test": {k: test[k] for k in ("mae", "rmse", "nae", "f1_sigma8", "f1_sigma4",
+                                          "threshold")},
+        "scut_head_b_test": {k: scut[k] for k in ("images", "mae", "rmse", "nae",
+                                                  "f1_sigma8")},
+        "scut_eval_seconds": round(time.perf_counter() - started, 1),
+    }
+    if args.note:
+        record["note"] = args.note
+    results = json.loads(args.out.read_text()) if args.out.is_file() else []
+    results = [r for r in results
+               if not (r["recipe"] == args.label and r["seed"] == args.seed)] + [record]
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in record.items() if k != "val_curve"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
