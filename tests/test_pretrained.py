@@ -78,12 +78,12 @@ def test_weights_round_trip_through_safetensors(tmp_path):
 
 @pytest.mark.shared_data
 def test_the_shipped_model_counts_real_crowds(shared_data):
-    """ShanghaiTech B test images (never trained on): every 13th (24 of 316), MAE well under
+    """ShanghaiTech B test images (never trained on): every 26th (13 of 316), MAE well under
     the 31 of a model trained for minutes."""
     from maskfocal.data import read_dataset
 
     images = read_dataset("shanghaitech", shared_data / "ShanghaiTech" / "part_B",
-                          split="test").images[::13]
+                          split="test").images[::26]
     counter = Counter.from_pretrained(device="cpu")
     errors = [abs(counter(image.load_image()).count - len(image.points)) for image in images]
     assert np.mean(errors) < 20
