@@ -39,6 +39,8 @@ import sys
 import time
 from pathlib import Path
 
+from gpu_shb import read_run  # benchmarks/ is the script's folder, first on sys.path
+
 PART_BYTES = 15_000_000  # the device tool brings back files of at most 16 MiB
 GPU_PROFILE = ["data.input_size=384", "data.batch_size=32", "train.lr=0.004",
                "train.warmup_steps=50", "train.amp=true", "train.channels_last=true",
@@ -62,24 +64,6 @@ def launch(steps: list[list[str]], log: Path, env: dict[str, str]) -> subprocess
     script = " && ".join(" ".join(f"'{part}'" for part in step) for step in steps)
     return subprocess.Popen(["bash", "-c", script], stdout=log.open("w"),
                             stderr=subprocess.STDOUT, start_new_session=True, env=env)
-
-
-def read_run(folder: Path) -> dict:
-    metrics = folder / "metrics.csv"
-    if not metrics.is_file():
-        return {}
-    with metrics.open() as file:
-        rows = list(csv.DictReader(file))
-    validated = [r for r in rows if r.get("val_mae")]
-    best = min(validated, key=lambda r: float(r["val_mae"])) if validated else {}
-    seconds = sum(float(r["seconds"]) for r in rows)
-    images = sum(float(r["seconds"]) * float(r["images_per_second"]) for r in rows)
-    return {"epochs": len(rows), "images": round(images),
-            "images_per_second": round(images / max(seconds, 1e-9), 1),
-            "best_val_mae": float(best["val_mae"]) if best else None,
-            "best_val_rmse": float(best["val_rmse"]) if best else None,
-            "best_epoch": int(best["epoch"]) + 1 if best else None,
-            "minutes": float(rows[-1].get("minutes") or 0) if rows else None}
 
 
 def export(checkpoint: Path, results: Path, name: str, *, half: bool) -> None:
