@@ -67,17 +67,12 @@ def launch(steps: list[list[str]], log: Path, env: dict[str, str]) -> subprocess
 
 
 def export(checkpoint: Path, results: Path, name: str, *, half: bool) -> None:
-    """``checkpoint``'s weights as safetensors (config and threshold in the metadata), cut in
-    parts that the device tool brings back."""
-    import torch
-    from safetensors.torch import save_file
+    """``checkpoint``'s weights as safetensors (``save_weights``: config and threshold in the
+    metadata), cut in parts that the device tool brings back."""
+    from maskfocal.engine.checkpoint import load_checkpoint, save_weights
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    weights = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
-               for k, v in state["model"].items()}
     target = results.parent / f".{name}.safetensors"
-    save_file(weights, str(target), metadata={"config": json.dumps(state["config"]),
-                                              "threshold": repr(float(state["threshold"]))})
+    save_weights(target, load_checkpoint(checkpoint), half=half)
     data = target.read_bytes()
     target.unlink()
     for part, start in enumerate(range(0, len(data), PART_BYTES)):

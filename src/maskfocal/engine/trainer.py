@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from maskfocal.config import Config, load_config
 from maskfocal.data.splits import build_splits
-from maskfocal.data.training import TrainingSet, check_augment_options, collate
+from maskfocal.data.training import TrainingSet, collate
 from maskfocal.errors import MaskfocalError
 from maskfocal.families import DetectorFamily, family_for
 from maskfocal.io import (
@@ -250,7 +250,6 @@ class _Session:
         config = self.config
         train_images, self.val_images, self.test_images = build_splits(
             config.data, seed=config.train.seed)
-        check_augment_options(config.data, config.data.workers)
         self.dataset = TrainingSet(train_images, config.data, seed=config.train.seed,
                                    device=self.device)
         self.batch_size = min(config.data.batch_size, len(self.dataset))
