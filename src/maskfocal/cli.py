@@ -122,12 +122,29 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from maskfocal.evaluation import evaluate_checkpoint
+    from maskfocal.evaluation import evaluate_checkpoint, write_submission
 
+    if args.submit is not None:
+        if args.out is None:
+            raise MaskfocalError("--submit needs --out: the folder for the submission files")
+        if args.root is None:
+            raise MaskfocalError("--submit needs --root: the dataset's folder")
+        written = write_submission(checkpoint_or_shipped(args.checkpoint), args.submit,
+                                   args.format, args.root, split=args.split or "test",
+                                   out=args.out, overwrite=args.overwrite,
+                                   progress=not args.json)
+        if args.json:
+            print(dumps_json(written))
+        else:
+            print(f"{written['images']} images: " + ", ".join(written["files"]))
+        return 0
+    if args.out is not None:
+        raise MaskfocalError("--out is the folder of --submit; use --save-dir for the report")
     metrics = evaluate_checkpoint(checkpoint_or_shipped(args.checkpoint), args.format,
                                   args.root, split=args.split,
                                   save_dir=args.save_dir, overwrite=args.overwrite,
-                                  progress=not args.json)
+                                  progress=not args.json, protocol=args.protocol,
+                                  gt_loc=args.gt_loc)
     if args.json:
         print(dumps_json(metrics))
     else:
@@ -137,7 +154,31 @@ def _eval(args: argparse.Namespace) -> int:
             print(f"sigma {sigma} px: precision {metrics[f'precision_sigma{sigma}']:.3f}  "
                   f"recall {metrics[f'recall_sigma{sigma}']:.3f}  "
                   f"F1 {metrics[f'f1_sigma{sigma}']:.3f}")
+        _print_protocol(metrics)
     return 0
+
+
+def _print_protocol(metrics: dict) -> None:
+    """The leaderboard figures of --protocol, for people (--json has them all)."""
+    if "nwpu_official" in metrics:
+        loc, counting = (metrics["nwpu_official"][k] for k in ("localization", "counting"))
+        print("NWPU-Crowd official protocol (integer points and radii):")
+        for name in ("small", "large"):
+            per_class = " ".join(f"{r:.3f}" for r in loc[f"recall_per_class_{name}"])
+            print(f"  sigma_{name[0]}: precision {loc[f'precision_{name}']:.4f}  recall "
+                  f"{loc[f'recall_{name}']:.4f}  F1 {loc[f'f1_{name}']:.4f}  recall per head "
+                  f"size 0-5 [{per_class}] mean {loc[f'recall_class_mean_{name}']:.4f}")
+        overall = counting["overall"]
+        line = f"  MAE {overall['mae']:.3f}  MSE {overall['mse']:.3f}  NAE {overall['nae']:.4f}"
+        if "mmae" in counting:
+            line += f"  mMAE (scene levels) {counting['mmae']['mmae_level']:.3f}"
+        print(line)
+    if "jhu" in metrics:
+        print("JHU-Crowd++ protocol:")
+        for group in ("density", "weather"):
+            for name, value in metrics["jhu"][group].items():
+                print(f"  {group} {name}: MAE {value['mae']:.2f}  MSE {value['mse']:.2f}  "
+                      f"({value['images']} images)")
 
 
 def _number(value: float, spec: str) -> str:
@@ -327,8 +368,21 @@ def build_parser() -> argparse.ArgumentParser:
                           help="print one JSON object as the last line")
     evaluate.add_argument("--save-dir", help="write per_image.csv and metrics.json here")
     evaluate.add_argument("--overwrite", action="store_true",
-                          help="replace per_image.csv/metrics.json that maskfocal eval did "
-                               "not write")
+                          help="replace per_image.csv/metrics.json (or submission files) that "
+                               "maskfocal eval did not write")
+    evaluate.add_argument("--protocol", default="maskfocal",
+                          choices=["maskfocal", "nwpu-official", "jhu"],
+                          help="add a leaderboard's figures: nwpu-official (integer points and "
+                               "radii as the NWPU-Crowd scorer reads them, recall per head "
+                               "size, mMAE) or jhu (errors per density level and weather); "
+                               "default: maskfocal (float protocol only)")
+    evaluate.add_argument("--gt-loc", metavar="FILE",
+                          help="nwpu-official: NWPU's own val_gt_loc.txt (its integer radii); "
+                               "default: radii from the head boxes")
+    evaluate.add_argument("--submit", choices=["nwpu"],
+                          help="write leaderboard submission files for every image of --split "
+                               "(default test, labels not needed) into --out")
+    evaluate.add_argument("--out", metavar="DIR", help="the folder for --submit's files")
     evaluate.set_defaults(run=_eval)
 
     count = commands.add_parser("count", help="count heads in images, folders or videos")

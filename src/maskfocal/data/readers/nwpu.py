@@ -3,6 +3,10 @@
 Layout: ``images/<id>.jpg``, ``jsons/<id>.json`` with ``points`` ([[x, y], ...]) and ``boxes``
 ([[x1, y1, x2, y2], ...]), and split lists ``train.txt``, ``val.txt``, ``test.txt`` whose lines
 begin with the image id. Test labels are withheld: its images come back with ``labelled=False``.
+
+A split line ``id illumination scene_level`` (integers, the column order of the official
+counting scorer's target file) puts ``illumination`` (0-3) and ``scene_level`` (0-4) in the
+image's ``meta``, for the NWPU protocol's per-level errors (mMAE).
 """
 
 from __future__ import annotations
@@ -43,12 +47,26 @@ def read_json(path: Path) -> dict:
     return data
 
 
-def _read_one(image_path: Path, split: str, report: ReadReport) -> AnnotatedImage:
+def _scene_labels(list_file: Path) -> dict[str, dict[str, int]]:
+    """``{id: {"illumination": i, "scene_level": l}}`` from lines ``id i l`` (others: none)."""
+    labels = {}
+    for line in read_text(list_file).splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[1].isdigit() and fields[2].isdigit():
+            illumination, level = int(fields[1]), int(fields[2])
+            if illumination < 4 and level < 5:
+                labels[fields[0]] = {"illumination": illumination, "scene_level": level}
+    return labels
+
+
+def _read_one(image_path: Path, split: str, report: ReadReport,
+              labels: dict[str, int] | None = None) -> AnnotatedImage:
     annotation = image_path.parent.parent / "jsons" / f"{image_path.stem}.json"
+    meta = {"split": split, **(labels or {})}
     if not annotation.is_file() and split == "test":
         width, height = image_size(image_path)
         return AnnotatedImage(image_path, np.zeros((0, 2)), width, height,
-                              meta={"split": split}, labelled=False)
+                              meta=meta, labelled=False)
     data = read_json(annotation)
     points = as_points(data.get("points", []), annotation)
     boxes = as_boxes(data.get("boxes"), annotation)
@@ -56,7 +74,7 @@ def _read_one(image_path: Path, split: str, report: ReadReport) -> AnnotatedImag
         report.note("images whose box and point counts differ (boxes left out)")
         boxes = None
     return make_image(image_path, points, annotation=annotation, report=report, boxes=boxes,
-                      meta={"split": split})
+                      meta=meta)
 
 
 def read_nwpu(root: str | Path, split: str | None, report: ReadReport) -> list[AnnotatedImage]:
@@ -69,9 +87,11 @@ def read_nwpu(root: str | Path, split: str | None, report: ReadReport) -> list[A
         found = {"all": None}
     images: list[AnnotatedImage] = []
     for name, list_file in choose_splits(found, split, root).items():
+        labels: dict[str, dict[str, int]] = {}
         if list_file is None:
             paths = list_images(image_folder)
         else:
+            labels = _scene_labels(list_file)
             paths = []
             for image_id in read_split_list(list_file):
                 path = find_image(image_folder, image_id)
@@ -80,5 +100,6 @@ def read_nwpu(root: str | Path, split: str | None, report: ReadReport) -> list[A
                                              f"listed in {list_file.name} but no image found"))
                 else:
                     paths.append(path)
-        images += collect(report.guard(_read_one, p, name, report) for p in paths)
+        images += collect(report.guard(_read_one, p, name, report, labels.get(p.stem))
+                          for p in paths)
     return images
