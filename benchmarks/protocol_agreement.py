@@ -17,8 +17,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from maskfocal.metrics.protocols import nwpu_counting, nwpu_localization  # noqa: E402
-from tests.metrics.test_protocols import (  # noqa: E402
+from maskfocal.metrics.protocols import nwpu_counting, nwpu_localization
+from tests.metrics.test_protocols import (
     _official_counting,
     _official_localization,
     _random_case,

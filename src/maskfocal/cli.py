@@ -181,6 +181,26 @@ def _print_protocol(metrics: dict) -> None:
                       f"({value['images']} images)")
 
 
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise MaskfocalError("maskfocal serve needs FastAPI and uvicorn: "
+                             "pip install 'maskfocal[serve]'") from None
+    from maskfocal.service import ServeSettings, serve
+
+    if not args.max_upload_mb > 0:
+        raise MaskfocalError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
+    settings = ServeSettings(checkpoint=args.checkpoint,
+                             max_upload_bytes=int(args.max_upload_mb * 2**20),
+                             max_pixels=args.max_pixels, max_side=args.max_side,
+                             max_in_flight=args.max_in_flight, max_waiting=args.max_waiting,
+                             timeout_s=args.timeout, device=args.device)
+    serve(settings, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
 def _number(value: float, spec: str) -> str:
     """A metric for people: ``n/a`` where it is undefined (NAE with no heads)."""
     import math
@@ -424,6 +444,30 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--overwrite", action="store_true",
                         help="replace OUT even when it is not an earlier maskfocal export")
     export.set_defaults(run=_export)
+
+    serve = commands.add_parser("serve", help="count over HTTP: an API and a web page")
+    serve.add_argument("--checkpoint", help="a .pt checkpoint or .safetensors weights "
+                       f"(default: the shipped model {DEFAULT_MODEL})")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only; "
+                            "0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=_whole(1), default=8000, help="default 8000")
+    serve.add_argument("--workers", type=_whole(1), default=1,
+                       help="processes, each with its own copy of the model (default 1)")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0,
+                       help="largest upload in MiB (default 20; over it: 413)")
+    serve.add_argument("--max-pixels", type=_whole(1), default=40_000_000,
+                       help="largest image in pixels (default 40,000,000; over it: 413)")
+    serve.add_argument("--max-side", type=_whole(1), default=10_000,
+                       help="longest image side in pixels (default 10,000; over it: 413)")
+    serve.add_argument("--max-in-flight", type=_whole(1), default=1,
+                       help="images counted at once per worker (default 1)")
+    serve.add_argument("--max-waiting", type=_whole(0), default=16,
+                       help="requests waiting per worker; more get 503 (default 16)")
+    serve.add_argument("--timeout", type=float, default=60.0,
+                       help="seconds a request may take, waiting included (default 60)")
+    serve.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    serve.set_defaults(run=_serve)
 
     demo = commands.add_parser("demo", help="the main job on built-in synthetic data")
     demo.add_argument("--out", default="demo_out", help="folder for everything it writes")

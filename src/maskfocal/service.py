@@ -1,0 +1,342 @@
+"""``maskfocal serve``: count heads over HTTP, and a page to do it by hand.
+
+An ASGI app (FastAPI, served by uvicorn): ``POST /api/count`` takes one image (multipart field
+``image``: JPEG, PNG or WebP) and answers JSON; ``GET /`` is a page that sends photos there and
+shows each overlay; ``GET /healthz`` says the worker is up; ``/docs`` is the OpenAPI page.
+
+What keeps it alive, per worker process (each loads the model once):
+
+- uploads over ``max_upload_bytes`` are refused (413) from their Content-Length, or as soon as
+  the body grows past it; images over ``max_side`` px on a side or ``max_pixels`` are refused
+  (413) from their header, before any pixel is decoded (decompression bombs);
+- non-images, damaged and truncated files get 400 with a JSON error saying what was wrong;
+- at most ``max_in_flight`` images are decoded and counted at once; up to ``max_waiting`` more
+  wait their turn, later ones get 503 at once (with ``Retry-After``), so memory is bounded;
+- a request that cannot finish within ``timeout_s`` gets 503 (still waiting) or 504 (counting);
+- nothing a client sends is written to disk under a name it chose (uploads stay in memory, or
+  in the server framework's own anonymous temporary files).
+
+Every error is JSON: ``{"error": "..."}``.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the endpoint signatures at run time,
+# and their types are local to create_app.
+import asyncio
+import base64
+import copy
+import io
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+
+from maskfocal.errors import MaskfocalError
+
+ENV_SETTINGS = "MASKFOCAL_SERVE"
+"""Environment variable through which ``maskfocal serve --workers N`` hands its settings to
+each worker (:func:`app_from_env`)."""
+
+FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP"}
+OVERLAY_SIDE = 2048  # overlays are drawn at most this large on their longer side
+
+
+@dataclass
+class ServeSettings:
+    """How one worker serves; every limit is per worker process."""
+
+    checkpoint: str | None = None  # None: the shipped model
+    max_upload_bytes: int = 20 * 2**20
+    max_pixels: int = 40_000_000
+    max_side: int = 10_000
+    max_in_flight: int = 1
+    max_waiting: int = 16
+    timeout_s: float = 60.0
+    device: str = "cpu"
+    threads: int | None = None  # torch threads of this worker (None: torch's default)
+
+    def check(self) -> None:
+        """A one-line error for a limit that cannot work."""
+        for name in ("max_upload_bytes", "max_pixels", "max_side", "max_in_flight"):
+            if getattr(self, name) < 1:
+                raise MaskfocalError(f"{name.replace('_', '-')} must be at least 1, got "
+                                     f"{getattr(self, name)}")
+        if self.max_waiting < 0:
+            raise MaskfocalError(f"max-waiting must be >= 0, got {self.max_waiting}")
+        if not self.timeout_s > 0:
+            raise MaskfocalError(f"timeout must be > 0 seconds, got {self.timeout_s}")
+        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
+            raise MaskfocalError(f"{self.checkpoint}: no such checkpoint")
+
+
+class UploadError(Exception):
+    """A client mistake: an HTTP status and a one-line reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def decode_upload(data: bytes, settings: ServeSettings) -> np.ndarray:
+    """Upload bytes as (H, W, 3) uint8, upright; :class:`UploadError` for what is refused."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from maskfocal.structures import as_rgb
+
+    if not data:
+        raise UploadError(400, "the file 'image' is empty (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise UploadError(400, "the file 'image' is not an image (expected JPEG, PNG or "
+                               "WebP)") from None
+    except Image.DecompressionBombError as error:  # Pillow's limit: far above ours
+        raise UploadError(413, f"image over the {settings.max_pixels:,} pixel limit, a "
+                               f"decompression bomb ({error})") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise UploadError(400, f"the file 'image' is damaged or truncated ({error})") from None
+    if image.format not in FORMATS:
+        raise UploadError(400, f"the file 'image' is {image.format}; expected JPEG, PNG or "
+                               "WebP")
+    width, height = image.size
+    if max(width, height) > settings.max_side:
+        raise UploadError(413, f"image of {width}x{height} px: a side is over the "
+                               f"{settings.max_side} px limit")
+    if width * height > settings.max_pixels:
+        raise UploadError(413, f"image of {width}x{height} px: {width * height:,} pixels is "
+                               f"over the {settings.max_pixels:,} limit")
+    try:
+        image.load()  # Pillow's own bomb check is above ours; ours came first
+        if image.getexif().get(0x0112, 1) != 1:
+            image = ImageOps.exif_transpose(image)
+        return as_rgb(image)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise UploadError(400, f"the {FORMATS[image.format]} image is damaged or truncated "
+                               f"({error})") from None
+
+
+def overlay_png(pixels: np.ndarray, result) -> str:
+    """The overlay of ``result`` on ``pixels`` as base64 PNG, at most OVERLAY_SIDE px."""
+    from maskfocal.visualize import draw_overlay
+
+    picture = draw_overlay(pixels, result)
+    if max(picture.size) > OVERLAY_SIDE:
+        picture.thumbnail((OVERLAY_SIDE, OVERLAY_SIDE))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _model_name(checkpoint: str | None) -> str:
+    from maskfocal.pretrained import DEFAULT_MODEL
+
+    return DEFAULT_MODEL if checkpoint is None else Path(checkpoint).name
+
+
+def create_app(settings: ServeSettings | None = None, counter=None):
+    """The app of one worker: loads the model now (or uses ``counter``)."""
+    from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.staticfiles import StaticFiles
+    from pydantic import BaseModel, Field
+    from starlette.exceptions import HTTPException
+
+    from maskfocal import __version__
+    from maskfocal.inference import Counter
+
+    settings = settings or ServeSettings()
+    settings.check()
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(settings.threads)
+    if counter is None:
+        counter = Counter.from_checkpoint(settings.checkpoint, device=settings.device) \
+            if settings.checkpoint else Counter.from_pretrained(device=settings.device)
+    model_name = _model_name(settings.checkpoint)
+    executor = ThreadPoolExecutor(max_workers=settings.max_in_flight,
+                                  thread_name_prefix="maskfocal-count")
+    slots = asyncio.Semaphore(settings.max_in_flight)
+    state = {"in_flight": 0, "waiting": 0, "served": 0}
+
+    class CountResponse(BaseModel):
+        count: int = Field(description="heads found at the threshold")
+        points: list[list[float]] = Field(description="head centres [x, y], image pixels")
+        scores: list[float] = Field(description="the score of each head, in (0, 1)")
+        boxes: list[list[float]] | None = Field(
+            description="head boxes [x1, y1, x2, y2] where the model predicts sizes")
+        width: int
+        height: int
+        model: str = Field(description="the model that counted")
+        threshold: float = Field(description="the score threshold used")
+        elapsed_ms: float = Field(description="server time for this image: decode and count")
+        overlay_png: str | None = Field(
+            None, description="with overlay=true: the overlay (heads, heatmap), base64 PNG")
+
+    class Health(BaseModel):
+        status: str
+        model: str
+        version: str
+        in_flight: int
+        waiting: int
+        served: int
+
+    app = FastAPI(
+        title="maskfocal", version=__version__,
+        description="Count people in images by detecting their heads. Limits per worker: "
+                    f"uploads up to {settings.max_upload_bytes:,} bytes, images up to "
+                    f"{settings.max_side} px a side and {settings.max_pixels:,} pixels, "
+                    f"{settings.max_in_flight} counted at once, {settings.max_waiting} waiting.")
+
+    def error(status: int, reason: str, headers: dict | None = None):
+        return JSONResponse({"error": reason}, status_code=status, headers=headers)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException):
+        return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: "
+                             f"{e['msg']}" for e in exc.errors())
+        return error(400, problems)
+
+    @app.middleware("http")
+    async def _body_limit(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > settings.max_upload_bytes:
+            return error(413, f"upload of {int(length):,} bytes is over the "
+                              f"{settings.max_upload_bytes:,} byte limit")
+        if length is None and request.method == "POST":
+            return error(411, "a Content-Length header is required")
+        return await call_next(request)
+
+    @app.get("/healthz", response_model=Health, summary="the worker is up")
+    async def healthz():
+        return Health(status="ok", model=model_name, version=__version__, **state)
+
+    def count_now(data: bytes, threshold: float | None, overlay: bool) -> dict:
+        started = time.perf_counter()
+        pixels = decode_upload(data, settings)
+        use = counter
+        if threshold is not None:
+            use = copy.copy(counter)
+            use.threshold = threshold
+        heatmap = overlay and use.has_heatmap
+        result = use(pixels, return_heatmap=heatmap)
+        answer = {
+            "count": int(result.count),
+            "points": np.round(result.points.astype(np.float64), 2).tolist(),
+            "scores": np.round(result.scores.astype(np.float64), 4).tolist(),
+            "boxes": None if result.boxes is None else
+            np.round(result.boxes.astype(np.float64), 2).tolist(),
+            "width": int(pixels.shape[1]), "height": int(pixels.shape[0]),
+            "model": model_name, "threshold": float(use.threshold)}
+        if overlay:
+            answer["overlay_png"] = overlay_png(pixels, result)
+        answer["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        return answer
+
+    @app.post("/api/count", response_model=CountResponse, response_model_exclude_none=False,
+              summary="count the heads in one image",
+              responses={400: {"description": "not an image, damaged, truncated or empty"},
+                         413: {"description": "upload or image over the limits"},
+                         503: {"description": "busy: too many images waiting"},
+                         504: {"description": "counting took longer than the timeout"}})
+    async def count(
+            image: Annotated[UploadFile, File(description="JPEG, PNG or WebP")],
+            threshold: Annotated[float | None, Query(
+                gt=0, lt=1, description="score threshold (default: the model's calibrated "
+                                        "one); also accepted as a form field")] = None,
+            overlay: Annotated[bool, Query(
+                description="also return the overlay PNG; also accepted as a form "
+                            "field")] = False,
+            threshold_form: Annotated[float | None, Form(
+                alias="threshold", gt=0, lt=1, include_in_schema=False)] = None,
+            overlay_form: Annotated[bool | None, Form(
+                alias="overlay", include_in_schema=False)] = None):
+        deadline = time.monotonic() + settings.timeout_s
+        threshold = threshold if threshold is not None else threshold_form
+        overlay = overlay or bool(overlay_form)
+        if state["waiting"] >= settings.max_waiting and slots.locked():
+            return error(503, f"busy: {state['in_flight']} images being counted and "
+                              f"{state['waiting']} waiting; retry later", {"Retry-After": "1"})
+        data = await image.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            return error(413, f"upload is over the {settings.max_upload_bytes:,} byte limit")
+        state["waiting"] += 1
+        try:
+            await asyncio.wait_for(slots.acquire(), timeout=max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            return error(503, f"busy: waited {settings.timeout_s:g} s for a turn; retry later",
+                         {"Retry-After": "5"})
+        finally:
+            state["waiting"] -= 1
+        state["in_flight"] += 1
+        future = asyncio.get_running_loop().run_in_executor(
+            executor, count_now, data, threshold, overlay)
+
+        def finished(_):
+            state["in_flight"] -= 1
+            slots.release()
+
+        future.add_done_callback(finished)
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(future),
+                                            timeout=max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            return error(504, f"counting took longer than {settings.timeout_s:g} s")
+        except UploadError as refused:
+            return error(refused.status, refused.reason)
+        state["served"] += 1
+        return answer
+
+    web = resources.files("maskfocal") / "web"
+    app.mount("/static", StaticFiles(directory=str(web)), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(str(web / "index.html"), media_type="text/html")
+
+    return app
+
+
+def app_from_env():
+    """The app factory each ``uvicorn`` worker calls: settings from :data:`ENV_SETTINGS`."""
+    return create_app(ServeSettings(**json.loads(os.environ.get(ENV_SETTINGS, "{}"))))
+
+
+def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
+          workers: int = 1) -> None:
+    """Run the service until interrupted (``maskfocal serve``)."""
+    import socket
+
+    import uvicorn
+
+    settings.check()
+    if workers < 1:
+        raise MaskfocalError(f"--workers must be at least 1, got {workers}")
+    try:  # a taken port is a one-line error, before any model is loaded
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        raise MaskfocalError(f"cannot listen on {host}:{port} ({error.strerror})") from None
+    if settings.threads is None:
+        settings.threads = max(1, (os.cpu_count() or 1) // workers)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        return
+    from maskfocal.engine.checkpoint import load_model
+
+    if settings.checkpoint:
+        load_model(settings.checkpoint)  # a bad checkpoint is one line here, not N tracebacks
+    os.environ[ENV_SETTINGS] = json.dumps(asdict(settings))
+    uvicorn.run("maskfocal.service:app_from_env", factory=True, host=host, port=port,
+                workers=workers, log_level="info")

@@ -1,0 +1,413 @@
+"""``maskfocal serve``: the API (FastAPI's test client), a real server on loopback under load,
+and the page in headless Chromium (skipped where no browser is installed)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+fastapi = pytest.importorskip("fastapi", reason="maskfocal serve needs the 'serve' extra")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from maskfocal.service import ServeSettings, create_app  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A small untrained CenterNet: fast, and its counts are whatever they are."""
+    from maskfocal.config import load_config
+    from maskfocal.engine import save_checkpoint
+    from maskfocal.families import build_model
+
+    config = load_config(None, ["model.neck_channels=16", "model.head_channels=8"])
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(path, {"model": build_model(config).state_dict(),
+                           "config": config.to_dict(), "threshold": 0.3})
+    return path
+
+
+@pytest.fixture(scope="module")
+def client(checkpoint):
+    app = create_app(ServeSettings(checkpoint=str(checkpoint), max_upload_bytes=2**20,
+                                   max_pixels=4_000_000, max_side=4000))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def crowd_image(fmt: str = "PNG", size=(160, 120), seed: int = 0) -> bytes:
+    from maskfocal.data.synthetic import SyntheticConfig, generate_scene
+
+    scene = generate_scene(SyntheticConfig(width=size[0], height=size[1], min_count=20,
+                                           max_count=40), seed=seed)
+    buffer = io.BytesIO()
+    Image.fromarray(scene.pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def post(client, data: bytes, name: str = "crowd.png", **params):
+    return client.post("/api/count", params=params, files={"image": (name, data)})
+
+
+# --- the API ----------------------------------------------------------------------------------
+
+
+def test_health_and_openapi(client):
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["model"] == "tiny.pt"
+    spec = client.get("/openapi.json").json()
+    assert "/api/count" in spec["paths"]
+    body = spec["paths"]["/api/count"]["post"]
+    assert {p["name"] for p in body["parameters"]} == {"threshold", "overlay"}
+    assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_count_answers_every_field(client, fmt):
+    answer = post(client, crowd_image(fmt), name=f"crowd.{fmt.lower()}")
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert set(result) >= {"count", "points", "scores", "boxes", "width", "height", "model",
+                           "threshold", "elapsed_ms"}
+    assert result["count"] == len(result["points"]) == len(result["scores"])
+    assert (result["width"], result["height"]) == (160, 120)
+    assert result["threshold"] == pytest.approx(0.3)
+    assert result.get("overlay_png") is None
+
+
+def test_threshold_and_overlay(client):
+    data = crowd_image()
+    low = post(client, data, threshold=0.05).json()
+    high = post(client, data, threshold=0.9).json()
+    assert low["threshold"] == 0.05 and high["threshold"] == 0.9
+    assert low["count"] >= high["count"]
+    drawn = post(client, data, overlay="true").json()
+    picture = Image.open(io.BytesIO(base64.b64decode(drawn["overlay_png"])))
+    assert picture.format == "PNG" and picture.size == (160, 120)
+    as_form = client.post("/api/count", files={"image": ("c.png", data)},
+                          data={"threshold": "0.05", "overlay": "true"}).json()
+    assert as_form["threshold"] == 0.05 and as_form["overlay_png"]
+    assert post(client, data, threshold=1.5).status_code == 400
+
+
+def _bomb(side: int) -> bytes:
+    """A PNG whose header says side x side (a decompression bomb), a few hundred bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + \
+            struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + \
+        chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+
+
+def _wide() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (20_000, 8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("data", "status", "says"), [
+    (b"just some text\n", 400, "not an image"),
+    (b"", 400, "empty (0 bytes)"),
+    ("truncated", 400, "damaged or truncated"),
+    ("bomb", 413, "decompression bomb"),
+    ("bomb2500", 413, "2500x2500 px: 6,250,000 pixels is over the 4,000,000 limit"),
+    ("wide", 413, "20000x8 px: a side is over the 4000 px limit"),
+    ("big", 413, "over the 1,048,576 byte limit"),
+    ("gif", 400, "is GIF; expected JPEG, PNG or WebP"),
+])
+def test_bad_uploads_get_a_json_4xx_and_the_server_keeps_serving(client, data, status, says):
+    if data == "truncated":
+        data = crowd_image("JPEG")[:600]
+    elif data == "bomb":
+        data = _bomb(60000)
+    elif data == "bomb2500":
+        data = _bomb(2500)
+    elif data == "wide":
+        data = _wide()
+    elif data == "big":
+        data = os.urandom(2**20 + 10)
+    elif data == "gif":
+        buffer = io.BytesIO()
+        Image.new("RGB", (10, 10)).save(buffer, format="GIF")
+        data = buffer.getvalue()
+    answer = post(client, data, name="../../etc/passwd")
+    assert answer.status_code == status, answer.text
+    assert says in answer.json()["error"]
+    assert post(client, crowd_image()).status_code == 200
+    assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_missing_field_is_a_400_naming_it(client):
+    answer = client.post("/api/count", files={"picture": ("a.png", crowd_image())})
+    assert answer.status_code == 400 and "image" in answer.json()["error"]
+
+
+def test_nothing_is_written_under_the_clients_name(client, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    post(client, crowd_image(), name="evil.png")
+    post(client, b"text", name="../evil.txt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_busy_worker_answers_503_not_out_of_memory(checkpoint):
+    settings = ServeSettings(checkpoint=str(checkpoint), max_in_flight=1, max_waiting=0)
+    app = create_app(settings)
+    gate = threading.Event()
+    from maskfocal.inference import Counter
+
+    original = Counter.__call__
+
+    def slow(self, *args, **kwargs):
+        gate.wait(10)
+        return original(self, *args, **kwargs)
+
+    answers = []
+    with TestClient(app) as test_client:
+        Counter.__call__ = slow
+        try:
+            first = threading.Thread(target=lambda: answers.append(
+                post(test_client, crowd_image()).status_code))
+            first.start()
+            deadline = time.monotonic() + 10
+            while test_client.get("/healthz").json()["in_flight"] == 0:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            busy = post(test_client, crowd_image())
+            assert busy.status_code == 503 and "busy" in busy.json()["error"]
+            assert busy.headers["retry-after"]
+            gate.set()
+            first.join(10)
+        finally:
+            Counter.__call__ = original
+    assert answers == [200]
+
+
+def test_timeout_is_a_504(checkpoint):
+    from maskfocal.inference import Counter
+
+    app = create_app(ServeSettings(checkpoint=str(checkpoint), timeout_s=0.2))
+    original = Counter.__call__
+
+    def slow(self, *args, **kwargs):
+        time.sleep(0.6)
+        return original(self, *args, **kwargs)
+
+    with TestClient(app) as test_client:
+        Counter.__call__ = slow
+        try:
+            answer = post(test_client, crowd_image())
+        finally:
+            Counter.__call__ = original
+        assert answer.status_code == 504 and "longer than 0.2 s" in answer.json()["error"]
+        time.sleep(0.6)
+        assert post(test_client, crowd_image()).status_code == 200
+
+
+def test_page_is_served_without_external_resources(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "http://" not in page.text and "https://" not in page.text
+    script = client.get("/static/app.js")
+    assert script.status_code == 200 and "/api/count" in script.text
+    assert "http" not in script.text.replace("response", "")
+
+
+def test_serve_cli_refuses_a_taken_port_and_a_missing_checkpoint(capsys):
+    from maskfocal.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    assert "cannot listen on 127.0.0.1:" in capsys.readouterr().err
+    assert main(["serve", "--checkpoint", "missing.pt"]) == 2
+    assert "missing.pt: no such checkpoint" in capsys.readouterr().err
+
+
+# --- a real server on loopback ----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """``maskfocal serve`` in a subprocess, up until the context ends."""
+
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = ["serve", "--port", str(self.port), *args]
+
+    def __enter__(self) -> Server:
+        import tempfile
+
+        self.log = tempfile.TemporaryFile(mode="w+")  # not a pipe: a full pipe would block it
+        self.process = subprocess.Popen([sys.executable, "-m", "maskfocal", *self.args],
+                                        stdout=subprocess.DEVNULL, stderr=self.log, text=True)
+        deadline = time.monotonic() + 300  # importing torch on a busy machine is slow
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2):
+                    return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if self.process.poll() is not None:
+                    self.log.seek(0)
+                    raise RuntimeError(f"server exited: {self.log.read()}") from None
+                if time.monotonic() > deadline:
+                    self.__exit__()
+                    raise
+                time.sleep(0.2)
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+    def peak_rss_mb(self) -> float:
+        """Peak resident memory of the server and its worker processes (Linux)."""
+        total = 0.0
+        for pid in [self.process.pid, *children(self.process.pid)]:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1]) / 1024
+            except FileNotFoundError:
+                pass
+        return total
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        path = task / "children"
+        if path.is_file():
+            for child in path.read_text().split():
+                found += [int(child), *children(int(child))]
+    return found
+
+
+def post_url(url: str, data: bytes, name: str = "crowd.png", query: str = "") -> tuple[int, dict]:
+    """A multipart POST with the standard library only (no client of the server's kind)."""
+    boundary = "maskfocal-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
+            f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").encode() + \
+        data + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(
+        f"{url}/api/count{query}", data=body, method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def load_test(url: str, images: list[bytes], requests: int, concurrency: int) -> dict:
+    """``requests`` POSTs from ``concurrency`` threads; statuses, throughput, latencies."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(k: int):
+        started = time.perf_counter()
+        status, _ = post_url(url, images[k % len(images)])
+        return status, time.perf_counter() - started
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        outcomes = list(pool.map(one, range(requests)))
+    wall = time.perf_counter() - started
+    latencies = sorted(seconds for status, seconds in outcomes if status == 200)
+    statuses = [status for status, _ in outcomes]
+    return {"requests": requests, "answered": len(outcomes), "ok": statuses.count(200),
+            "busy": statuses.count(503), "other": len(statuses) - statuses.count(200) -
+            statuses.count(503), "requests_per_s": statuses.count(200) / wall,
+            "p50_ms": 1000 * float(np.percentile(latencies, 50)) if latencies else None,
+            "p95_ms": 1000 * float(np.percentile(latencies, 95)) if latencies else None}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_load_on_loopback_every_request_answered_memory_bounded(checkpoint, workers):
+    images = [crowd_image("JPEG", (320, 240), seed=k) for k in range(4)]
+    with Server("--checkpoint", str(checkpoint), "--workers", str(workers),
+                "--max-waiting", "8") as server:
+        before = server.peak_rss_mb()
+        report = load_test(server.url, images, requests=50, concurrency=25)
+        after = server.peak_rss_mb()
+        assert post_url(server.url, images[0])[0] == 200  # still serving
+    print(f"\n{workers} worker(s): {report}, peak RSS {before:.0f} -> {after:.0f} MB")
+    assert report["answered"] == 50 and report["other"] == 0
+    assert report["ok"] >= 8 * workers  # the rest may be told to retry (503), never dropped
+    assert after < before + 400 * workers
+
+
+# --- the page in a real browser ---------------------------------------------------------------
+
+
+@pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
+                    reason="no Chromium/ChromeDriver (Debian: apt-get install chromium "
+                           "chromium-driver; `make browser`)")
+def test_page_in_headless_chromium_counts_like_the_api(checkpoint, tmp_path):
+    selenium = pytest.importorskip("selenium", reason="the browser test needs selenium")
+    del selenium
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    photo = tmp_path / "synthetic crowd.png"
+    photo.write_bytes(crowd_image("PNG", (320, 240), seed=7))
+    with Server("--checkpoint", str(checkpoint)) as server:
+        status, api = post_url(server.url, photo.read_bytes(), query="?overlay=true")
+        assert status == 200
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                     "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync",
+                     "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+                     "--window-size=1100,800"):
+            options.add_argument(flag)
+        driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+        try:
+            driver.get(server.url + "/")
+            driver.find_element(By.ID, "files").send_keys(str(photo))
+            card = WebDriverWait(driver, 60).until(
+                lambda d: d.find_element(By.CSS_SELECTOR, ".card.done"))
+            shown = int(card.find_element(By.CSS_SELECTOR, ".count").get_attribute("data-count"))
+            assert card.find_element(By.TAG_NAME, "img").get_attribute("src").startswith(
+                "data:image/png;base64,")
+            assert not driver.find_element(By.ID, "csv").get_property("disabled")
+            screenshot = Path(os.environ.get("MASKFOCAL_SCREENSHOT", tmp_path / "page.png"))
+            driver.save_screenshot(str(screenshot))
+        finally:
+            driver.quit()
+    assert shown == api["count"]
+    assert Image.open(screenshot).size[0] > 0
