@@ -269,6 +269,7 @@ def _minimal_argv(command: list[str], files: dict[str, Path]) -> list[str]:
         "count": [files["image"], "--checkpoint", files["ck"]],
         "export": ["--checkpoint", files["ck"]],
         "demo": [],
+        "serve": [],
         "data show": ["--format", "mot", "--root", files["missing"]],
         "data stats": ["--format", "mot", "--root", files["missing"]],
         "data synth": ["--train", "1"],
