@@ -33,7 +33,7 @@ def draw_heads(image: np.ndarray, points: np.ndarray, boxes: np.ndarray | None =
 def draw_annotated(annotated: AnnotatedImage, label: str | None = None) -> Image.Image:
     """An annotated image with its heads drawn and, by default, its count."""
     if label is None:
-        label = f"{annotated.num_heads} heads"
+        label = heads_label(annotated.num_heads)
     return draw_heads(annotated.load_image(), annotated.points, annotated.boxes, label=label)
 
 
@@ -50,13 +50,18 @@ def blend_heatmap(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) ->
     return (image * (1 - weight) + colours * weight).round().astype(np.uint8)
 
 
+def heads_label(count: int) -> str:
+    """``"1 head"``, ``"7 heads"``."""
+    return f"{count} head" if count == 1 else f"{count} heads"
+
+
 def draw_overlay(image: np.ndarray, result, *, heatmap_alpha: float = 0.5) -> Image.Image:
     """A :class:`~maskfocal.inference.CountResult` drawn over its image: the heatmap blended
     in when the result has one, boxes (or points), the count in the top-left corner."""
     pixels = np.asarray(image, dtype=np.uint8)
     if getattr(result, "heatmap", None) is not None:
         pixels = blend_heatmap(pixels, result.heatmap, heatmap_alpha)
-    return draw_heads(pixels, result.points, result.boxes, label=f"{result.count} heads")
+    return draw_heads(pixels, result.points, result.boxes, label=heads_label(result.count))
 
 
 def contact_sheet(items: list[tuple[Image.Image, str]], *, thumb: int = 320,
