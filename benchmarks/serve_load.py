@@ -21,24 +21,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.test_service import CHROMEDRIVER, CHROMIUM, Server, crowd_image, load_test
+from tests.test_service import CHROMEDRIVER, CHROMIUM, Server, chromium, crowd_image, load_test
 
 
 def screenshot(server: Server, photo: Path, out: Path) -> int:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
     with tempfile.TemporaryDirectory() as profile:
-        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                     "--no-first-run", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                     f"--user-data-dir={profile}", "--window-size=1100,900"):
-            options.add_argument(flag)
-        driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+        driver = chromium(Path(profile), (1100, 900))
         try:
             driver.get(server.url + "/")
             driver.find_element(By.ID, "files").send_keys(str(photo))

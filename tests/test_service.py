@@ -371,14 +371,27 @@ def test_load_on_loopback_every_request_answered_memory_bounded(checkpoint, work
 # --- the page in a real browser ---------------------------------------------------------------
 
 
+def chromium(profile: Path, size: tuple[int, int]):
+    """Headless Debian Chromium through Selenium, with the flags a closed network needs (no
+    background connections) and a fresh profile."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+
+
 @pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
                     reason="no Chromium/ChromeDriver (Debian: apt-get install chromium "
                            "chromium-driver; `make browser`)")
 def test_page_in_headless_chromium_counts_like_the_api(checkpoint, tmp_path):
-    selenium = pytest.importorskip("selenium", reason="the browser test needs selenium")
-    del selenium
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    pytest.importorskip("selenium", reason="the browser test needs selenium")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -387,15 +400,7 @@ def test_page_in_headless_chromium_counts_like_the_api(checkpoint, tmp_path):
     with Server("--checkpoint", str(checkpoint)) as server:
         status, api = post_url(server.url, photo.read_bytes(), query="?overlay=true")
         assert status == 200
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                     "--no-first-run", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync",
-                     "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
-                     "--window-size=1100,800"):
-            options.add_argument(flag)
-        driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+        driver = chromium(tmp_path / "profile", (1100, 800))
         try:
             driver.get(server.url + "/")
             driver.find_element(By.ID, "files").send_keys(str(photo))
