@@ -21,7 +21,7 @@ from scipy.spatial import cKDTree
 __all__ = ["localization_report", "localization_scores", "match_points", "nwpu_radii"]
 
 
-def _candidate_pairs(pred: np.ndarray, gt: np.ndarray, radius: np.ndarray):
+def candidate_pairs(pred: np.ndarray, gt: np.ndarray, radius: np.ndarray):
     """(pred index, gt index, distance) of every pair within the true head's radius.
 
     Distance <= radius exactly, with the distance computed as scipy's ``distance_matrix`` does
@@ -53,7 +53,7 @@ def match_points(pred: np.ndarray | Sequence, gt: np.ndarray | Sequence,
     radius = np.broadcast_to(np.asarray(radius, dtype=np.float64), (len(gt),))
     if len(pred) == 0 or len(gt) == 0:
         return 0, len(pred), len(gt)
-    pred_index, gt_index, distance = _candidate_pairs(pred, gt, radius)
+    pred_index, gt_index, distance = candidate_pairs(pred, gt, radius)
     if len(pred_index) == 0:
         return 0, len(pred), len(gt)
     # Components of the bipartite graph: nodes 0..P-1 are predictions, P..P+G-1 true heads.

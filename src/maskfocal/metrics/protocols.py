@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from maskfocal.errors import DatasetError
+from maskfocal.metrics.localization import candidate_pairs
 
 __all__ = ["JHU_DENSITY_LEVELS", "JHU_WEATHER", "NwpuTruth", "jhu_report", "kuhn_matching",
            "nwpu_counting", "nwpu_localization", "nwpu_truth_from_boxes", "read_nwpu_counts",
@@ -187,20 +187,15 @@ def write_nwpu_loc(path: str | Path, points: Mapping[int, np.ndarray]) -> str:
 
 def _adjacency(pred: np.ndarray, gt: np.ndarray, radius: np.ndarray) -> list[list[int]]:
     """For each prediction, the heads within their radius, in head order: the scorer's
-    ``distance_matrix(pred, gt) <= sigma``, found through a KD-tree."""
+    ``distance_matrix(pred, gt) <= sigma`` (:func:`~maskfocal.metrics.localization.
+    candidate_pairs`: the same arithmetic, through a KD-tree)."""
     adjacency: list[list[int]] = [[] for _ in range(len(pred))]
     if len(pred) == 0 or len(gt) == 0:
         return adjacency
-    tree = cKDTree(pred)
-    reach = radius * (1 + 1e-9) + 1e-9  # the tree may drop a point on the circle; checked below
-    for j, near in enumerate(tree.query_ball_point(gt, r=reach)):
-        if not near:
-            continue
-        near = np.asarray(near)
-        # scipy.spatial.distance_matrix's arithmetic: (sum |d|^2) ** 0.5 in float64
-        distance = np.sum(np.abs(gt[j] - pred[near]) ** 2, axis=-1) ** 0.5
-        for i in near[distance <= radius[j]]:
-            adjacency[i].append(j)  # heads are visited in increasing j: already in order
+    pred_index, gt_index, _ = candidate_pairs(pred, gt, radius)
+    order = np.lexsort((gt_index, pred_index))
+    for i, j in zip(pred_index[order].tolist(), gt_index[order].tolist(), strict=True):
+        adjacency[i].append(j)
     return adjacency
 
 
