@@ -26,6 +26,13 @@ the report. ``jhu``: JHU-Crowd++ errors per density level and weather, added to 
 SYNTHETIC_SPLITS = ("train", "val", "test")
 
 
+def _predict(counter: Counter, images, progress: bool):
+    """Every candidate head of ``images`` as the counter sees them (its scale and size cap)."""
+    return predict(counter.family, counter.model, images, device=counter.device,
+                   max_side=counter.config.data.max_eval_side,
+                   scale=counter.config.decode.input_scale, progress=progress)
+
+
 def image_ids(images) -> list[int]:
     """NWPU ids: each image's file name when that is a number, else its position (from 1)."""
     stems = [Path(str(image.image_path)).stem if image.image_path else "" for image in images]
@@ -104,9 +111,7 @@ def write_submission(checkpoint: str | Path, leaderboard: str, format: str, root
     if not images:
         raise MaskfocalError(f"{root}: no images in split {split!r}")
     counter = Counter.from_checkpoint(checkpoint, device=device)
-    predictions = predict(counter.family, counter.model, images, device=counter.device,
-                          max_side=counter.config.data.max_eval_side,
-                          scale=counter.config.decode.input_scale, progress=progress)
+    predictions = _predict(counter, images, progress)
     ids = image_ids(images)
     points = {i: d.above(counter.threshold).points.numpy()
               for i, d in zip(ids, predictions.detections, strict=True)}
@@ -159,9 +164,7 @@ def evaluate_checkpoint(checkpoint: str | Path, format: str, root: str | None, *
     if not images:
         raise MaskfocalError("no labelled images to evaluate")
     truths = nwpu_truths(images, gt_loc) if protocol == "nwpu-official" else None
-    predictions = predict(counter.family, counter.model, images, device=counter.device,
-                          max_side=counter.config.data.max_eval_side,
-                          scale=counter.config.decode.input_scale, progress=progress)
+    predictions = _predict(counter, images, progress)
     metrics: dict[str, Any] = {"images": len(images), **score(predictions, counter.threshold)}
     if protocol != "maskfocal":
         metrics.update(protocol_report(protocol, images, predictions, counter.threshold,
