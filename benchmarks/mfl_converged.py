@@ -1,0 +1,455 @@
+"""Does Mask Focal Loss help once models converge? The MFL grid at wall-clock budgets.
+
+    .venv/bin/python benchmarks/mfl_converged.py                       # the grid; resumes
+    .venv/bin/python benchmarks/mfl_converged.py --datasets dense_synthetic --seeds 0 1
+    .venv/bin/python benchmarks/mfl_converged.py --report              # table, chart, curves
+    .venv/bin/python benchmarks/mfl_converged.py --jobs 4 --minutes-scale 0.1 \\
+        --set train.device=cuda data.augment_on_device=true            # on a lent GPU
+
+Cells: dataset x detector x loss variant x seed.
+
+- Datasets (``DATASETS``): ``dense_synthetic`` (``configs/dense_synthetic.yaml``: 960x540
+  frames, hundreds to ~1,500 small heads each, like GTA_Head) for 20 minutes a run, and
+  ``shanghaitech_b`` (``configs/shb_cpu.yaml``, the CPU recipe) for 60 minutes.
+- Detectors: centernet and fcos (``--detectors`` adds retinanet).
+- Variants: ``native`` (the detector's own loss), ``mfl`` (MFL.md's starting point: gaussian
+  mask for CenterNet / the detector's assignment for FCOS and RetinaNet, tau 0.5, w = 1,
+  normaliser objects) and ``mfl-best``: among ``CANDIDATES`` (box mask, w = 2, weighted
+  normaliser, their combination), the one with the lowest *validation* MAE on dense_synthetic,
+  seed 0, per detector; the test split never chooses.
+
+A run is **converged** when the mean validation MAE of the last quarter of its epochs is less
+than ``CONVERGED_BELOW`` (3 %) below the mean of the quarter before (``convergence``); runs
+that are not stay in the results file, flagged, and out of the comparisons.
+
+Each run trains in its own folder under ``--runs`` and continues from its ``last.pt`` when a
+session stopped mid-run; its record (one per run: dataset, detector, loss, variant, seed,
+budget_minutes, epochs, converged, test_mae, test_rmse, f1_8px, the learning curve, ...) is
+added to ``benchmarks/results/mfl_converged.json`` as soon as it ends, so the grid resumes
+where it stopped. ``--report`` rebuilds ``benchmarks/results/mfl_converged.md``,
+``docs/mfl_converged.png`` and ``docs/mfl_converged_curves.png`` from that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import fcntl
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results" / "mfl_converged.json"
+TABLE = HERE / "results" / "mfl_converged.md"
+CHART = ROOT / "docs" / "mfl_converged.png"
+CURVES = ROOT / "docs" / "mfl_converged_curves.png"
+
+# dataset -> (config file, CPU minutes per run, overrides)
+DATASETS: dict[str, tuple[str, float, list[str]]] = {
+    "dense_synthetic": ("configs/dense_synthetic.yaml", 20, []),
+    "shanghaitech_b": ("configs/shb_cpu.yaml", 60, []),
+}
+SELECTION_DATASET, SELECTION_SEED = "dense_synthetic", 0
+CONVERGED_BELOW = 0.03  # last quarter's mean val MAE improves less than this on the one before
+
+# What each variant sets; everything else is the dataset's config. CenterNet's default mask is
+# the peak (CenterNet's own loss), so MFL.md's starting point sets the gaussian mask.
+VARIANTS: dict[str, dict[str, list[str]]] = {
+    "native": {"*": ["loss.name=native"]},
+    "mfl": {"centernet": ["loss.name=mfl", "loss.mask=gaussian"], "*": ["loss.name=mfl"]},
+    "mfl box": {"centernet": ["loss.name=mfl", "loss.mask=box"]},
+    "mfl w=2": {"centernet": ["loss.name=mfl", "loss.mask=gaussian", "loss.weight_power=2"],
+                "*": ["loss.name=mfl", "loss.weight_power=2"]},
+    "mfl weighted": {"centernet": ["loss.name=mfl", "loss.mask=gaussian",
+                                   "loss.normalizer=weighted"],
+                     "*": ["loss.name=mfl", "loss.normalizer=weighted"]},
+    "mfl box w=2 weighted": {"centernet": ["loss.name=mfl", "loss.mask=box",
+                                           "loss.weight_power=2", "loss.normalizer=weighted"]},
+    "mfl w=2 weighted": {"*": ["loss.name=mfl", "loss.weight_power=2",
+                               "loss.normalizer=weighted"]},
+}
+CANDIDATES: dict[str, list[str]] = {
+    "centernet": ["mfl box", "mfl w=2", "mfl weighted", "mfl box w=2 weighted"],
+    "fcos": ["mfl w=2", "mfl weighted", "mfl w=2 weighted"],
+    "retinanet": ["mfl w=2", "mfl weighted", "mfl w=2 weighted"],
+}
+ROLES = ("native", "mfl", "mfl-best")
+
+
+def variant_overrides(variant: str, detector: str) -> list[str]:
+    table = VARIANTS[variant]
+    return table.get(detector, table.get("*", []))
+
+
+# convergence -------------------------------------------------------------------------------
+def convergence(curve: list[list[float]], epochs: int) -> dict[str, Any]:
+    """Whether a learning curve (``[epoch, minutes, val_mae]`` rows, epochs from 1) has
+    flattened: the mean validation MAE over the last quarter of ``epochs`` against the mean
+    over the quarter before. Too few validations to tell -> not converged."""
+    last = [mae for epoch, _, mae in curve if epoch > 0.75 * epochs]
+    before = [mae for epoch, _, mae in curve if 0.5 * epochs < epoch <= 0.75 * epochs]
+    if not last or not before:
+        return {"converged": False, "rule": "too few validations", "improvement": None}
+    improvement = (np.mean(before) - np.mean(last)) / np.mean(before)
+    return {"converged": bool(improvement < CONVERGED_BELOW),
+            "rule": f"mean val MAE of epochs > 75 % improved < {CONVERGED_BELOW:.0%} on "
+                    "epochs 50-75 %",
+            "improvement": round(float(improvement), 4),
+            "last_quarter_val_mae": round(float(np.mean(last)), 3),
+            "previous_quarter_val_mae": round(float(np.mean(before)), 3)}
+
+
+# the grid ----------------------------------------------------------------------------------
+def cell_key(dataset: str, detector: str, variant: str, seed: int, budget: float) -> str:
+    return (f"{dataset}-{detector}-{variant.replace(' ', '_').replace('=', '')}-s{seed}"
+            f"-{budget:g}min")
+
+
+def chosen_variant(results: list[dict[str, Any]], detector: str) -> str | None:
+    """``mfl-best`` of ``detector``: the candidate with the lowest best validation MAE on the
+    selection dataset and seed, once every candidate has run (None before)."""
+    runs = {r["variant"]: r for r in results if r["dataset"] == SELECTION_DATASET
+            and r["seed"] == SELECTION_SEED and r["detector"] == detector
+            and r["variant"] in CANDIDATES[detector]}
+    if len(runs) < len(CANDIDATES[detector]):
+        return None
+    return min(runs.values(), key=lambda r: r["best_val_mae"])["variant"]
+
+
+def planned(results: list[dict[str, Any]], datasets: list[str], detectors: list[str],
+            seeds: list[int], minutes_scale: float) -> list[tuple[str, str, str, int]]:
+    """The runs still to do, seed by seed, dataset by dataset: own loss, MFL.md's start, then
+    (on the selection dataset and seed) the candidates, then ``mfl-best``, which stays the
+    placeholder ``"mfl-best"`` until every candidate has run."""
+    done = {(r["dataset"], r["detector"], r["variant"], r["seed"], r["budget_minutes"])
+            for r in results}
+    todo = []
+    for seed in seeds:
+        for dataset in datasets:
+            for detector in detectors:
+                todo += [(dataset, detector, v, seed) for v in ("native", "mfl")]
+                if (dataset, seed) == (SELECTION_DATASET, SELECTION_SEED):
+                    todo += [(dataset, detector, v, seed) for v in CANDIDATES[detector]]
+                todo.append((dataset, detector,
+                             chosen_variant(results, detector) or "mfl-best", seed))
+    return [cell for cell in dict.fromkeys(todo)
+            if (*cell, budget_of(cell[0], minutes_scale)) not in done]
+
+
+def budget_of(dataset: str, minutes_scale: float) -> float:
+    return round(DATASETS[dataset][1] * minutes_scale, 3)
+
+
+def run_cell(dataset: str, detector: str, variant: str, seed: int, args) -> dict[str, Any]:
+    """Train one cell (continuing its folder's ``last.pt``) and return its record."""
+    from maskfocal.config import load_config
+    from maskfocal.engine import train
+
+    config_file, _, extra = DATASETS[dataset]
+    budget = budget_of(dataset, args.minutes_scale)
+    overrides = [*extra, f"model.name={detector}", *variant_overrides(variant, detector),
+                 f"train.seed={seed}", f"train.max_minutes={budget}", *args.overrides]
+    if dataset == "shanghaitech_b":
+        overrides.append(f"data.root={args.data_root / 'ShanghaiTech/part_B'}")
+    folder = args.runs / cell_key(dataset, detector, variant, seed, budget)
+    if not (folder / "test_metrics.json").is_file():
+        config = load_config(str(ROOT / config_file), overrides)
+        train(config, folder, resume=True, progress=False)  # fresh where no last.pt
+    return record_of(folder, dataset, detector, variant, seed, budget, overrides)
+
+
+def record_of(folder: Path, dataset: str, detector: str, variant: str, seed: int,
+              budget: float, overrides: list[str]) -> dict[str, Any]:
+    test = json.loads((folder / "test_metrics.json").read_text())
+    with (folder / "metrics.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    curve = [[int(r["epoch"]) + 1, float(r["minutes"]), float(r["val_mae"])]
+             for r in rows if r.get("val_mae")]
+    epochs = int(test.get("epochs") or len(rows))
+    seconds = sum(float(r["seconds"]) for r in rows)
+    images = sum(float(r["seconds"]) * float(r["images_per_second"]) for r in rows)
+    return {
+        "dataset": dataset, "detector": detector,
+        "loss": "native" if variant == "native" else "mfl", "variant": variant, "seed": seed,
+        "budget_minutes": budget, "minutes": test.get("minutes"), "epochs": epochs,
+        **convergence(curve, epochs),
+        "test_mae": test["mae"], "test_rmse": test["rmse"], "test_nae": test["nae"],
+        "f1_8px": test["f1_sigma8"], "f1_4px": test["f1_sigma4"],
+        "threshold": test["threshold"], "best_val_mae": min(c[2] for c in curve),
+        "training_images": round(images),
+        "training_images_per_second": round(images / max(seconds, 1e-9), 2),
+        "val_curve": curve,
+        "train_loss_curve": [[int(r["epoch"]) + 1, round(float(r["loss"]), 5)] for r in rows],
+        "machine": MACHINE, "date": datetime.date.today().isoformat(),
+        "overrides": overrides,
+    }
+
+
+MACHINE = os.environ.get("MASKFOCAL_MACHINE", "2-core CPU (this project's)")
+
+
+def use_results(path: Path) -> None:
+    """Write results, table and figures under another name (a trial run)."""
+    global RESULTS, TABLE, CHART, CURVES
+    RESULTS, TABLE = path, path.with_suffix(".md")
+    CHART, CURVES = path.with_suffix(".png"), path.with_name(path.stem + "_curves.png")
+
+
+def load_results() -> list[dict[str, Any]]:
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+
+
+def save_record(record: dict[str, Any]) -> None:
+    """Add (or replace) one run's record, under a lock, so parallel jobs keep each other's."""
+    from maskfocal.io import atomic_write_text
+
+    key = ("dataset", "detector", "variant", "seed", "budget_minutes")
+    RESULTS.parent.mkdir(exist_ok=True)
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = [r for r in load_results()
+                   if tuple(r[k] for k in key) != tuple(record[k] for k in key)]
+        results.append(record)
+        results.sort(key=lambda r: tuple(r[k] for k in key))
+        atomic_write_text(RESULTS, json.dumps(results, indent=1) + "\n")
+
+
+# the report --------------------------------------------------------------------------------
+def role_of(run: dict[str, Any], results: list[dict[str, Any]]) -> list[str]:
+    roles = [run["variant"]] if run["variant"] in ("native", "mfl") else []
+    if run["variant"] == chosen_variant(results, run["detector"]):
+        roles.append("mfl-best")
+    return roles
+
+
+def cells(results: list[dict[str, Any]]) -> dict[tuple[str, str, float], dict[str, list]]:
+    """Runs by (dataset, detector, budget) and role (native, mfl, mfl-best)."""
+    grouped: dict[tuple[str, str, float], dict[str, list[dict]]] = {}
+    for run in results:
+        for role in role_of(run, results):
+            key = (run["dataset"], run["detector"], run["budget_minutes"])
+            grouped.setdefault(key, {}).setdefault(role, []).append(run)
+    return grouped
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return "-"
+    sd = f" ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else ""
+    return f"{np.mean(values):.2f}{sd}"
+
+
+def paired(grouped, *, converged_only: bool) -> list[str]:
+    """MFL minus own loss, seed by seed, per (dataset, detector, budget) and MFL role."""
+    title = ("both converged" if converged_only
+             else "every run, converged or not: for reference, not a finding")
+    lines = ["", f"## Paired by seed: MFL minus own loss ({title})", "",
+             "| dataset | detector | budget min | variant | pairs (both converged) | MAE "
+             "difference per seed | mean | relative | MFL wins |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (dataset, detector, budget), by_role in sorted(grouped.items()):
+        native = {r["seed"]: r for r in by_role.get("native", [])
+                  if r["converged"] or not converged_only}
+        for role in ("mfl", "mfl-best"):
+            mfl = {r["seed"]: r for r in by_role.get(role, [])
+                   if r["converged"] or not converged_only}
+            seeds = sorted(set(native) & set(mfl))
+            if not seeds:
+                continue
+            diffs = [mfl[s]["test_mae"] - native[s]["test_mae"] for s in seeds]
+            base = np.mean([native[s]["test_mae"] for s in seeds])
+            both = sum(mfl[s]["converged"] and native[s]["converged"] for s in seeds)
+            lines.append(
+                f"| {dataset} | {detector} | {budget:g} | {role} | {len(seeds)} ({both}) | "
+                f"{', '.join(f'{d:+.2f}' for d in diffs)} | {np.mean(diffs):+.2f} | "
+                f"{np.mean(diffs) / base:+.1%} | {sum(d < 0 for d in diffs)}/{len(seeds)} |")
+    return lines
+
+
+def report(results: list[dict[str, Any]]) -> str:
+    lines = ["# MFL against each detector's own loss, at convergence", "",
+             f"Generated by `benchmarks/mfl_converged.py --report` from `{RESULTS.name}` "
+             f"({len(results)} runs). A run is converged when the mean validation MAE of the "
+             f"last quarter of its epochs is less than {CONVERGED_BELOW:.0%} below the mean of "
+             "the quarter before; runs that are not are listed but left out of the "
+             "comparisons.", ""]
+    lines += ["## Test MAE / RMSE / F1 at 8 px, converged runs only (mean ± sd over seeds)", "",
+              "| dataset | detector | budget min | variant | setting | seeds (converged/run) "
+              "| MAE | RMSE | F1 at 8 px |", "|---|---|---|---|---|---|---|---|---|"]
+    grouped = cells(results)
+    for (dataset, detector, budget), by_role in sorted(grouped.items()):
+        for role in ROLES:
+            runs = by_role.get(role, [])
+            ok = [r for r in runs if r["converged"]]
+            setting = runs[0]["variant"] if runs else "-"
+            lines.append(
+                f"| {dataset} | {detector} | {budget:g} | {role} | {setting} | "
+                f"{len(ok)}/{len(runs)} | "
+                f"{_mean_sd([r['test_mae'] for r in ok])} | "
+                f"{_mean_sd([r['test_rmse'] for r in ok])} | "
+                f"{_mean_sd([r['f1_8px'] for r in ok])} |")
+    lines += paired(grouped, converged_only=True)
+    lines += paired(grouped, converged_only=False)
+    lines += ["", "## Every run", "",
+              "| dataset | detector | variant | seed | budget min | epochs | converged "
+              "(improvement) | best val MAE | test MAE | RMSE | F1 at 8 px | machine |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        improvement = "-" if r["improvement"] is None else f"{r['improvement']:+.1%}"
+        lines.append(
+            f"| {r['dataset']} | {r['detector']} | {r['variant']} | {r['seed']} | "
+            f"{r['budget_minutes']:g} | {r['epochs']} | "
+            f"{'yes' if r['converged'] else 'no'} ({improvement}) | {r['best_val_mae']:.2f} | "
+            f"{r['test_mae']:.2f} | {r['test_rmse']:.2f} | {r['f1_8px']:.3f} | {r['machine']} |")
+    for detector in sorted({r["detector"] for r in results}):
+        choice = chosen_variant(results, detector)
+        lines.append("")
+        lines.append(f"mfl-best for {detector}: "
+                     + (f"`{choice}` (lowest validation MAE among {CANDIDATES[detector]} on "
+                        f"{SELECTION_DATASET}, seed {SELECTION_SEED})" if choice
+                        else "not chosen yet (selection runs missing)"))
+    return "\n".join(lines) + "\n"
+
+
+def figures(results: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grouped = cells(results)
+    keys = sorted(grouped)
+    if not keys:
+        return
+    figure, axis = plt.subplots(figsize=(max(6, 2.2 * len(keys)), 3.8))
+    width = 0.27
+    for number, role in enumerate(ROLES):
+        maes = [[r["test_mae"] for r in grouped[k].get(role, []) if r["converged"]]
+                for k in keys]
+        axis.bar(np.arange(len(keys)) + (number - 1) * width,
+                 [np.mean(m) if m else np.nan for m in maes], width,
+                 yerr=[np.std(m, ddof=1) if len(m) > 1 else 0 for m in maes], capsize=3,
+                 label={"native": "own loss", "mfl": "MFL (MFL.md start)",
+                        "mfl-best": "MFL (chosen on validation)"}[role])
+    axis.set_xticks(np.arange(len(keys)), [f"{d}\n{m}, {b:g} min" for d, m, b in keys],
+                    fontsize=8)
+    axis.set_ylabel("test MAE, converged runs (lower is better)")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    CHART.parent.mkdir(exist_ok=True)
+    figure.savefig(CHART, dpi=110)
+    plt.close(figure)
+
+    figure, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), squeeze=False)
+    colours = {"native": "tab:blue", "mfl": "tab:orange", "mfl-best": "tab:green"}
+    for axis, key in zip(axes[0], keys, strict=True):
+        for role in ROLES:
+            for run in grouped[key].get(role, []):
+                curve = np.array(run["val_curve"])
+                axis.plot(curve[:, 1], curve[:, 2], color=colours[role], alpha=0.8,
+                          linestyle="-" if run["converged"] else ":",
+                          label=f"{role} s{run['seed']}")
+        axis.set_title(f"{key[0]} / {key[1]} / {key[2]:g} min", fontsize=8)
+        axis.set_xlabel("minutes")
+        axis.set_ylabel("validation MAE")
+        axis.legend(fontsize=5)
+    figure.tight_layout()
+    figure.savefig(CURVES, dpi=100)
+    plt.close(figure)
+
+
+def write_report() -> None:
+    from maskfocal.io import atomic_write_text
+
+    results = load_results()
+    atomic_write_text(TABLE, report(results))
+    figures(results)
+
+
+# main --------------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--detectors", nargs="*", default=["centernet", "fcos"],
+                        choices=list(CANDIDATES))
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "mfl_converged",
+                        help="one folder per run (checkpoints; resumed from there)")
+    parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--minutes-scale", type=float, default=1.0,
+                        help="multiply every budget (e.g. 0.1 on a GPU)")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every run (device, ...)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (a GPU)")
+    parser.add_argument("--max-runs", type=int, help="stop after this many runs")
+    parser.add_argument("--report", action="store_true", help="only rebuild table and figures")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="results file (a trial elsewhere: table and figures beside it)")
+    parser.add_argument("--cell", nargs=4, metavar=("DATASET", "DETECTOR", "VARIANT", "SEED"),
+                        help=argparse.SUPPRESS)  # one run, in a --jobs worker
+    args = parser.parse_args()
+    if args.results != RESULTS:
+        use_results(args.results)
+    if args.cell:
+        dataset, detector, variant, seed = args.cell
+        save_record(run_cell(dataset, detector, variant, int(seed), args))
+        return
+    if not args.report:
+        if "shanghaitech_b" in args.datasets and not args.data_root.is_dir():
+            print(f"skipping shanghaitech_b: {args.data_root} is missing", file=sys.stderr)
+            args.datasets.remove("shanghaitech_b")
+        grid(args)
+    write_report()
+    print(TABLE.read_text())
+
+
+def grid(args) -> None:
+    """Run what is planned, ``--jobs`` at a time, re-planning after each wave (``mfl-best``
+    resolves once the selection runs are in)."""
+    started = 0
+    while True:
+        todo = planned(load_results(), args.datasets, args.detectors, args.seeds,
+                       args.minutes_scale)
+        waiting = [c for c in todo if c[2] == "mfl-best"]
+        todo = [c for c in todo if c[2] != "mfl-best"]
+        if args.max_runs is not None:
+            todo = todo[:max(0, args.max_runs - started)]
+        if not todo:
+            if waiting:
+                print(f"{len(waiting)} mfl-best runs wait for the selection runs on "
+                      f"{SELECTION_DATASET}, seed {SELECTION_SEED}", file=sys.stderr)
+            return
+        wave = todo[:args.jobs]
+        if args.jobs == 1:
+            run_cell(*wave[0], args)
+        else:  # one process per run, each records itself
+
+            workers = [subprocess.Popen(
+                [sys.executable, __file__, "--cell", d, m, v, str(s),
+                 "--runs", str(args.runs), "--data-root", str(args.data_root),
+                 "--minutes-scale", str(args.minutes_scale), "--results", str(RESULTS),
+                 "--set", *args.overrides])
+                for d, m, v, s in wave]
+            if any([worker.wait() for worker in workers]):
+                raise SystemExit("a run failed (its error is above); the others are recorded")
+        started += len(wave)
+        for dataset, detector, variant, seed in wave:
+            budget = budget_of(dataset, args.minutes_scale)
+            folder = args.runs / cell_key(dataset, detector, variant, seed, budget)
+            record = run_cell(dataset, detector, variant, seed, args)  # trained: reads files
+            save_record(record)
+            print(f"{folder.name}: test MAE {record['test_mae']:.2f}, converged "
+                  f"{record['converged']} ({record['epochs']} epochs)", flush=True)
+            (folder / "last.pt").unlink(missing_ok=True)  # finished; best.pt stays
+
+
+if __name__ == "__main__":
+    main()

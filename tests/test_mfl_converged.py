@@ -1,0 +1,63 @@
+"""The MFL-at-convergence grid's own rules (benchmarks/mfl_converged.py): when a run counts
+as converged, and what runs next."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "mfl_converged.py"
+
+
+@pytest.fixture(scope="module")
+def grid():
+    spec = importlib.util.spec_from_file_location("mfl_converged", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def curve(maes):
+    return [[epoch, epoch * 1.0, mae] for epoch, mae in maes]
+
+
+def test_flat_last_quarter_is_converged(grid):
+    # epochs 1-20: 11-15 is the quarter before, 16-20 the last one; 20.0 -> 19.6 is -2 %
+    verdict = grid.convergence(curve([(4, 40), (8, 30), (12, 20.2), (14, 19.8), (16, 19.8),
+                                      (20, 19.4)]), 20)
+    assert verdict["converged"] and verdict["improvement"] == pytest.approx(0.02, abs=1e-4)
+
+
+def test_still_improving_is_not_converged(grid):
+    verdict = grid.convergence(curve([(4, 40), (12, 30), (14, 28), (17, 25), (20, 22)]), 20)
+    assert not verdict["converged"] and verdict["improvement"] == pytest.approx(5.5 / 29, abs=1e-4)
+
+
+def test_worse_at_the_end_counts_as_flat(grid):  # overfitting: more epochs would not help
+    assert grid.convergence(curve([(12, 20), (20, 22)]), 20)["converged"]
+
+
+def test_too_few_validations_is_not_converged(grid):
+    assert not grid.convergence(curve([(20, 10)]), 20)["converged"]
+    assert not grid.convergence([], 0)["converged"]
+
+
+def record(dataset, detector, variant, seed, val, budget=20):
+    return {"dataset": dataset, "detector": detector, "variant": variant, "seed": seed,
+            "budget_minutes": budget, "best_val_mae": val}
+
+
+def test_plan_runs_candidates_before_choosing_on_validation(grid):
+    plan = grid.planned([], ["dense_synthetic"], ["fcos"], [0, 1], 1.0)
+    assert plan[:5] == [("dense_synthetic", "fcos", v, 0) for v in
+                        ("native", "mfl", "mfl w=2", "mfl weighted", "mfl w=2 weighted")]
+    assert ("dense_synthetic", "fcos", "mfl-best", 0) in plan  # not chosen yet
+    done = [record("dense_synthetic", "fcos", v, 0, val) for v, val in
+            [("native", 9), ("mfl", 1), ("mfl w=2", 5), ("mfl weighted", 4),
+             ("mfl w=2 weighted", 6)]]
+    # mfl-best = the candidate with the lowest validation MAE ("mfl" itself is no candidate)
+    assert grid.chosen_variant(done, "fcos") == "mfl weighted"
+    assert grid.planned(done, ["dense_synthetic"], ["fcos"], [0, 1], 1.0) == [
+        ("dense_synthetic", "fcos", v, 1) for v in ("native", "mfl", "mfl weighted")]
+    # a run at another budget is another cell
+    assert len(grid.planned(done, ["dense_synthetic"], ["fcos"], [0], 0.5)) == 5
