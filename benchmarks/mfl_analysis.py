@@ -38,17 +38,17 @@ def find(results, loss, variant, seed, setting):
     return None
 
 
-def peak_statistics(counter, images) -> dict[str, float]:
+def peak_statistics(counter, images) -> dict[str, float | None]:
     """Over the test split at the calibrated threshold: signed count error, localisation at
-    8 px, extra peaks near a matched head (one head, two peaks) and the predicted score at
-    true head centres and 2 feature px away (how peaked the map is)."""
+    8 px, extra peaks near a matched head (one head, two peaks) and, for a heatmap model, the
+    predicted score at true head centres and 2 feature px away (how peaked the map is)."""
     from scipy.spatial import cKDTree
 
     from maskfocal.metrics import match_points
 
     errors, matched, predicted, truth, doubles, centre, ring = [], 0, 0, 0, 0, [], []
     for image in images:
-        result = counter(image.load_image(), return_heatmap=True)
+        result = counter(image.load_image(), return_heatmap=counter.has_heatmap)
         points, gt = result.points, image.points
         errors.append(result.count - len(gt))
         matched += match_points(points, gt, 8.0)[0]
@@ -59,7 +59,7 @@ def peak_statistics(counter, images) -> dict[str, float]:
             close = nearest[distance < 6.0]
             doubles += len(close) - len(np.unique(close))
         heat = result.heatmap
-        for x, y in gt:
+        for x, y in gt if heat is not None else ():
             column, row = int(x // 4), int(y // 4)
             if 2 <= row < heat.shape[0] - 2 and 2 <= column < heat.shape[1] - 2:
                 centre.append(heat[row, column])
@@ -69,7 +69,8 @@ def peak_statistics(counter, images) -> dict[str, float]:
     return {"mean_signed_error": float(errors.mean()),
             "precision_8px": matched / max(1, predicted), "recall_8px": matched / max(1, truth),
             "extra_peaks_per_100_heads": 100 * doubles / max(1, truth),
-            "score_at_centre": float(np.mean(centre)), "score_2px_away": float(np.mean(ring))}
+            "score_at_centre": float(np.mean(centre)) if centre else None,
+            "score_2px_away": float(np.mean(ring)) if ring else None}
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ Reads the run's ``test_metrics.json`` (ShanghaiTech B test, written when trainin
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import json
 import time
@@ -29,25 +28,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/recipe.json"))
     args = parser.parse_args()
 
+    from maskfocal.engine import run_summary
     from maskfocal.evaluation import evaluate_checkpoint
+    from maskfocal.io import atomic_write_text
 
-    test = json.loads((args.run / "test_metrics.json").read_text())
-    with (args.run / "metrics.csv").open() as file:
-        rows = list(csv.DictReader(file))
-    seconds = sum(float(r["seconds"]) for r in rows)
-    images = sum(float(r["seconds"]) * float(r["images_per_second"]) for r in rows)
+    run = run_summary(args.run)
+    test = run["test"]
     started = time.perf_counter()
     scut = evaluate_checkpoint(args.run / "best.pt", "voc", str(args.data / "SCUT-HEAD-PartB"),
                                split="test", device="cpu")
     record = {
         "recipe": args.label, "seed": args.seed, "machine": args.machine,
         "date": datetime.date.today().isoformat(),
-        "budget_minutes": test.get("budget_minutes"), "minutes": test.get("minutes"),
-        "epochs": test.get("epochs"), "training_images": round(images),
-        "training_images_per_second": round(images / seconds, 2),
-        "best_val_mae": min(float(r["val_mae"]) for r in rows if r["val_mae"]),
-        "val_curve": [[int(r["epoch"]) + 1, float(r["minutes"]), float(r["val_mae"])]
-                      for r in rows if r["val_mae"]],
+        **{k: run[k] for k in ("budget_minutes", "minutes", "epochs", "training_images",
+                               "training_images_per_second", "best_val_mae", "val_curve")},
         "shb_test": {k: test[k] for k in ("mae", "rmse", "nae", "f1_sigma8", "f1_sigma4",
                                           "threshold")},
         "scut_head_b_test": {k: scut[k] for k in ("images", "mae", "rmse", "nae",
@@ -59,7 +53,7 @@ def main() -> None:
     results = json.loads(args.out.read_text()) if args.out.is_file() else []
     results = [r for r in results
                if not (r["recipe"] == args.label and r["seed"] == args.seed)] + [record]
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    atomic_write_text(args.out, json.dumps(results, indent=1) + "\n")
     print(json.dumps({k: v for k, v in record.items() if k != "val_curve"}, indent=1))
 
 

@@ -12,7 +12,7 @@ import torch
 
 from maskfocal.config import load_config
 from maskfocal.data.training import AugmentOptions, TrainingSet
-from maskfocal.engine import load_checkpoint, train
+from maskfocal.engine import load_checkpoint, run_summary, train
 from maskfocal.engine.trainer import lr_factor_in_time
 from maskfocal.errors import MaskfocalError
 from maskfocal.families import family_for
@@ -54,6 +54,17 @@ def test_a_wall_clock_budget_ends_with_a_finished_schedule(tmp_path):
         60 * result["minutes"], rel=1e-6)
     resumed = train(config, tmp_path, resume=True, progress=False)  # a finished run stays so
     assert resumed["epochs"] == result["epochs"]
+
+
+def test_run_summary_reads_a_finished_run(tmp_path):
+    result = train(load_config(TINY, ["train.epochs=2"]), tmp_path, progress=False)
+    summary = run_summary(tmp_path)
+    assert summary["epochs"] == 2 and summary["test"]["mae"] == result["test"]["mae"]
+    assert [row[0] for row in summary["val_curve"]] == [1, 2]
+    assert summary["best_val_mae"] == min(row[2] for row in summary["val_curve"])
+    assert summary["training_images"] > 0 and len(summary["train_loss_curve"]) == 2
+    with pytest.raises(MaskfocalError, match="has not finished"):
+        run_summary(tmp_path / "elsewhere")
 
 
 def test_init_from_starts_from_another_runs_weights(tmp_path):

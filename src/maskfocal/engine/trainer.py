@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import json
 import math
 import sys
 import time
@@ -120,6 +121,30 @@ class _Run:
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(self.metrics, buffer.getvalue())
+
+
+def run_summary(out: str | Path) -> dict[str, Any]:
+    """A finished run's figures, from its files: ``test`` (``test_metrics.json``), ``epochs``,
+    ``minutes``, ``budget_minutes``, the training images and images per second over
+    ``metrics.csv``, the validation curve ``[[epoch (from 1), minutes, val_mae], ...]`` with
+    its best value, and the training loss per epoch."""
+    out = Path(out)
+    if not (out / "test_metrics.json").is_file():
+        raise MaskfocalError(f"{out}: no test_metrics.json (the run has not finished)")
+    test = json.loads((out / "test_metrics.json").read_text())
+    with (out / "metrics.csv").open(newline="") as file:
+        rows = [row for row in csv.DictReader(file) if (row.get("epoch") or "").isdigit()]
+    seconds = sum(float(row["seconds"]) for row in rows)
+    images = sum(float(row["seconds"]) * float(row["images_per_second"]) for row in rows)
+    curve = [[int(row["epoch"]) + 1, float(row["minutes"]), float(row["val_mae"])]
+             for row in rows if row.get("val_mae")]
+    return {"test": test, "epochs": int(test.get("epochs") or len(rows)),
+            "minutes": test.get("minutes"), "budget_minutes": test.get("budget_minutes"),
+            "training_images": round(images),
+            "training_images_per_second": round(images / seconds, 2) if seconds else None,
+            "val_curve": curve, "best_val_mae": min((c[2] for c in curve), default=None),
+            "train_loss_curve": [[int(row["epoch"]) + 1, round(float(row["loss"]), 5)]
+                                 for row in rows]}
 
 
 def default_run_folder(base: str | Path = "runs/train") -> Path:
