@@ -61,6 +61,11 @@ DATASETS: dict[str, tuple[str, float, list[str]]] = {
     "dense_synthetic": ("configs/dense_synthetic.yaml", 20, ["loss.spread_source=points"]),
     "shanghaitech_b": ("configs/shb_cpu.yaml", 60, []),
 }
+# configs/dense_synthetic.yaml's frames, written once by write_mot (`maskfocal data synth`)
+DENSE = {"root": ROOT / "data" / "dense_synthetic", "seed": 1000,
+         "splits": {"train": 200, "val": 30, "test": 100},
+         "scene": {"width": 960, "height": 540, "min_count": 300, "max_count": 3000,
+                   "empty_fraction": 0.0}}
 SELECTION_DATASET, SELECTION_SEED = "dense_synthetic", 0
 CONVERGED_BELOW = 0.03  # last quarter's mean val MAE improves less than this on the one before
 
@@ -165,11 +170,29 @@ def run_cell(dataset: str, detector: str, variant: str, seed: int, args) -> dict
                  f"train.seed={seed}", f"train.max_minutes={budget}", *args.overrides]
     if dataset == "shanghaitech_b":
         overrides.append(f"data.root={args.data_root / 'ShanghaiTech/part_B'}")
+    if dataset == "dense_synthetic":
+        overrides.append(f"data.root={dense_frames()}")
     folder = args.runs / cell_key(dataset, detector, variant, seed, budget)
     if not (folder / "test_metrics.json").is_file():
         config = load_config(str(ROOT / config_file), overrides)
         train(config, folder, resume=True, progress=False)  # fresh where no last.pt
     return record_of(folder, dataset, detector, variant, seed, budget, overrides)
+
+
+def dense_frames() -> Path:
+    """The dense synthetic frames (``DENSE``), written on first use; ``.done`` marks them
+    complete, so a set cut short by a stop is written again."""
+    from maskfocal.data.synthetic import SyntheticConfig, write_mot
+
+    root = DENSE["root"]
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / ".dense_synthetic.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel jobs: one writes, the others wait
+        if not (root / ".done").is_file():
+            write_mot(root, DENSE["splits"], seed=DENSE["seed"],
+                      config=SyntheticConfig(**DENSE["scene"]), progress=True)
+            (root / ".done").touch()
+    return root
 
 
 def record_of(folder: Path, dataset: str, detector: str, variant: str, seed: int,

@@ -15,11 +15,12 @@ from tests.data.test_readers import make_voc
 def test_data_synth_stats_show(tmp_path, capsys):
     root = tmp_path / "synth"
     assert main(["data", "synth", "--out", str(root), "--train", "3", "--val", "1",
-                 "--test", "0", "--size", "96x64", "--max-count", "50"]) == 0
+                 "--test", "0", "--size", "96x64", "--min-count", "30", "--max-count", "50"]) == 0
     capsys.readouterr()
     assert main(["data", "stats", "--format", "mot", "--root", str(root), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert stats["images"] == 4
+    assert stats["heads_per_image"]["min"] > 0  # --min-count: no empty scene
     assert set(stats["heads_per_image"]) == {"min", "mean", "max"}
     assert main(["data", "show", "--format", "mot", "--root", str(root), "--out",
                  str(tmp_path / "show"), "--count", "2"]) == 0
@@ -37,6 +38,7 @@ def test_stats_reports_repairs(tmp_path, capsys):
     (["data", "stats", "--format", "voc", "--root", "/no/such/dir"], "does not exist"),
     (["data", "stats", "--format", "nope", "--root", "."], "invalid choice"),
     (["data", "synth", "--out", "x", "--size", "big"], "WIDTHxHEIGHT"),
+    (["data", "synth", "--out", "x", "--min-count", "60", "--max-count", "50"], "--min-count"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_user_mistakes_one_line_status_2(argv, message, capsys):

@@ -61,3 +61,18 @@ def test_plan_runs_candidates_before_choosing_on_validation(grid):
         ("dense_synthetic", "fcos", v, 1) for v in ("native", "mfl", "mfl weighted")]
     # a run at another budget is another cell
     assert len(grid.planned(done, ["dense_synthetic"], ["fcos"], [0], 0.5)) == 5
+
+
+def test_dense_frames_are_written_once_in_gta_heads_layout(grid, tmp_path, monkeypatch):
+    from maskfocal.data.readers import read_dataset
+
+    monkeypatch.setitem(grid.DENSE, "root", tmp_path / "dense")
+    monkeypatch.setitem(grid.DENSE, "splits", {"train": 2, "test": 1})
+    monkeypatch.setitem(grid.DENSE, "scene", {"width": 96, "height": 64, "min_count": 20,
+                                              "max_count": 40, "empty_fraction": 0.0})
+    root = grid.dense_frames()
+    frame = next((root / "train").rglob("*.jpg"))
+    written = frame.stat().st_mtime_ns
+    assert grid.dense_frames() == root and frame.stat().st_mtime_ns == written  # not again
+    train = read_dataset("mot", str(root), split="train")
+    assert len(train.images) == 2 and all(image.num_heads > 0 for image in train.images)

@@ -62,8 +62,13 @@ def _data_stats(args: argparse.Namespace) -> int:
 def _data_synth(args: argparse.Namespace) -> int:
     from maskfocal.data.synthetic import SyntheticConfig, write_mot
 
+    if args.min_count > args.max_count:
+        raise MaskfocalError(f"--min-count {args.min_count} is above --max-count "
+                             f"{args.max_count}")
     config = SyntheticConfig(width=args.size[0], height=args.size[1],
-                             max_count=args.max_count)
+                             min_count=args.min_count, max_count=args.max_count,
+                             empty_fraction=0.0 if args.min_count else
+                             SyntheticConfig.empty_fraction)
     splits = {name: count for name, count in
               (("train", args.train), ("val", args.val), ("test", args.test)) if count > 0}
     if not splits:
@@ -359,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=_whole(0), default=0,
                        help="scene stream: the same seed draws the same scenes")
     synth.add_argument("--size", type=_size, default=(640, 480), help="WIDTHxHEIGHT")
+    synth.add_argument("--min-count", type=_whole(0), default=0,
+                       help="fewest people placed in one image (above 0: no empty images)")
     synth.add_argument("--max-count", type=_whole(1), default=1500,
                        help="most people placed in one image")
     synth.set_defaults(run=_data_synth)

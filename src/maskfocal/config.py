@@ -126,6 +126,7 @@ class TrainConfig:
     eval_every: int = 1
     max_minutes: float | None = None
     channels_last: bool = False
+    ema_decay: float | None = None  # e.g. 0.998: validate, test and release an EMA of weights
 
 
 @dataclass
@@ -306,6 +307,7 @@ RANGES: dict[str, Range] = {
     "train.seed": NON_NEGATIVE,
     "train.eval_every": AT_LEAST_ONE,
     "train.max_minutes": POSITIVE,
+    "train.ema_decay": Range(0, 1, open_high=True),
     "decode.threshold": PROBABILITY,
     "decode.peak_window": AT_LEAST_ONE,
     "decode.nms_threshold": FRACTION,

@@ -13,7 +13,7 @@ import torch
 from maskfocal.config import load_config
 from maskfocal.data.training import AugmentOptions, TrainingSet
 from maskfocal.engine import load_checkpoint, run_summary, train
-from maskfocal.engine.trainer import lr_factor_in_time
+from maskfocal.engine.trainer import _ema_update, lr_factor_in_time
 from maskfocal.errors import MaskfocalError
 from maskfocal.families import family_for
 
@@ -65,6 +65,27 @@ def test_run_summary_reads_a_finished_run(tmp_path):
     assert summary["training_images"] > 0 and len(summary["train_loss_curve"]) == 2
     with pytest.raises(MaskfocalError, match="has not finished"):
         run_summary(tmp_path / "elsewhere")
+
+
+def test_the_ema_decay_ramps_up():
+    averaged, current = [torch.zeros(2)], [torch.ones(2)]
+    update = _ema_update(0.9)
+    update(averaged, current, torch.tensor(0))  # decay min(0.9, 1/10): mostly the new weights
+    assert torch.allclose(averaged[0], torch.full((2,), 0.9))
+    update(averaged, current, torch.tensor(1000))  # decay 0.9 from then on
+    assert torch.allclose(averaged[0], torch.full((2,), 0.9 + 0.1 * 0.1))
+
+
+def test_the_ema_of_weights_validates_and_ships(tmp_path):
+    result = train(tiny("train.epochs=1", "train.ema_decay=0.9"), tmp_path, progress=False)
+    last, best = (load_checkpoint(tmp_path / name) for name in ("last.pt", "best.pt"))
+    assert int(last["ema"]["n_averaged"]) == last["step"] > 0
+    average = {k.removeprefix("module."): v for k, v in last["ema"].items()
+               if k.startswith("module.")}
+    conv = next(k for k in last["model"] if k.endswith("conv1.weight"))
+    assert torch.equal(best["model"][conv], average[conv])  # one epoch: the best is the last
+    assert not torch.equal(best["model"][conv], last["model"][conv])
+    assert "ema" not in best and result["val"]["mae"] >= 0
 
 
 def test_init_from_starts_from_another_runs_weights(tmp_path):

@@ -24,8 +24,9 @@ def tiny(*overrides):
                               *overrides])
 
 
-def test_resume_equals_uninterrupted(tmp_path):
-    config = tiny()
+@pytest.mark.parametrize("ema", [[], ["train.ema_decay=0.9"]], ids=["plain", "ema"])
+def test_resume_equals_uninterrupted(tmp_path, ema):
+    config = tiny(*ema)
     train(config, tmp_path / "straight", progress=False)
     stopped = train(config, tmp_path / "resumed", progress=False, stop_after=1)
     assert stopped == {"stopped_after_epoch": 1}
@@ -36,6 +37,9 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert straight["epoch"] == resumed["epoch"] == 1 and straight["step"] == resumed["step"]
     for key, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
+    for key, value in straight.get("ema", {}).items():  # the average continues too
+        assert torch.equal(value, resumed["ema"][key]), key
+    assert ("ema" in straight) == bool(ema)
     with (tmp_path / "resumed" / "metrics.csv").open() as file:
         assert [row["epoch"] for row in csv.DictReader(file)] == ["0", "1"]
 

@@ -62,6 +62,23 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def _ema_update(decay: float):
+    """``AveragedModel``'s update for an exponential moving average whose decay ramps up as
+    ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates (TensorFlow's rule), so the first
+    steps' random weights fade out quickly."""
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], updates) -> None:
+        n = float(updates)
+        pairs = [(a, c) for a, c in zip(averaged, current, strict=True)
+                 if a.is_floating_point()]
+        if pairs:  # AveragedModel calls once per (device, dtype) group
+            torch._foreach_lerp_([a for a, _ in pairs], [c for _, c in pairs],
+                                 1.0 - min(decay, (1.0 + n) / (10.0 + n)))
+        for a, c in zip(averaged, current, strict=True):  # counters (BatchNorm's): copied
+            if not a.is_floating_point():
+                a.copy_(c)
+    return update
+
+
 def lr_factor_in_time(step: int, warmup: int, spent: float) -> float:
     """With a wall-clock budget: linear warm-up over ``warmup`` steps, then cosine decay over
     the budget (``spent``: the share of it used, 0 to 1), reaching 0 as it runs out."""
@@ -257,6 +274,15 @@ class _Session:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                 else None)
+        decay = self.config.train.ema_decay
+        self.ema = None if not decay else torch.optim.swa_utils.AveragedModel(
+            self.model, multi_avg_fn=_ema_update(decay), use_buffers=True)
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What validation, the test and ``best.pt`` use: the EMA of the weights when
+        ``train.ema_decay`` is set, else the model itself."""
+        return self.model if self.ema is None else self.ema.module
 
     def _initialise(self, path: str) -> None:
         """Start from the weights of another run (``model.init_from``): synthetic
@@ -311,6 +337,8 @@ class _Session:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"])
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
             raise MaskfocalError(f"{self.run.last}: cannot resume from it, its state does not "
                                  f"fit this run ({str(error).splitlines()[0][:200]})") from None
@@ -399,6 +427,8 @@ class _Session:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.step += 1
         return {"loss": loss.item(), **{key: losses[key].item()
                                         for key in self.family.loss_keys}}
@@ -421,7 +451,7 @@ class _Session:
         config = self.config
         started = time.perf_counter()
         torch.backends.cudnn.benchmark = False
-        predictions = _predict_shared(self.family, self.model, self.val_images,
+        predictions = _predict_shared(self.family, self.eval_model, self.val_images,
                                       self.distributed, device=self.device,
                                       max_side=config.data.max_eval_side,
                                       scale=config.decode.input_scale,
@@ -437,7 +467,7 @@ class _Session:
             self.config.decode.threshold = threshold  # the threshold's one home
             if self.main:
                 atomic_write_text(self.run.out / "config.yaml", config.to_yaml())
-                save_checkpoint(self.run.best, self._checkpoint(epoch))
+                save_checkpoint(self.run.best, self._checkpoint(epoch, best=True))
         return {"val_mae": self.val_metrics["mae"], "val_rmse": self.val_metrics["rmse"],
                 "val_nae": self.val_metrics["nae"], "threshold": threshold}
 
@@ -446,7 +476,7 @@ class _Session:
         self.finished = final
         row["minutes"] = round(self.elapsed / 60, 3)
         if not self.val_images and self.main:
-            save_checkpoint(self.run.best, self._checkpoint(epoch))
+            save_checkpoint(self.run.best, self._checkpoint(epoch, best=True))
         self.rows.append(row)
         if self.main:  # only the main process writes; the others hold the same state
             save_checkpoint(self.run.last, self._checkpoint(epoch))
@@ -459,7 +489,18 @@ class _Session:
             print(_epoch_line(row, self.config.train.epochs if self.budget is None else None),
                   file=sys.stderr)
 
-    def _checkpoint(self, epoch: int) -> dict[str, Any]:
+    def _checkpoint(self, epoch: int, *, best: bool = False) -> dict[str, Any]:
+        """``last.pt`` (what training continues from, with the EMA's own state) or
+        ``best.pt`` (``best``: its ``model`` is what counts, the EMA when there is one)."""
+        state = self._state(epoch)
+        if self.ema is not None:
+            if best:
+                state["model"] = self.ema.module.state_dict()
+            else:
+                state["ema"] = self.ema.state_dict()
+        return state
+
+    def _state(self, epoch: int) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "epoch": epoch, "step": self.step,
                 "config": self.config.to_dict(), "threshold": self.threshold,
