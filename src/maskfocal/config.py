@@ -140,12 +140,23 @@ class DecodeConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """A first stage inside the same budget: this config with ``overrides`` (e.g. the
+    synthetic generator as data) trained for ``fraction`` of ``train.max_minutes`` into
+    ``OUT/pretrain``; its best weights then start the main stage, which gets the rest."""
+
+    fraction: float | None = None
+    overrides: list[str] = field(default_factory=list)  # KEY=VALUE each
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return _as_dict(self)
@@ -308,6 +319,7 @@ RANGES: dict[str, Range] = {
     "train.eval_every": AT_LEAST_ONE,
     "train.max_minutes": POSITIVE,
     "train.ema_decay": Range(0, 1, open_high=True),
+    "pretrain.fraction": Range(0, 1, open_high=True),
     "decode.threshold": PROBABILITY,
     "decode.peak_window": AT_LEAST_ONE,
     "decode.nms_threshold": FRACTION,
@@ -333,6 +345,10 @@ def _validate(config: Config) -> None:
         (config.decode.peak_window % 2 == 1, "decode.peak_window must be odd"),
         (config.data.format == "synthetic" or config.data.root is not None,
          f"data.root is required for data.format={config.data.format}"),
+        (not config.pretrain.fraction or config.train.max_minutes is not None,
+         "pretrain.fraction is a share of train.max_minutes: set train.max_minutes"),
+        (not (config.pretrain.fraction and config.model.init_from),
+         "pretrain.fraction and model.init_from both choose the starting weights: give one"),
     ]
     for ok, message in checks:
         if not ok:
@@ -340,6 +356,11 @@ def _validate(config: Config) -> None:
     check_augment_options(config.data, config.data.workers)
     for source in config.data.extra_train:
         extra_source(source)
+    for override in config.pretrain.overrides:
+        if override.split("=", 1)[0].strip().split(".")[0] == "pretrain":
+            raise MaskfocalError(f"pretrain.overrides: {override!r} cannot set pretrain itself")
+    if config.pretrain.fraction:
+        parse_overrides(config.pretrain.overrides)  # a malformed one: an error now
 
 
 def extra_source(text: str) -> tuple[str, str]:

@@ -88,6 +88,42 @@ def test_the_ema_of_weights_validates_and_ships(tmp_path):
     assert "ema" not in best and result["val"]["mae"] >= 0
 
 
+def test_a_pretraining_stage_spends_part_of_the_budget(tmp_path):
+    config = tiny("train.max_minutes=0.5", "train.warmup_steps=1", "pretrain.fraction=0.3",
+                  "pretrain.overrides=[data.synthetic.seed=7, data.synthetic.max_count=20]")
+    result = train(config, tmp_path, progress=False)
+    stage = load_checkpoint(tmp_path / "pretrain" / "last.pt")
+    assert stage["finished"] and stage["config"]["data"]["synthetic"]["seed"] == 7
+    assert stage["config"]["train"]["max_minutes"] == pytest.approx(0.15)
+    spent = stage["elapsed_seconds"] / 60
+    main = load_checkpoint(tmp_path / "last.pt")["config"]
+    assert main["model"]["init_from"] == str(tmp_path / "pretrain" / "best.pt")
+    assert main["train"]["max_minutes"] == pytest.approx(0.5 - spent)
+    assert main["pretrain"]["fraction"] is None and main["data"]["synthetic"]["seed"] == 0
+    assert result["budget_minutes"] == pytest.approx(0.5 - spent)
+    with (tmp_path / "pretrain" / "metrics.csv").open() as file:
+        rows = file.read()
+    again = train(config, tmp_path, resume=True, progress=False)  # both stages are finished
+    assert again["epochs"] == result["epochs"]
+    assert (tmp_path / "pretrain" / "metrics.csv").read_text() == rows
+    with pytest.raises(MaskfocalError, match="already holds a training run"):
+        train(config, tmp_path, progress=False)  # neither --resume nor --overwrite
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.max_minutes=1", "pretrain.fraction=1"], "pretrain.fraction must be"),
+    (["pretrain.fraction=0.25"], "share of train.max_minutes"),  # no budget at all
+    (["train.max_minutes=2", "pretrain.fraction=0.5", "model.init_from=x.pt"], "give one"),
+    (["train.max_minutes=2", "pretrain.fraction=0.5",
+      "pretrain.overrides=[pretrain.fraction=0.1]"], "cannot set pretrain"),
+    (["train.max_minutes=2", "pretrain.fraction=0.5", "pretrain.overrides=[train.lr]"],
+     "not key=value"),
+])
+def test_pretraining_mistakes_are_one_line_errors(overrides, message):
+    with pytest.raises(MaskfocalError, match=message):
+        tiny(*overrides)
+
+
 def test_init_from_starts_from_another_runs_weights(tmp_path):
     train(tiny("train.epochs=1"), tmp_path / "pre", progress=False)
     source = load_checkpoint(tmp_path / "pre" / "best.pt")["model"]

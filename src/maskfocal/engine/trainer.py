@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import io
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -190,6 +192,9 @@ def train(config: Config, out: str | Path, *, resume: bool = False, overwrite: b
     config = copy.deepcopy(config)
     family = family_for(config)
     run = _Run(out, metric_columns(family), resume=resume, overwrite=overwrite)
+    if config.pretrain.fraction:  # the first stage, trained (or found finished) in OUT/pretrain
+        config = _pretrain(config, run.out, resume=resume, overwrite=overwrite,
+                           progress=progress)
     state = _resume_state(run, config)
     distributed, device = Distributed.from_env(config.train.device)
     distributed.barrier()  # every process has checked the folder before the first write
@@ -213,6 +218,32 @@ def train(config: Config, out: str | Path, *, resume: bool = False, overwrite: b
     return result
 
 
+def _pretrain(config: Config, out: Path, *, resume: bool, overwrite: bool,
+              progress: bool) -> Config:
+    """Train ``pretrain``'s stage into ``out/pretrain`` (``resume`` continues it, or finds it
+    finished; ``overwrite`` replaces it) and return the main stage's config: starting from
+    the stage's best weights, with the minutes the stage left of ``train.max_minutes``."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise MaskfocalError("pretrain.fraction runs in one process: under torchrun, train the "
+                             "stage first and start from it with model.init_from")
+    folder = out / "pretrain"
+    minutes = config.pretrain.fraction * config.train.max_minutes
+    stage = load_config(None, [*config.pretrain.overrides, f"train.max_minutes={minutes}"],
+                        base={**config.to_dict(), "pretrain": {"fraction": None,
+                                                               "overrides": []}})
+    if progress:
+        print(f"pre-training: {minutes:g} of {config.train.max_minutes:g} minutes, in "
+              f"{folder}", file=sys.stderr)
+    train(stage, folder, resume=resume, overwrite=overwrite, progress=progress)
+    last = folder / "last.pt"
+    spent = float(load_checkpoint(last)["elapsed_seconds"]) / 60
+    main = copy.deepcopy(config)
+    main.pretrain.fraction, main.pretrain.overrides = None, []
+    main.model.init_from = str(folder / "best.pt")
+    main.train.max_minutes = max(config.train.max_minutes - spent, 1e-3)
+    return main
+
+
 def _resume_state(run: _Run, config: Config) -> dict[str, Any] | None:
     """The state of ``last.pt`` to continue from (``None`` for a fresh run), checked against
     the run's config."""
@@ -220,7 +251,9 @@ def _resume_state(run: _Run, config: Config) -> dict[str, Any] | None:
         return None
     state = load_checkpoint(run.last)
     saved = checkpoint_config(state, run.last)
-    if saved.model != config.model:
+    # where the first weights came from does not matter once a run is under way
+    if dataclasses.replace(saved.model, init_from=None) != dataclasses.replace(
+            config.model, init_from=None):
         raise MaskfocalError(f"{run.last}: model config differs from the run being "
                              "resumed; resume with the same model settings")
     missing = [key for key in RESUME_KEYS if key not in state]
