@@ -42,7 +42,8 @@ from pathlib import Path
 from gpu_shb import read_run  # benchmarks/ is the script's folder, first on sys.path
 
 PART_BYTES = 15_000_000  # the device tool brings back files of at most 16 MiB
-GPU_PROFILE = ["data.input_size=384", "data.batch_size=32", "train.lr=0.004",
+GPU_PROFILE = ["pretrain.fraction=null",  # this script runs its own stages
+               "data.input_size=384", "data.batch_size=32", "train.lr=0.004",
                "train.warmup_steps=50", "train.amp=true", "train.channels_last=true",
                "data.augment_on_device=true", "data.workers=0", "data.cache_images=true"]
 SHB = "ShanghaiTech/part_B"
