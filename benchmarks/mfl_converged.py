@@ -95,6 +95,8 @@ ROLES = ("native", "mfl", "mfl-best")
 
 def variant_overrides(variant: str, detector: str) -> list[str]:
     table = VARIANTS[variant]
+    if detector not in table and "*" not in table:
+        raise SystemExit(f"variant {variant!r} is not defined for {detector}")
     return table.get(detector, table.get("*", []))
 
 
