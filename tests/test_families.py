@@ -215,3 +215,29 @@ def test_score_floor_is_one_constant():
         assert model.score_thresh == SCORE_FLOOR
         with pytest.raises(MaskfocalError, match="multiple of 32"):
             load_config(None, [f"model.name={name}", "model.neck_channels=16"])
+
+
+@pytest.mark.parametrize("loss", ["native", "mfl"])
+def test_every_family_trains_under_bfloat16_autocast(loss):
+    """What a GPU run does (train.amp): the losses stay finite and equal float32's closely.
+    Under autocast torchvision's anchors arrive in bfloat16, and MFL's heatmap at each anchor
+    is computed in float32 all the same."""
+    from maskfocal.data.transforms import Sample
+
+    samples = [Sample(torch.rand(3, 128, 128), torch.tensor([[20.0, 20.0], [90.0, 70.0]]),
+                      torch.tensor([[14.0, 14.0, 26.0, 26.0], [80.0, 60.0, 100.0, 80.0]]),
+                      True)] * 2
+    images = torch.stack([s.image for s in samples])
+    for name in FAMILIES:
+        config = load_config(None, ["model.neck_channels=32", "model.head_channels=8",
+                                    f"model.name={name}", f"loss.name={loss}"])
+        family = family_for(config)
+        torch.manual_seed(0)
+        model = family.build().train()
+        exact = family.training_losses(model, images, samples)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = family.training_losses(model, images, samples)
+        for key in family.loss_keys:
+            assert torch.isfinite(mixed[key]), (name, key)
+            assert mixed[key].item() == pytest.approx(exact[key].item(), rel=0.1, abs=0.02), \
+                (name, key)

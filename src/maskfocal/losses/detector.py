@@ -47,8 +47,9 @@ def detector_classification_loss(cls_logits: Tensor, targets: list[dict[str, Ten
         if binary:
             heatmap = foreground.float()
         else:
-            centers = (anchors_i[valid, :2] + anchors_i[valid, 2:]) / 2
-            strides = strides_of_anchors(anchors_i[valid], size_to_stride)
+            anchors_v = anchors_i[valid].float()  # bfloat16 under autocast: too coarse
+            centers = (anchors_v[:, :2] + anchors_v[:, 2:]) / 2
+            strides = strides_of_anchors(anchors_v, size_to_stride)
             real = bool(target.get("real_boxes", torch.tensor(True)))
             heatmap = anchor_heatmap_values(centers, strides, target["boxes"], real, rule)
         logits.append(logits_i[valid, 0])

@@ -30,6 +30,8 @@ def anchor_heatmap_values(anchor_centers: Tensor, anchor_strides: Tensor, gt_box
         gt_boxes: (N, 4) head boxes x1 y1 x2 y2 in image pixels (pseudo boxes for point data).
         real_boxes: spreads from boxes (True) or from neighbouring points (False).
     """
+    # float32 throughout: under autocast the anchors arrive in the feature maps' dtype
+    anchor_centers, gt_boxes = anchor_centers.float(), gt_boxes.float()
     values = anchor_centers.new_zeros(len(anchor_centers))
     if len(gt_boxes) == 0:
         return values
