@@ -66,7 +66,7 @@ DENSE = {"root": ROOT / "data" / "dense_synthetic", "seed": 1000,
          "splits": {"train": 200, "val": 30, "test": 100},
          "scene": {"width": 960, "height": 540, "min_count": 300, "max_count": 3000,
                    "empty_fraction": 0.0}}
-SELECTION_DATASET, SELECTION_SEED = "dense_synthetic", 0
+SELECTION_SEED = 0  # mfl-best is chosen on each dataset's own validation runs of this seed
 CONVERGED_BELOW = 0.03  # last quarter's mean val MAE improves less than this on the one before
 
 # What each variant sets; everything else is the dataset's config. CenterNet's default mask is
@@ -124,12 +124,14 @@ def cell_key(dataset: str, detector: str, variant: str, seed: int, budget: float
             f"-{budget:g}min")
 
 
-def chosen_variant(results: list[dict[str, Any]], detector: str) -> str | None:
-    """``mfl-best`` of ``detector``: the candidate with the lowest best validation MAE on the
-    selection dataset and seed, once every candidate has run (None before)."""
-    runs = {r["variant"]: r for r in results if r["dataset"] == SELECTION_DATASET
-            and r["seed"] == SELECTION_SEED and r["detector"] == detector
-            and r["variant"] in CANDIDATES[detector]}
+def chosen_variant(results: list[dict[str, Any]], detector: str, dataset: str,
+                   budget: float) -> str | None:
+    """``mfl-best`` of ``detector`` on ``dataset`` at ``budget``: the candidate with the lowest
+    best validation MAE there, seed ``SELECTION_SEED``, once every candidate has run (None
+    before)."""
+    runs = {r["variant"]: r for r in results if r["dataset"] == dataset
+            and r["budget_minutes"] == budget and r["seed"] == SELECTION_SEED
+            and r["detector"] == detector and r["variant"] in CANDIDATES[detector]}
     if len(runs) < len(CANDIDATES[detector]):
         return None
     return min(runs.values(), key=lambda r: r["best_val_mae"])["variant"]
@@ -138,8 +140,8 @@ def chosen_variant(results: list[dict[str, Any]], detector: str) -> str | None:
 def planned(results: list[dict[str, Any]], datasets: list[str], detectors: list[str],
             seeds: list[int], minutes_scale: float) -> list[tuple[str, str, str, int]]:
     """The runs still to do, seed by seed, dataset by dataset: own loss, MFL.md's start, then
-    (on the selection dataset and seed) the candidates, then ``mfl-best``, which stays the
-    placeholder ``"mfl-best"`` until every candidate has run."""
+    (seed ``SELECTION_SEED``) the candidates, then ``mfl-best``, which stays the placeholder
+    ``"mfl-best"`` until every candidate of that dataset and budget has run."""
     done = {(r["dataset"], r["detector"], r["variant"], r["seed"], r["budget_minutes"])
             for r in results}
     todo = []
@@ -147,10 +149,11 @@ def planned(results: list[dict[str, Any]], datasets: list[str], detectors: list[
         for dataset in datasets:
             for detector in detectors:
                 todo += [(dataset, detector, v, seed) for v in ("native", "mfl")]
-                if (dataset, seed) == (SELECTION_DATASET, SELECTION_SEED):
+                if seed == SELECTION_SEED:
                     todo += [(dataset, detector, v, seed) for v in CANDIDATES[detector]]
-                todo.append((dataset, detector,
-                             chosen_variant(results, detector) or "mfl-best", seed))
+                choice = chosen_variant(results, detector, dataset,
+                                        budget_of(dataset, minutes_scale))
+                todo.append((dataset, detector, choice or "mfl-best", seed))
     return [cell for cell in dict.fromkeys(todo)
             if (*cell, budget_of(cell[0], minutes_scale)) not in done]
 
@@ -306,7 +309,8 @@ def why_table(grouped) -> list[str]:
 # the report --------------------------------------------------------------------------------
 def role_of(run: dict[str, Any], results: list[dict[str, Any]]) -> list[str]:
     roles = [run["variant"]] if run["variant"] in ("native", "mfl") else []
-    if run["variant"] == chosen_variant(results, run["detector"]):
+    if run["variant"] == chosen_variant(results, run["detector"], run["dataset"],
+                                        run["budget_minutes"]):
         roles.append("mfl-best")
     return roles
 
@@ -391,12 +395,13 @@ def report(results: list[dict[str, Any]]) -> str:
             f"{r['budget_minutes']:g} | {r['epochs']} | "
             f"{'yes' if r['converged'] else 'no'} ({improvement}) | {r['best_val_mae']:.2f} | "
             f"{r['test_mae']:.2f} | {r['test_rmse']:.2f} | {r['f1_8px']:.3f} | {r['machine']} |")
-    for detector in sorted({r["detector"] for r in results}):
-        choice = chosen_variant(results, detector)
-        lines.append("")
-        lines.append(f"mfl-best for {detector}: "
-                     + (f"`{choice}` (lowest validation MAE among {CANDIDATES[detector]} on "
-                        f"{SELECTION_DATASET}, seed {SELECTION_SEED})" if choice
+    lines.append("")
+    for dataset, detector, budget in sorted({(r["dataset"], r["detector"], r["budget_minutes"])
+                                             for r in results}):
+        choice = chosen_variant(results, detector, dataset, budget)
+        lines.append(f"- mfl-best for {detector} on {dataset} at {budget:g} min: "
+                     + (f"`{choice}` (lowest validation MAE among {CANDIDATES[detector]}, "
+                        f"seed {SELECTION_SEED})" if choice
                         else "not chosen yet (selection runs missing)"))
     return "\n".join(lines) + "\n"
 
@@ -499,42 +504,53 @@ def main() -> None:
 
 def grid(args) -> None:
     """Run what is planned, ``--jobs`` at a time, re-planning after each wave (``mfl-best``
-    resolves once the selection runs are in)."""
-    started = 0
+    resolves once the selection runs are in). A run that fails is reported with the end of
+    its log and not tried again in this invocation; the others go on."""
+    started, failed = 0, set()
     while True:
         todo = planned(load_results(), args.datasets, args.detectors, args.seeds,
                        args.minutes_scale)
         waiting = [c for c in todo if c[2] == "mfl-best"]
-        todo = [c for c in todo if c[2] != "mfl-best"]
+        todo = [c for c in todo if c[2] != "mfl-best" and c not in failed]
         if args.max_runs is not None:
             todo = todo[:max(0, args.max_runs - started)]
         if not todo:
             if waiting:
-                print(f"{len(waiting)} mfl-best runs wait for the selection runs on "
-                      f"{SELECTION_DATASET}, seed {SELECTION_SEED}", file=sys.stderr)
+                print(f"{len(waiting)} mfl-best runs wait for the selection runs of seed "
+                      f"{SELECTION_SEED}", file=sys.stderr)
+            if failed:
+                raise SystemExit(f"{len(failed)} runs failed: {sorted(failed)}")
             return
         wave = todo[:args.jobs]
         if args.jobs == 1:
             run_cell(*wave[0], args)
-        else:  # one process per run, each records itself
-
-            workers = [subprocess.Popen(
-                [sys.executable, __file__, "--cell", d, m, v, str(s),
-                 "--runs", str(args.runs), "--data-root", str(args.data_root),
-                 "--minutes-scale", str(args.minutes_scale), "--results", str(RESULTS),
-                 "--set", *args.overrides])
-                for d, m, v, s in wave]
-            if any([worker.wait() for worker in workers]):
-                raise SystemExit("a run failed (its error is above); the others are recorded")
+            outcome = [0]
+        else:  # one process per run, each records itself and logs beside its folder
+            args.runs.mkdir(parents=True, exist_ok=True)
+            workers = []
+            for d, m, v, s in wave:
+                log = args.runs / f"{cell_key(d, m, v, s, budget_of(d, args.minutes_scale))}.log"
+                workers.append(subprocess.Popen(
+                    [sys.executable, __file__, "--cell", d, m, v, str(s),
+                     "--runs", str(args.runs), "--data-root", str(args.data_root),
+                     "--minutes-scale", str(args.minutes_scale), "--results", str(RESULTS),
+                     "--set", *args.overrides], stdout=log.open("w"), stderr=subprocess.STDOUT))
+            outcome = [worker.wait() for worker in workers]
         started += len(wave)
-        for dataset, detector, variant, seed in wave:
+        for (dataset, detector, variant, seed), status in zip(wave, outcome, strict=True):
             budget = budget_of(dataset, args.minutes_scale)
-            folder = args.runs / cell_key(dataset, detector, variant, seed, budget)
+            key = cell_key(dataset, detector, variant, seed, budget)
+            if status:
+                failed.add((dataset, detector, variant, seed))
+                log = (args.runs / f"{key}.log").read_text().strip().splitlines()
+                print(f"{key}: FAILED (exit {status}): {' | '.join(log[-3:])}", flush=True)
+                continue
             record = run_cell(dataset, detector, variant, seed, args)  # trained: reads files
             save_record(record)
-            print(f"{folder.name}: test MAE {record['test_mae']:.2f}, converged "
-                  f"{record['converged']} ({record['epochs']} epochs)", flush=True)
-            (folder / "last.pt").unlink(missing_ok=True)  # finished; best.pt stays
+            print(f"{key}: test MAE {record['test_mae']:.2f}, converged "
+                  f"{record['converged']} ({record['epochs']} epochs, "
+                  f"{record['training_images_per_second']:.0f} img/s)", flush=True)
+            (args.runs / key / "last.pt").unlink(missing_ok=True)  # finished; best.pt stays
 
 
 if __name__ == "__main__":

@@ -56,11 +56,13 @@ def test_plan_runs_candidates_before_choosing_on_validation(grid):
             [("native", 9), ("mfl", 1), ("mfl w=2", 5), ("mfl weighted", 4),
              ("mfl w=2 weighted", 6)]]
     # mfl-best = the candidate with the lowest validation MAE ("mfl" itself is no candidate)
-    assert grid.chosen_variant(done, "fcos") == "mfl weighted"
+    assert grid.chosen_variant(done, "fcos", "dense_synthetic", 20) == "mfl weighted"
+    assert grid.chosen_variant(done, "fcos", "shanghaitech_b", 20) is None  # its own choice
     assert grid.planned(done, ["dense_synthetic"], ["fcos"], [0, 1], 1.0) == [
         ("dense_synthetic", "fcos", v, 1) for v in ("native", "mfl", "mfl weighted")]
-    # a run at another budget is another cell
-    assert len(grid.planned(done, ["dense_synthetic"], ["fcos"], [0], 0.5)) == 5
+    # a run at another budget is another cell, with its own choice
+    other = grid.planned(done, ["dense_synthetic"], ["fcos"], [0], 0.5)
+    assert len(other) == 6 and other[-1] == ("dense_synthetic", "fcos", "mfl-best", 0)
 
 
 def test_dense_frames_are_written_once_in_gta_heads_layout(grid, tmp_path, monkeypatch):
