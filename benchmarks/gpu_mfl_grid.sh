@@ -4,8 +4,10 @@
 # travel together within the tool's 64 MiB (the repository goes too; the shipped weights are
 # moved out of the tree for these calls).
 #
-#   data  MINUTES: the carried train split (.device_data/) into /root/data, then a CUDA smoke test
+#   data: the carried train split (.device_data/) into /root/data, then a CUDA smoke test
 #         (CenterNet and FCOS, bf16 autocast, images augmented on the GPU) on configs/tiny.yaml
+#         and a preflight: 12 runs at once for 3 epochs of ShanghaiTech B, each printing its
+#         images/s, so a grid that would crawl is seen before its 9 minutes are spent
 #   grid  MINUTES: the carried test split (.device_test/) into /root/data, then the grid: CenterNet
 #         and FCOS x {own loss, MFL.md's start, the MFL candidates (seed 0), mfl-best} x seeds
 #         0 1 2, 12 runs sharing the GPU, each MINUTES of wall clock (the recipe
@@ -14,8 +16,14 @@
 #         nvidia-smi log go to $OUT.
 #
 # Run from the repository root on the device machine:  bash benchmarks/gpu_mfl_grid.sh grid 3.25
+#
+# Seen on a lent H100 (16 cores), 2026-11-26, before the preflight and before mfl_converged.py
+# shared the CPU threads out (OMP_NUM_THREADS = cores / runs): the 12 runs of the first wave each
+# trained at 2 images/s (one epoch in 3.4 minutes), the GPU 0-6 % busy most of the time; 12
+# processes of 16 threads each on 16 cores is the likely cause (not proven: no second try was
+# left). Nothing of that attempt is in the results.
 set -euo pipefail
-stage=$1 minutes=${2:-3.25}
+stage=$1 minutes=${2:-3.25}  # the grid's wall-clock minutes per run
 data=/root/data/ShanghaiTech/part_B
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 mkdir -p "$data"
@@ -32,6 +40,17 @@ data)
     done
     wait
     cat /root/smoke-*/test_metrics.json | tr -d '\n '; echo
+    for job in $(seq 12); do  # the grid's load: 12 runs at once, a thread each
+        OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python3 -m maskfocal train \
+            --config configs/shb_cpu.yaml --out "/root/preflight-$job" --quiet --overwrite \
+            data.root=$data data.test_split=null train.max_minutes=null train.epochs=3 \
+            train.device=cuda pretrain.fraction=null data.batch_size=32 train.lr=0.004 \
+            train.amp=true train.channels_last=true data.augment_on_device=true \
+            data.cache_images=true >/dev/null 2>&1 &
+    done
+    wait
+    tail -qn 1 /root/preflight-*/metrics.csv | cut -c1-120  # columns: head -1 of one of them
+    head -1 /root/preflight-1/metrics.csv
     ;;
 grid)
     cp -r .device_test/ShanghaiTech/part_B/test_data "$data/"

@@ -476,6 +476,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides for every run (device, ...)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (a GPU)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads per run with --jobs > 1 (default: cores / runs)")
     parser.add_argument("--max-runs", type=int, help="stop after this many runs")
     parser.add_argument("--report", action="store_true", help="only rebuild table and figures")
     parser.add_argument("--analyse", action="store_true",
@@ -527,6 +529,10 @@ def grid(args) -> None:
             outcome = [0]
         else:  # one process per run, each records itself and logs beside its folder
             args.runs.mkdir(parents=True, exist_ok=True)
+            # CPU threads shared out: twelve runs of 16 threads each on 16 cores once left a
+            # GPU idle while each run trained at 2 images/s (benchmarks/gpu_mfl_grid.sh)
+            threads = str(args.threads or max(1, (os.cpu_count() or 1) // len(wave)))
+            env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
             workers = []
             for d, m, v, s in wave:
                 log = args.runs / f"{cell_key(d, m, v, s, budget_of(d, args.minutes_scale))}.log"
@@ -534,7 +540,8 @@ def grid(args) -> None:
                     [sys.executable, __file__, "--cell", d, m, v, str(s),
                      "--runs", str(args.runs), "--data-root", str(args.data_root),
                      "--minutes-scale", str(args.minutes_scale), "--results", str(RESULTS),
-                     "--set", *args.overrides], stdout=log.open("w"), stderr=subprocess.STDOUT))
+                     "--set", *args.overrides], stdout=log.open("w"), stderr=subprocess.STDOUT,
+                    env=env))
             outcome = [worker.wait() for worker in workers]
         started += len(wave)
         for (dataset, detector, variant, seed), status in zip(wave, outcome, strict=True):
