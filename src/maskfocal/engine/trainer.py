@@ -128,11 +128,7 @@ class _Run:
                 events.unlink()
 
     def read_metrics(self) -> list[dict[str, str]]:
-        if not self.metrics.is_file():
-            return []
-        with self.metrics.open(newline="") as file:
-            return [row for row in csv.DictReader(file)
-                    if (row.get("epoch") or "").strip().isdigit()]
+        return read_metrics(self.metrics)
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         buffer = io.StringIO()
@@ -140,6 +136,14 @@ class _Run:
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(self.metrics, buffer.getvalue())
+
+
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    """The epoch rows of a run's ``metrics.csv`` (none where it is missing)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as file:
+        return [row for row in csv.DictReader(file) if (row.get("epoch") or "").strip().isdigit()]
 
 
 def run_summary(out: str | Path) -> dict[str, Any]:
@@ -151,8 +155,7 @@ def run_summary(out: str | Path) -> dict[str, Any]:
     if not (out / "test_metrics.json").is_file():
         raise MaskfocalError(f"{out}: no test_metrics.json (the run has not finished)")
     test = json.loads((out / "test_metrics.json").read_text())
-    with (out / "metrics.csv").open(newline="") as file:
-        rows = [row for row in csv.DictReader(file) if (row.get("epoch") or "").isdigit()]
+    rows = read_metrics(out / "metrics.csv")
     seconds = sum(float(row["seconds"]) for row in rows)
     images = sum(float(row["seconds"]) * float(row["images_per_second"]) for row in rows)
     curve = [[int(row["epoch"]) + 1, float(row["minutes"]), float(row["val_mae"])]
@@ -525,20 +528,17 @@ class _Session:
     def _checkpoint(self, epoch: int, *, best: bool = False) -> dict[str, Any]:
         """``last.pt`` (what training continues from, with the EMA's own state) or
         ``best.pt`` (``best``: its ``model`` is what counts, the EMA when there is one)."""
-        state = self._state(epoch)
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "epoch": epoch, "step": self.step,
+                 "config": self.config.to_dict(), "threshold": self.threshold,
+                 "best_mae": self.best_mae, "elapsed_seconds": self.elapsed,
+                 "finished": self.finished}
         if self.ema is not None:
             if best:
                 state["model"] = self.ema.module.state_dict()
             else:
                 state["ema"] = self.ema.state_dict()
         return state
-
-    def _state(self, epoch: int) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "epoch": epoch, "step": self.step,
-                "config": self.config.to_dict(), "threshold": self.threshold,
-                "best_mae": self.best_mae, "elapsed_seconds": self.elapsed,
-                "finished": self.finished}
 
     # the end -----------------------------------------------------------------------------
     def test(self) -> dict[str, Any]:
