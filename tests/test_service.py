@@ -364,7 +364,10 @@ def test_load_on_loopback_every_request_answered_memory_bounded(checkpoint, work
         assert post_url(server.url, images[0])[0] == 200  # still serving
     print(f"\n{workers} worker(s): {report}, peak RSS {before:.0f} -> {after:.0f} MB")
     assert report["answered"] == 50 and report["other"] == 0
-    assert report["ok"] >= 8 * workers  # the rest may be told to retry (503), never dropped
+    # the rest may be told to retry (503), never dropped. Each worker process holds its own
+    # queue of 8, but the kernel may hand one process nearly every connection, so only one
+    # queue's worth is guaranteed (a fresh clone saw 9 of 50 with 2 workers)
+    assert report["ok"] >= 8
     assert after < before + 400 * workers
 
 
