@@ -133,9 +133,9 @@ def convergence(curve: list[list[float]], epochs: int) -> dict[str, Any]:
 def judged(record: dict[str, Any]) -> dict[str, Any]:
     """``record`` with its convergence verdict by the current rule (records written under
     an earlier rule are judged again from their learning curve)."""
-    for stale in ("last_quarter_val_mae", "previous_quarter_val_mae"):
-        record.pop(stale, None)
-    return {**record, **convergence(record["val_curve"], record["epochs"])}
+    stale = ("last_quarter_val_mae", "previous_quarter_val_mae")  # the first rule's figures
+    return {**{k: v for k, v in record.items() if k not in stale},
+            **convergence(record["val_curve"], record["epochs"])}
 
 
 # the grid ----------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ def below_floor(checkpoint: Path, config, val, test) -> dict[str, Any]:
     import torch
 
     from maskfocal.engine.checkpoint import load_model
-    from maskfocal.engine.evaluate import calibrate_threshold, predict, score
+    from maskfocal.engine.evaluate import calibrate_threshold, predict
     from maskfocal.families import family_for
 
     model = load_model(checkpoint)[0]
@@ -323,12 +323,13 @@ def below_floor(checkpoint: Path, config, val, test) -> dict[str, Any]:
     grid = np.round(np.arange(LOW_FLOOR, 0.951, 0.01), 4)
     threshold, _ = calibrate_threshold(on(val), grid)
     predictions = on(test)
-    gt = predictions.gt_counts
-    sweep = {f"{t:.2f}": round(float(np.abs(predictions.counts(t) - gt).mean()), 3)
-             for t in grid[::5]}
+
+    def mae(t):
+        return round(float(np.abs(predictions.counts(t) - predictions.gt_counts).mean()), 3)
+
+    sweep = {f"{t:.2f}": mae(t) for t in grid[::5]}
     return {"test_mae_by_threshold": sweep, "best_threshold_test_mae": min(sweep.values()),
-            "low_floor_threshold": threshold,
-            "low_floor_test_mae": round(score(predictions, threshold)["mae"], 3)}
+            "low_floor_threshold": threshold, "low_floor_test_mae": mae(threshold)}
 
 
 def why_table(grouped) -> list[str]:
