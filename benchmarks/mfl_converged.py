@@ -16,8 +16,8 @@ Cells: dataset x detector x loss variant x seed.
 - Variants: ``native`` (the detector's own loss), ``mfl`` (MFL.md's starting point: gaussian
   mask for CenterNet / the detector's assignment for FCOS and RetinaNet, tau 0.5, w = 1,
   normaliser objects) and ``mfl-best``: among ``CANDIDATES`` (box mask, w = 2, weighted
-  normaliser, their combination), the one with the lowest *validation* MAE on dense_synthetic,
-  seed 0, per detector; the test split never chooses.
+  normaliser, their combination), the one with the lowest *validation* MAE, seed 0, per
+  detector, dataset and budget (``chosen_variant``); the test split never chooses.
 
 A run is **converged** when a least-squares line through the validation MAEs of the second
 half of its epochs, carried over a quarter of its epochs, improves by less than
