@@ -296,22 +296,20 @@ def analyse(args) -> None:
         counter = Counter.from_checkpoint(folder / "best.pt", device="cpu")
         config = counter.config
         _, val, test = build_splits(config.data, seed=config.train.seed)
-        record["analysis"] = {**peak_statistics(counter, test),
-                              **below_floor(folder / "best.pt", config, val, test)}
+        record["analysis"] = {**peak_statistics(counter, test),  # before the floor drops
+                              **below_floor(counter.model, config, val, test)}
         save_record(record)
         print(f"analysed {folder.name}", flush=True)
 
 
-def below_floor(checkpoint: Path, config, val, test) -> dict[str, Any]:
-    """Decoded at ``LOW_FLOOR``: test MAE at thresholds 0.01-0.95 and the threshold
-    calibrated on ``val`` over that wider range, with its test MAE."""
+def below_floor(model, config, val, test) -> dict[str, Any]:
+    """``model`` (on the CPU) decoded at ``LOW_FLOOR``: test MAE at thresholds 0.01-0.95
+    and the threshold calibrated on ``val`` over that wider range, with its test MAE."""
     import torch
 
-    from maskfocal.engine.checkpoint import load_model
     from maskfocal.engine.evaluate import calibrate_threshold, predict
     from maskfocal.families import family_for
 
-    model = load_model(checkpoint)[0]
     if hasattr(model, "score_thresh"):  # torchvision's FCOS / RetinaNet filter inside
         model.score_thresh = LOW_FLOOR
     family = family_for(config)
@@ -581,7 +579,7 @@ def grid(args) -> None:
             return
         wave = todo[:args.jobs]
         if args.jobs == 1:
-            run_cell(*wave[0], args)
+            save_record(run_cell(*wave[0], args))
             outcome = [0]
         else:  # one process per run, each records itself and logs beside its folder
             args.runs.mkdir(parents=True, exist_ok=True)
@@ -608,8 +606,8 @@ def grid(args) -> None:
                 log = (args.runs / f"{key}.log").read_text().strip().splitlines()
                 print(f"{key}: FAILED (exit {status}): {' | '.join(log[-3:])}", flush=True)
                 continue
-            record = run_cell(dataset, detector, variant, seed, args)  # trained: reads files
-            save_record(record)
+            record = next(r for r in load_results() if cell_key(  # saved by its run
+                r["dataset"], r["detector"], r["variant"], r["seed"], r["budget_minutes"]) == key)
             print(f"{key}: test MAE {record['test_mae']:.2f}, converged "
                   f"{record['converged']} ({record['epochs']} epochs, "
                   f"{record['training_images_per_second']:.0f} img/s)", flush=True)

@@ -102,3 +102,35 @@ def test_dense_frames_are_written_once_in_gta_heads_layout(grid, tmp_path, monke
     assert grid.dense_frames() == root and frame.stat().st_mtime_ns == written  # not again
     train = read_dataset("mot", str(root), split="train")
     assert len(train.images) == 2 and all(image.num_heads > 0 for image in train.images)
+
+
+def test_grid_records_every_cell_then_analyses_and_reports_it(grid, tmp_path, monkeypatch):
+    """End to end on configs/tiny.yaml for 3 seconds a run: own loss, MFL.md's start and one
+    candidate (which mfl-best then resolves to) train, record, analyse and report."""
+    import argparse
+
+    monkeypatch.setitem(grid.DATASETS, "tiny", ("configs/tiny.yaml", 0.05, []))
+    monkeypatch.setitem(grid.CANDIDATES, "centernet", ["mfl box"])
+    for name, path in [("RESULTS", "r.json"), ("TABLE", "r.md"), ("CHART", "r.png"),
+                       ("CURVES", "r_curves.png")]:
+        monkeypatch.setattr(grid, name, tmp_path / path)
+    args = argparse.Namespace(datasets=["tiny"], detectors=["centernet"], seeds=[0],
+                              runs=tmp_path / "runs", data_root=tmp_path, minutes_scale=1.0,
+                              overrides=[], jobs=1, threads=None, max_runs=None)
+    grid.grid(args)
+    runs = grid.load_results()
+    assert sorted(r["variant"] for r in runs) == ["mfl", "mfl box", "native"]
+    assert grid.planned(runs, ["tiny"], ["centernet"], [0], 1.0) == []  # mfl-best = mfl box
+    for run in runs:
+        folder = args.runs / grid.cell_key("tiny", "centernet", run["variant"], 0, 0.05)
+        assert (folder / "best.pt").is_file() and not (folder / "last.pt").exists()
+        assert run["budget_minutes"] == 0.05 and run["test_mae"] >= 0 and run["val_curve"]
+    grid.analyse(args)
+    for run in grid.load_results():
+        analysis = run["analysis"]
+        assert analysis["low_floor_threshold"] >= grid.LOW_FLOOR  # calibrated from the floor
+        sweep = analysis["test_mae_by_threshold"]
+        assert next(iter(sweep)) == f"{grid.LOW_FLOOR:.2f}" and min(sweep.values()) >= 0
+        assert 0 <= analysis["recall_8px"] <= 1
+    grid.write_report()
+    assert "mfl box" in (tmp_path / "r.md").read_text()
