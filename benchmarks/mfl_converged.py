@@ -309,6 +309,7 @@ def below_floor(model, config, val, test) -> dict[str, Any]:
 
     from maskfocal.engine.evaluate import calibrate_threshold, predict
     from maskfocal.families import family_for
+    from maskfocal.metrics import counting_errors
 
     if hasattr(model, "score_thresh"):  # torchvision's FCOS / RetinaNet filter inside
         model.score_thresh = LOW_FLOOR
@@ -323,7 +324,7 @@ def below_floor(model, config, val, test) -> dict[str, Any]:
     predictions = on(test)
 
     def mae(t):
-        return round(float(np.abs(predictions.counts(t) - predictions.gt_counts).mean()), 3)
+        return round(counting_errors(predictions.counts(t), predictions.gt_counts)["mae"], 3)
 
     sweep = {f"{t:.2f}": mae(t) for t in grid[::5]}
     return {"test_mae_by_threshold": sweep, "best_threshold_test_mae": min(sweep.values()),
