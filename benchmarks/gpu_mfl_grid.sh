@@ -13,7 +13,8 @@
 #         0 1 2, 12 runs sharing the GPU, each MINUTES of wall clock (the recipe
 #         configs/shb_cpu.yaml with a GPU profile: batch 32, lr 4e-3, bf16, images kept and
 #         augmented on the GPU, no synthetic pre-training). Records, table, figures and an
-#         nvidia-smi log go to $OUT.
+#         nvidia-smi log go to $OUT; then, until DEADLINE seconds (560) from the grid's start,
+#         --analyse on the GPU adds the why (peak statistics) to the records.
 #
 # Run from the repository root on the device machine:  bash benchmarks/gpu_mfl_grid.sh grid 3.25
 #
@@ -40,30 +41,38 @@ data)
     done
     wait
     cat /root/smoke-*/test_metrics.json | tr -d '\n '; echo
-    for job in $(seq 12); do  # the grid's load: 12 runs at once, a thread each
-        OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python3 -m maskfocal train \
+    for job in $(seq 12); do  # the grid's load: 12 runs at once, a thread each, 90 s at most
+        OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 timeout 90 python3 -m maskfocal train \
             --config configs/shb_cpu.yaml --out "/root/preflight-$job" --quiet --overwrite \
-            data.root=$data data.test_split=null train.max_minutes=null train.epochs=3 \
+            data.root=$data data.test_split=null train.max_minutes=1 train.epochs=3 \
             train.device=cuda pretrain.fraction=null data.batch_size=32 train.lr=0.004 \
             train.amp=true train.channels_last=true data.augment_on_device=true \
             data.cache_images=true >/dev/null 2>&1 &
     done
     wait
-    tail -qn 1 /root/preflight-*/metrics.csv | cut -c1-120  # columns: head -1 of one of them
-    head -1 /root/preflight-1/metrics.csv
+    head -1 /root/preflight-1/metrics.csv  # a run killed at 90 s (crawling) has no row
+    tail -qn 1 /root/preflight-*/metrics.csv | cut -c1-120
     ;;
 grid)
     cp -r .device_test/ShanghaiTech/part_B/test_data "$data/"
     ls "$data/train_data/images" | wc -l; ls "$data/test_data/images" | wc -l
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 15 >"$OUT/gpu.log" &
     scale=$(python3 -c "print($minutes / 60)")  # shanghaitech_b's budget is 60 CPU minutes
-    MASKFOCAL_MACHINE="NVIDIA H100 (device tool), 12 runs sharing it" \
+    start=$(date +%s)
+    gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+    MASKFOCAL_MACHINE="$gpu (device tool), 12 runs sharing it" \
         python3 benchmarks/mfl_converged.py --datasets shanghaitech_b \
         --detectors centernet fcos --seeds 0 1 2 --jobs 12 --minutes-scale "$scale" \
         --data-root /root/data --runs /root/runs --results "$OUT/mfl_converged_gpu.json" \
         --set train.device=cuda pretrain.fraction=null data.batch_size=32 train.lr=0.004 \
         train.warmup_steps=50 train.amp=true train.channels_last=true \
         data.augment_on_device=true data.workers=0 data.cache_images=true \
-        2>&1 | tee "$OUT/grid.log"
+        2>&1 | tee "$OUT/grid.log" || echo "grid: exit status $?"
+    left=$((${DEADLINE:-560} - $(date +%s) + start))  # the why (--analyse) in what is left
+    if [ "$left" -gt 20 ]; then
+        timeout "$left" python3 benchmarks/mfl_converged.py --analyse --analyse-device cuda \
+            --data-root /root/data --runs /root/runs --results "$OUT/mfl_converged_gpu.json" \
+            2>&1 | tail -n 30 | tee "$OUT/analyse.log" || true
+    fi
     ;;
 esac

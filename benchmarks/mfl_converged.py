@@ -293,17 +293,18 @@ def analyse(args) -> None:
                                       record["seed"], record["budget_minutes"])
         if "analysis" in record or not (folder / "best.pt").is_file():
             continue
-        counter = Counter.from_checkpoint(folder / "best.pt", device="cpu")
+        counter = Counter.from_checkpoint(folder / "best.pt", device=args.analyse_device)
         config = counter.config
         _, val, test = build_splits(config.data, seed=config.train.seed)
         record["analysis"] = {**peak_statistics(counter, test),  # before the floor drops
-                              **below_floor(counter.model, config, val, test)}
+                              **below_floor(counter.model, config, val, test,
+                                            device=args.analyse_device)}
         save_record(record)
         print(f"analysed {folder.name}", flush=True)
 
 
-def below_floor(model, config, val, test) -> dict[str, Any]:
-    """``model`` (on the CPU) decoded at ``LOW_FLOOR``: test MAE at thresholds 0.01-0.95
+def below_floor(model, config, val, test, device: str = "cpu") -> dict[str, Any]:
+    """``model`` (on ``device``) decoded at ``LOW_FLOOR``: test MAE at thresholds 0.01-0.95
     and the threshold calibrated on ``val`` over that wider range, with its test MAE."""
     import torch
 
@@ -316,7 +317,7 @@ def below_floor(model, config, val, test) -> dict[str, Any]:
     family = family_for(config)
 
     def on(images):
-        return predict(family, model, images, device=torch.device("cpu"), floor=LOW_FLOOR,
+        return predict(family, model, images, device=torch.device(device), floor=LOW_FLOOR,
                        max_side=config.data.max_eval_side)
 
     grid = np.round(np.arange(LOW_FLOOR, 0.951, 0.01), 4)
@@ -537,6 +538,7 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="only rebuild table and figures")
     parser.add_argument("--analyse", action="store_true",
                         help="add detection statistics to the finished runs' records")
+    parser.add_argument("--analyse-device", default="cpu", help="where --analyse runs (cuda)")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="results file (a trial elsewhere: table and figures beside it)")
     parser.add_argument("--cell", nargs=4, metavar=("DATASET", "DETECTOR", "VARIANT", "SEED"),
