@@ -80,3 +80,46 @@ def test_anchor_heatmap_matches_per_level_heatmap():
     boxes = torch.tensor([[36.0, 36.0, 44.0, 44.0]])  # a head centred on (40, 40)
     values = anchor_heatmap_values(centers, strides, boxes, True, SpreadRule())
     assert values[0] == 0 and values[1] == 1.0 and values[2] == 1.0  # peaks on both levels
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+def test_mfl_renders_each_image_and_level_as_anchor_heatmap_values(per_image):
+    """The batch's Y, rendered on the host in one go, is each image's ``anchor_heatmap_values``
+    over its own non-ignored anchors: ignored anchors (-2), an empty image, point spreads."""
+    from maskfocal.losses.detector import detector_classification_loss
+    from maskfocal.losses.mask_focal import MaskFocalLossConfig, mask_focal_loss
+
+    table = level_sizes(((16.0,), (32.0,)), (8, 16))
+    anchors = []
+    for size, stride in table.items():
+        ys, xs = torch.meshgrid(torch.arange(0.0, 96, stride), torch.arange(0.0, 128, stride),
+                                indexing="ij")
+        centers = torch.stack([xs.flatten(), ys.flatten()], dim=1)
+        anchors.append(torch.cat([centers - size / 2, centers + size / 2], dim=1))
+    anchors = torch.cat(anchors)
+    _, targets = batch()
+    targets[1]["real_boxes"] = torch.tensor(False)
+    generator = torch.Generator().manual_seed(1)
+    matched = [torch.randint(-2, max(1, len(t["boxes"])), (len(anchors),), generator=generator)
+               if len(t["boxes"]) else torch.full((len(anchors),), -1) for t in targets]
+    logits = torch.randn(len(targets), len(anchors), 1, generator=generator)
+    options = MaskFocalLossConfig(weight_power=2.0)
+    loss = detector_classification_loss(logits, targets, [anchors] * len(targets), matched,
+                                        options, size_to_stride=table, rule=SpreadRule(),
+                                        per_image=per_image)
+    parts = []
+    for z, target, m in zip(logits, targets, matched, strict=True):
+        valid = m != -2
+        kept = anchors[valid]
+        y = anchor_heatmap_values((kept[:, :2] + kept[:, 2:]) / 2,
+                                  strides_of_anchors(kept, table), target["boxes"],
+                                  bool(target.get("real_boxes", True)), SpreadRule())
+        parts.append((z[valid, 0], y, (m >= 0)[valid], len(target["boxes"])))
+    if per_image:
+        expected = torch.stack([mask_focal_loss(z, y, f, num_objects=n, **options.loss_options())
+                                for z, y, f, n in parts]).mean()
+    else:
+        expected = mask_focal_loss(*(torch.cat([p[i] for p in parts]) for i in range(3)),
+                                   num_objects=sum(p[3] for p in parts),
+                                   **options.loss_options())
+    assert torch.isfinite(loss) and torch.equal(loss, expected)

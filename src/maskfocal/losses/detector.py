@@ -39,21 +39,15 @@ def detector_classification_loss(cls_logits: Tensor, targets: list[dict[str, Ten
         per_image: normalise each image and average (RetinaNet) or the batch once (FCOS).
         binary: Y is the assignment itself (the focal-loss special case) instead of Gaussians.
     """
+    heatmaps_all = (None if binary else
+                    _heatmaps_on_host(targets, anchors, size_to_stride, rule, cls_logits.device))
     logits, heatmaps, masks, heads = [], [], [], []
-    for logits_i, target, anchors_i, matched in zip(cls_logits, targets, anchors, matched_idxs,
-                                                    strict=True):
+    for i, (logits_i, target, matched) in enumerate(zip(cls_logits, targets, matched_idxs,
+                                                        strict=True)):
         valid = matched != BETWEEN_THRESHOLDS
         foreground = (matched >= 0)[valid]
-        if binary:
-            heatmap = foreground.float()
-        else:
-            anchors_v = anchors_i[valid].float()  # bfloat16 under autocast: too coarse
-            centers = (anchors_v[:, :2] + anchors_v[:, 2:]) / 2
-            strides = strides_of_anchors(anchors_v, size_to_stride)
-            real = bool(target.get("real_boxes", torch.tensor(True)))
-            heatmap = anchor_heatmap_values(centers, strides, target["boxes"], real, rule)
         logits.append(logits_i[valid, 0])
-        heatmaps.append(heatmap)
+        heatmaps.append(foreground.float() if heatmaps_all is None else heatmaps_all[i][valid])
         masks.append(foreground)
         heads.append(len(target["boxes"]))
     loss_options = options.loss_options()
@@ -63,3 +57,24 @@ def detector_classification_loss(cls_logits: Tensor, targets: list[dict[str, Ten
         return torch.stack(losses).mean()
     return mask_focal_loss(torch.cat(logits), torch.cat(heatmaps), torch.cat(masks),
                            num_objects=sum(heads), **loss_options)
+
+
+def _heatmaps_on_host(targets: list[dict[str, Tensor]], anchors: list[Tensor],
+                      size_to_stride: dict[float, int], rule: SpreadRule,
+                      device: torch.device) -> list[Tensor]:
+    """Y at every anchor of every image, (A_i,) each, rendered on the CPU, where the spreads are
+    computed (numpy, KD-trees): one copy of the anchors and boxes down and one of Y up per
+    batch. Rendered beside the logits, each image and pyramid level cost several host round
+    trips (the likely cause of FCOS with MFL training at 7-8 images/s against FCOS's own 75 on
+    a GPU shared by 12 runs, benchmarks/results/mfl_converged.md)."""
+    counts = [len(t["boxes"]) for t in targets]
+    boxes = torch.cat([t["boxes"].float() for t in targets]).cpu().split(counts)
+    sizes = [len(a) for a in anchors]
+    anchors = torch.cat([a.float() for a in anchors]).cpu()  # bfloat16 under autocast: coarse
+    values = []
+    for anchors_i, boxes_i, target in zip(anchors.split(sizes), boxes, targets, strict=True):
+        centers = (anchors_i[:, :2] + anchors_i[:, 2:]) / 2
+        strides = strides_of_anchors(anchors_i, size_to_stride)
+        real = bool(target.get("real_boxes", torch.tensor(True)))
+        values.append(anchor_heatmap_values(centers, strides, boxes_i, real, rule))
+    return torch.cat(values).to(device, non_blocking=True).split(sizes)
