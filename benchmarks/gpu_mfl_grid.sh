@@ -23,6 +23,12 @@
 # trained at 2 images/s (one epoch in 3.4 minutes), the GPU 0-6 % busy most of the time; 12
 # processes of 16 threads each on 16 cores is the likely cause (not proven: no second try was
 # left). Nothing of that attempt is in the results.
+# Seen on a lent H200, 2026-11-27, threads shared out: preflight 5-6 epochs a minute per run
+# (about 32 images/s each, 12 at once); the grid at 3.4 minutes (data call 114 s, grid call
+# killed at its 600 s limit during --analyse, 753 s of device time in all) recorded all 23 runs,
+# the GPU 99 % busy: CenterNet 17-26 epochs (34-50 images/s), FCOS's own loss 34-35 (75), FCOS
+# with MFL 3-4 (7-8; its targets then cost host round trips per image and pyramid level, since
+# rendered on the host per batch), none converged by the rule. Two runs were analysed.
 set -euo pipefail
 stage=$1 minutes=${2:-3.25}  # the grid's wall-clock minutes per run
 data=/root/data/ShanghaiTech/part_B
