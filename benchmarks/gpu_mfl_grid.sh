@@ -24,11 +24,12 @@
 # processes of 16 threads each on 16 cores is the likely cause (not proven: no second try was
 # left). Nothing of that attempt is in the results.
 # Seen on a lent H200, 2026-11-27, threads shared out: preflight 5-6 epochs a minute per run
-# (about 32 images/s each, 12 at once); the grid at 3.4 minutes (data call 114 s, grid call
-# killed at its 600 s limit during --analyse, 753 s of device time in all) recorded all 23 runs,
-# the GPU 99 % busy: CenterNet 17-26 epochs (34-50 images/s), FCOS's own loss 34-35 (75), FCOS
-# with MFL 3-4 (7-8; its targets then cost host round trips per image and pyramid level, since
-# rendered on the host per batch), none converged by the rule. Two runs were analysed.
+# (about 32 images/s each, 12 at once); the grid at 3.4 minutes recorded all 23 runs, the GPU
+# 99 % busy: CenterNet 17-26 epochs (34-50 images/s), FCOS's own loss 34-35 (75), FCOS with MFL
+# 3-4 (7-8: its targets then cost host round trips per image and pyramid level; rendered on the
+# host per batch since), none converged by the rule. Data call 114 s; the grid call ran to its
+# 600 s limit with its output lost, because the nvidia-smi logger, left running, held the
+# caller's pipe open (now stopped), and --analyse had 25 s: two runs. 753 s of device time.
 set -euo pipefail
 stage=$1 minutes=${2:-3.25}  # the grid's wall-clock minutes per run
 data=/root/data/ShanghaiTech/part_B
@@ -62,7 +63,8 @@ data)
 grid)
     cp -r .device_test/ShanghaiTech/part_B/test_data "$data/"
     ls "$data/train_data/images" | wc -l; ls "$data/test_data/images" | wc -l
-    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 15 >"$OUT/gpu.log" &
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 15 >"$OUT/gpu.log" 2>&1 &
+    logger=$!  # stopped at the end: left running, it held the caller's pipe open
     scale=$(python3 -c "print($minutes / 60)")  # shanghaitech_b's budget is 60 CPU minutes
     start=$(date +%s)
     gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
@@ -80,5 +82,6 @@ grid)
             --data-root /root/data --runs /root/runs --results "$OUT/mfl_converged_gpu.json" \
             2>&1 | tail -n 30 | tee "$OUT/analyse.log" || true
     fi
+    kill "$logger"
     ;;
 esac
