@@ -439,9 +439,9 @@ def report(results: list[dict[str, Any]]) -> str:
     lines += paired(grouped, converged_only=False)
     lines += why_table(grouped)
     lines += ["", "## Every run", "",
-              "| dataset | detector | variant | seed | budget min | epochs | converged "
+              "| dataset | detector | variant | seed | budget min | epochs | images/s | converged "
               "(line; quarters) | best val MAE | test MAE | RMSE | F1 at 8 px | machine |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         improvement = "-" if r["improvement"] is None else f"{r['improvement']:+.1%}"
         if r.get("quarters_improvement") is not None:
@@ -449,6 +449,7 @@ def report(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['dataset']} | {r['detector']} | {r['variant']} | {r['seed']} | "
             f"{r['budget_minutes']:g} | {r['epochs']} | "
+            f"{r['training_images_per_second']:.1f} | "
             f"{'yes' if r['converged'] else 'no'} ({improvement}) | {r['best_val_mae']:.2f} | "
             f"{r['test_mae']:.2f} | {r['test_rmse']:.2f} | {r['f1_8px']:.3f} | {r['machine']} |")
     lines.append("")
