@@ -116,7 +116,8 @@ def test_grid_records_every_cell_then_analyses_and_reports_it(grid, tmp_path, mo
         monkeypatch.setattr(grid, name, tmp_path / path)
     args = argparse.Namespace(datasets=["tiny"], detectors=["centernet"], seeds=[0],
                               runs=tmp_path / "runs", data_root=tmp_path, minutes_scale=1.0,
-                              overrides=[], jobs=1, threads=None, max_runs=None)
+                              overrides=[], jobs=1, threads=None, max_runs=None,
+                              analyse_device="cpu")
     grid.grid(args)
     runs = grid.load_results()
     assert sorted(r["variant"] for r in runs) == ["mfl", "mfl box", "native"]
