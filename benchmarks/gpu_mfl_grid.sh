@@ -82,6 +82,6 @@ grid)
             --data-root /root/data --runs /root/runs --results "$OUT/mfl_converged_gpu.json" \
             2>&1 | tail -n 30 | tee "$OUT/analyse.log" || true
     fi
-    kill "$logger"
+    kill "$logger" || true  # already gone: nothing to stop
     ;;
 esac
