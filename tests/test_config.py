@@ -41,7 +41,7 @@ def test_overrides_and_types():
     ("model.nope=1", "unknown config key 'model.nope'; valid keys here: model.name"),
     ("nope.x=1", "unknown config key 'nope'"),
     ("model.name=yolo", "model.name: 'yolo' is not one of: centernet, fcos, retinanet"),
-    ("loss.name=dice", "loss.name: 'dice' is not one of: native, mfl"),
+    ("loss.name=dice", "loss.name: 'dice' is not one of: auto, native, mfl"),
     ("train.epochs=many", "train.epochs: expected an integer"),
     ("data.input_size=100", "multiple of 32"),
     ("decode.max_detections=100", "max_detections must be >= 10000"),

@@ -146,8 +146,25 @@ def test_the_four_checks_of_ignored_keys_named_in_the_issue():
                 load_config(None, [f"model.name={name}", key])
     with pytest.raises(MaskfocalError, match=r"loss\.target_map.*no effect"):
         load_config(None, ["model.name=centernet", "loss.target_map=binary"])
-    load_config(None, ["model.name=fcos", "loss.target_map=binary"])  # used there
+    load_config(None, ["model.name=fcos", "loss.name=mfl", "loss.target_map=binary"])  # used
     load_config(None, ["model.name=centernet", "loss.mask=box", "loss.tau=0.3"])
+
+
+def test_auto_loss_is_each_family_measured_default_and_saved_resolved():
+    for name, loss in (("centernet", "mfl"), ("fcos", "native"), ("retinanet", "native")):
+        config = load_config(None, [f"model.name={name}"])
+        assert Config().loss.name == "auto" and config.loss.name == loss
+        assert family_for(config).default_loss == loss
+        assert config_from_dict(config.to_dict()).loss.name == loss  # checkpoints name it
+        saved = config.to_dict()
+        saved["loss"]["name"] = "auto"
+        assert config_from_dict(saved).loss.name == loss
+    # CenterNet's default is its own loss, with MFL's options live for the ablations ...
+    assert load_config(None, ["loss.mask=gaussian"]).loss.mask == "gaussian"
+    # ... FCOS's is torchvision's, and an MFL option there says how to get MFL
+    with pytest.raises(MaskfocalError, match=r"loss\.weight_power.*no effect.*loss\.name=mfl"):
+        load_config(None, ["model.name=fcos", "loss.weight_power=2"])
+    load_config(None, ["model.name=fcos", "loss.name=mfl", "loss.weight_power=2"])
 
 
 def test_an_older_saved_config_still_loads_without_the_new_keys():

@@ -105,7 +105,7 @@ class LossConfig(SpreadRule, MaskFocalLossConfig):
     and the Gaussian spreads (:class:`~maskfocal.targets.centernet.SpreadRule`), each declared
     there, and the loss weights."""
 
-    name: str = "mfl"
+    name: str = "auto"  # the detector's measured best: CenterNet mfl (peak), FCOS/RetinaNet native
     target_map: str = "gaussian"
     mask: str = "peak"  # the measured CenterNet default (README); MFL.md starts at gaussian
     heatmap_weight: float = 1.0
@@ -416,6 +416,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise MaskfocalError(f"{path}: {error}") from None
     _apply(config, parse_overrides(overrides or []), "")
     _validate(config)
+    _resolve_auto(config)
     if not base:  # a resumed run's saved config was checked when the run began
         _check_family_keys(config)
     return config
@@ -426,6 +427,15 @@ def _value(config: Config, key: str) -> Any:
     for part in key.split("."):
         node = getattr(node, part)
     return node
+
+
+def _resolve_auto(config: Config) -> None:
+    """``loss.name=auto`` -> the detector family's ``default_loss``, so that a loaded (and a
+    saved) config names the loss it trains with."""
+    from maskfocal.families import family_for
+
+    if config.loss.name == "auto":
+        config.loss.name = family_for(config).default_loss
 
 
 def _check_family_keys(config: Config) -> None:
@@ -450,4 +460,5 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     config = Config()
     _apply(config, values, "")
     _validate(config)
+    _resolve_auto(config)
     return config

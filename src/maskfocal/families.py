@@ -46,8 +46,10 @@ if TYPE_CHECKING:
 __all__ = ["FAMILIES", "LOSS_NAMES", "BoxFamily", "CenterNetFamily", "DetectorFamily",
            "build_model", "family_for"]
 
-LOSS_NAMES = ("native", "mfl")
-"""``loss.name``: the detector's own loss, or Mask Focal Loss."""
+LOSS_NAMES = ("auto", "native", "mfl")
+"""``loss.name``: the detector's own loss, Mask Focal Loss, or ``auto`` (the default): the one
+the MFL experiment measured best for the detector, its family's :attr:`~DetectorFamily.
+default_loss`."""
 
 MFL_KEYS = tuple(f"loss.{f.name}" for f in dataclasses.fields(MaskFocalLossConfig))
 SPREAD_KEYS = tuple(f"loss.{f.name}" for f in dataclasses.fields(SpreadRule))
@@ -80,6 +82,9 @@ class DetectorFamily:
     """Batches are zero-padded to at least this side (the padding holds no heads)."""
     ignores: ClassVar[dict[str, str]] = {}
     """Config keys this family never reads, and why: setting one is an error."""
+    default_loss: ClassVar[str]
+    """What ``loss.name=auto`` (the default) becomes: the loss the MFL experiment at
+    convergence measured best for this detector (README, "At convergence")."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -91,7 +96,8 @@ class DetectorFamily:
         ignored = dict(self.ignores)
         if self.config.loss.name == "native":
             ignored.update(dict.fromkeys(MFL_KEYS, "loss.name=native uses the detector's own "
-                                                   "loss, not Mask Focal Loss"))
+                                                   "loss, not Mask Focal Loss (loss.name=mfl "
+                                                   "does)"))
         return ignored
 
     def validate(self) -> None:
@@ -162,6 +168,8 @@ class CenterNetFamily(DetectorFamily):
     loss_keys = CENTERNET_LOSS_KEYS
     export_outputs = ("heatmap", "offset", "size")
     has_heatmap = True
+    default_loss = "mfl"  # with loss.mask's default, peak: CenterNet's own loss exactly, and
+    # MFL's options (loss.mask=gaussian ...) stay live for the ablations
     ignores: ClassVar[dict[str, str]] = {
         "loss.target_map": "CenterNet's heatmap is always Gaussian (binary maps are FCOS's "
                            "and RetinaNet's focal-loss special case)",
@@ -230,6 +238,7 @@ class BoxFamily(DetectorFamily):
 
     builder: ClassVar[str]
     """The function of :mod:`maskfocal.models.detectors` that builds the model."""
+    default_loss = "native"  # FCOS at convergence: count level with MFL, F1 better (README)
     torchvision_keys: ClassVar[dict[str, str]] = {
         "classification": "loss_classification", "bbox_regression": "loss_box",
         "bbox_ctrness": "loss_centerness"}
