@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/detector_speed.py [--size 512] [--backbone resnet18]
 
-Every detector gets the same synthetic crowd batch and the default config (``loss.name=mfl``);
+Every detector gets the same synthetic crowd batch and the default config with ``--loss`` (mfl
+unless told);
 ratios are against CenterNet measured in this run.
 """
 
