@@ -3,8 +3,7 @@
     .venv/bin/python benchmarks/detector_speed.py [--size 512] [--backbone resnet18]
 
 Every detector gets the same synthetic crowd batch and the default config with ``--loss`` (mfl
-unless told);
-ratios are against CenterNet measured in this run.
+unless told); ratios are against CenterNet measured in this run.
 """
 
 from __future__ import annotations
