@@ -48,8 +48,8 @@ __all__ = ["FAMILIES", "LOSS_NAMES", "BoxFamily", "CenterNetFamily", "DetectorFa
 
 LOSS_NAMES = ("auto", "native", "mfl")
 """``loss.name``: the detector's own loss, Mask Focal Loss, or ``auto`` (the default): the one
-the MFL experiment measured best for the detector, its family's :attr:`~DetectorFamily.
-default_loss`."""
+the MFL experiment measured best for the detector, its family's
+:attr:`~DetectorFamily.default_loss`."""
 
 MFL_KEYS = tuple(f"loss.{f.name}" for f in dataclasses.fields(MaskFocalLossConfig))
 SPREAD_KEYS = tuple(f"loss.{f.name}" for f in dataclasses.fields(SpreadRule))
