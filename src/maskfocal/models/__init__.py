@@ -5,7 +5,7 @@ Models take their own options; turning the app config into them is the families'
 
 from __future__ import annotations
 
-from .backbones import BACKBONES, Backbone, build_classifier
+from .backbones import BACKBONES, PRETRAINED, Backbone, build_classifier
 from .centernet import CenterNet
 
-__all__ = ["BACKBONES", "Backbone", "CenterNet", "build_classifier"]
+__all__ = ["BACKBONES", "PRETRAINED", "Backbone", "CenterNet", "build_classifier"]

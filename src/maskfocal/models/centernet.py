@@ -15,8 +15,6 @@ from torch import Tensor, nn
 from .backbones import Backbone
 from .necks import TopDownNeck
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 PRIOR_PROBABILITY = 0.1  # heatmap bias -log((1 - 0.1) / 0.1) = -2.19, as in CenterNet
 
 
@@ -32,22 +30,24 @@ class CenterNet(nn.Module):
     """``forward(images) -> {"heatmap": (B, 1, H/4, W/4), "offset": (B, 2, ...), "size": ...}``.
 
     Args:
-        backbone: a :class:`Backbone`; built from ``backbone_name`` and ``weights`` when None.
+        backbone: a :class:`Backbone`; built from ``backbone_name``, ``weights`` and
+            ``imagenet`` when None.
         neck_channels: FPN channels.
         head_channels: hidden channels of each head.
         size_head: add the head-size branch (``"size"``, box width and height in stride units).
 
     ``images`` are (B, 3, H, W) RGB in [0, 1] with H and W multiples of 32; the model applies
-    the ImageNet normalisation itself.
+    the backbone's input normalisation itself.
     """
 
     stride = 4
 
     def __init__(self, backbone: Backbone | None = None, *, backbone_name: str = "resnet18",
-                 weights: str | None = None, neck_channels: int = 128, head_channels: int = 64,
-                 size_head: bool = True) -> None:
+                 weights: str | None = None, imagenet: bool = False, neck_channels: int = 128,
+                 head_channels: int = 64, size_head: bool = True) -> None:
         super().__init__()
-        self.backbone = backbone if backbone is not None else Backbone(backbone_name, weights)
+        self.backbone = (backbone if backbone is not None
+                         else Backbone(backbone_name, weights, imagenet=imagenet))
         self.neck = TopDownNeck(self.backbone.out_channels, neck_channels)
         prior = -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
         self.heads = nn.ModuleDict({
@@ -56,9 +56,9 @@ class CenterNet(nn.Module):
         })
         if size_head:
             self.heads["size"] = head(neck_channels, head_channels, 2)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
+        self.register_buffer("mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1),
                              persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
+        self.register_buffer("std", torch.tensor(self.backbone.std).view(1, 3, 1, 1),
                              persistent=False)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:

@@ -33,7 +33,6 @@ from maskfocal.targets.anchors import level_sizes
 from maskfocal.targets.centernet import SpreadRule
 
 from .backbones import Backbone
-from .centernet import IMAGENET_MEAN, IMAGENET_STD
 
 PYRAMID_STRIDES = (4, 8, 16, 32, 64)
 MIN_DETECTIONS = 10000
@@ -54,11 +53,12 @@ class PyramidBackbone(nn.Module):
 
 
 class FixedSizeTransform(GeneralizedRCNNTransform):
-    """torchvision's detection transform (normalise, batch, pad to 32) without the resize."""
+    """torchvision's detection transform (normalise with the backbone's ``mean`` and ``std``,
+    batch, pad to 32) without the resize."""
 
-    def __init__(self) -> None:
-        super().__init__(min_size=1, max_size=1 << 30, image_mean=list(IMAGENET_MEAN),
-                         image_std=list(IMAGENET_STD), size_divisible=32)
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__(min_size=1, max_size=1 << 30, image_mean=list(mean),
+                         image_std=list(std), size_divisible=32)
 
     def resize(self, image: Tensor, target=None):
         return image, target
@@ -128,7 +128,7 @@ def build_fcos(backbone: Backbone, *, channels: int = 128, head_convs: int = 2,
     model = FCOS(PyramidBackbone(backbone, channels), num_classes=1, anchor_generator=anchors,
                  head=head, score_thresh=score_floor, nms_thresh=nms_threshold,
                  detections_per_img=MIN_DETECTIONS, topk_candidates=MIN_DETECTIONS)
-    model.transform = FixedSizeTransform()
+    model.transform = FixedSizeTransform(backbone.mean, backbone.std)
     return model
 
 
@@ -148,5 +148,5 @@ def build_retinanet(backbone: Backbone, *, channels: int = 128, head_convs: int 
                       anchor_generator=anchors, head=head, score_thresh=score_floor,
                       nms_thresh=nms_threshold, detections_per_img=MIN_DETECTIONS,
                       topk_candidates=MIN_DETECTIONS)
-    model.transform = FixedSizeTransform()
+    model.transform = FixedSizeTransform(backbone.mean, backbone.std)
     return model
