@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/onnx_speed.py --checkpoint demo_out/run/best.pt
     .venv/bin/python benchmarks/onnx_speed.py --model fcos      # a random FCOS-R18
+    .venv/bin/python benchmarks/onnx_speed.py --backbone efficientnet_lite0
 
 Both go through :class:`maskfocal.Counter` (decoding included, which is the same Python code
 for both), single images of ``--size``, after two warm-up calls; counts must agree.
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, help="default: a random model")
     parser.add_argument("--model", default="centernet", choices=["centernet", "fcos",
                                                                   "retinanet"])
+    parser.add_argument("--backbone", default="resnet18", help="of the random model")
     parser.add_argument("--size", default="1024x768")
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
@@ -51,7 +53,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = args.checkpoint
         if checkpoint is None:
-            config = load_config(None, [f"model.name={args.model}"])
+            config = load_config(None, [f"model.name={args.model}",
+                                        f"model.backbone={args.backbone}"])
             checkpoint = Path(scratch) / "random.pt"
             save_checkpoint(checkpoint, {"model": build_model(config).state_dict(),
                                          "config": config.to_dict(), "threshold": 0.3})

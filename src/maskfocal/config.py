@@ -82,6 +82,7 @@ class DataConfig(AugmentOptions):
     test_split: str | None = "test"
     val_fraction: float = 0.1
     extra_train: list[str] = field(default_factory=list)  # FORMAT:ROOT each
+    negative_textures: int = 0  # head-free texture images added to train (data/negatives.py)
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
     max_eval_side: int = 2048
     batch_size: int = 8
@@ -294,6 +295,8 @@ RANGES: dict[str, Range] = {
     "data.min_scale": POSITIVE,
     "data.max_scale": POSITIVE,
     "data.color_jitter": FRACTION,
+    "data.empty_crops": FRACTION,
+    "data.negative_textures": NON_NEGATIVE,
     "data.max_eval_side": Range(64),
     "data.batch_size": AT_LEAST_ONE,
     "data.workers": NON_NEGATIVE,

@@ -25,11 +25,18 @@ def build_splits(data: DataConfig, *, seed: int = 0) -> Splits:
     ``seed``) when the dataset has no validation split. The training split of each
     ``data.extra_train`` source joins train; when validation is carved, the same share of
     each source is held out too (the threshold is calibrated on every kind of scene). Test
-    images come from ``data.root`` alone."""
+    images come from ``data.root`` alone. ``data.negative_textures`` head-free texture images
+    join train."""
     if data.format == "synthetic":
         splits, carved = _synthetic_splits(data), False
     else:
         splits, carved = _read_splits(data, seed)
+    if data.negative_textures:
+        from .negatives import TextureImages
+
+        textures = TextureImages(data.negative_textures, size=max(data.input_size, 256) * 2,
+                                 seed=seed)
+        splits = ([*splits[0], *(textures[i] for i in range(len(textures)))], *splits[1:])
     if not data.extra_train:
         return splits
     from maskfocal.config import extra_source  # the config imports this package

@@ -40,6 +40,7 @@ class AugmentOptions:
     max_scale: float = 1.3
     flip: bool = True
     color_jitter: float = 0.3
+    empty_crops: float = 0.0  # share of crops placed where no head is (when the image has room)
     cache_images: bool = False  # keep decoded training images in memory (each process)
     augment_on_device: bool = False  # keep them on the training device and augment there
 
@@ -107,8 +108,10 @@ class TrainingSet(Dataset):
                 continue
             rng = np.random.default_rng([self.seed, epoch, index])
             o = self.options
+            empty_crop = o.empty_crops > 0 and rng.random() < o.empty_crops
             return augment(sample, size=o.input_size, min_scale=o.min_scale,
-                           max_scale=o.max_scale, flip=o.flip, jitter=o.color_jitter, rng=rng)
+                           max_scale=o.max_scale, flip=o.flip, jitter=o.color_jitter, rng=rng,
+                           empty_crop=empty_crop)
         raise DatasetError(self.images[index].image_path or "dataset",
                            "no training image could be read")
 

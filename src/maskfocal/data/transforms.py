@@ -38,12 +38,17 @@ def resize(image: Tensor, scale: float) -> Tensor:
                          antialias=scale < 1)[0]
 
 
-def random_crop(sample: Sample, size: int, rng: np.random.Generator) -> Sample:
-    """A ``size`` x ``size`` window (zero-padded where the image is smaller); heads whose centre
-    leaves the window are dropped, boxes are clipped to it."""
+def random_crop(sample: Sample, size: int, rng: np.random.Generator,
+                at: tuple[int, int] | None = None) -> Sample:
+    """A ``size`` x ``size`` window (zero-padded where the image is smaller), at random or
+    with its top-left corner ``at`` (top, left); heads whose centre leaves the window are
+    dropped, boxes are clipped to it."""
     _, height, width = sample.image.shape
-    top = int(rng.integers(0, max(height - size, 0) + 1))
-    left = int(rng.integers(0, max(width - size, 0) + 1))
+    if at is None:
+        top = int(rng.integers(0, max(height - size, 0) + 1))
+        left = int(rng.integers(0, max(width - size, 0) + 1))
+    else:
+        top, left = at
     canvas = sample.image.new_zeros(3, size, size)
     window = sample.image[:, top:top + size, left:left + size]
     canvas[:, :window.shape[1], :window.shape[2]] = window
@@ -75,12 +80,19 @@ def color_jitter(image: Tensor, strength: float, rng: np.random.Generator) -> Te
 
 
 def augment(sample: Sample, *, size: int, min_scale: float, max_scale: float, flip: bool,
-            jitter: float, rng: np.random.Generator) -> Sample:
-    """Training augmentation: scale, crop to ``size``, flip, colour jitter; heads follow."""
+            jitter: float, rng: np.random.Generator, empty_crop: bool = False) -> Sample:
+    """Training augmentation: scale, crop to ``size``, flip, colour jitter; heads follow.
+    ``empty_crop``: a window with no head in it, where the image has one
+    (:func:`~maskfocal.data.negatives.head_free_window`; otherwise a random one)."""
+    from .negatives import head_free_window
+
     scale = float(rng.uniform(min_scale, max_scale))
     image = resize(sample.image, scale)
     sample = Sample(image, sample.points * scale, sample.boxes * scale, sample.has_boxes)
-    sample = random_crop(sample, size, rng)
+    at = None
+    if empty_crop:
+        at = head_free_window(sample.points.numpy(), image.shape[1], image.shape[2], size, rng)
+    sample = random_crop(sample, size, rng, at)
     if flip and rng.random() < 0.5:
         sample = hflip(sample)
     if jitter > 0:
