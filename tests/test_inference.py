@@ -238,3 +238,21 @@ def test_input_scale_resizes_before_the_model_and_maps_heads_back(tmp_path):
     assert result.count > 0 and (result.points[:, 0] < 90).all() and (
         result.points[:, 1] < 60).all()
     assert result.heatmap.shape == (15, 23)  # the image's own size at stride 4
+
+
+@pytest.mark.slow  # the export of EfficientNet-Lite's graph takes minutes on 2 cores
+def test_onnx_equals_pytorch_on_efficientnet_lite(tmp_path):
+    """TensorFlow "same" padding (timm's dynamic pad) exports and gives the same maps."""
+    pytest.importorskip("onnxruntime")
+    ck = checkpoint(tmp_path, "model.backbone=efficientnet_lite0", "model.neck_channels=32",
+                    threshold=0.09)
+    onnx_path = tmp_path / "lite.onnx"
+    assert main(["export", "--checkpoint", str(ck), "--out", str(onnx_path)]) == 0
+    eager = Counter.from_checkpoint(ck, device="cpu")
+    exported = Counter.from_checkpoint(onnx_path, device="cpu")
+    for height, width in ((96, 128), (150, 100)):  # 150 x 100 pads to 160 x 128
+        image = np.random.default_rng(height).integers(0, 255, (height, width, 3), np.uint8)
+        a, b = eager(image, return_heatmap=True), exported(image, return_heatmap=True)
+        assert a.heatmap.shape == b.heatmap.shape
+        assert np.allclose(a.heatmap, b.heatmap, atol=1e-4)
+        assert a.count == b.count
