@@ -139,6 +139,8 @@ def _other_value(key: str, default):
         return 0.25
     if key == "decode.peak_window":
         return 5
+    if key == "model.output_stride":
+        return 2
     if key == "decode.max_detections":
         return 20000
     if key in ("loss.min_sigma",):

@@ -99,6 +99,7 @@ class ModelConfig:
     neck_channels: int = 128
     head_channels: int = 64
     size_head: bool = True
+    output_stride: int = 4  # CenterNet: 4, or 2 for heads closer than 8 px
     head_convs: int = 2
     init_from: str | None = None
 
@@ -305,6 +306,7 @@ RANGES: dict[str, Range] = {
     "model.neck_channels": AT_LEAST_ONE,
     "model.head_channels": AT_LEAST_ONE,
     "model.head_convs": AT_LEAST_ONE,
+    "model.output_stride": Range(2, 4),
     "loss.tau": Range(0, 1, open_low=True),
     "loss.gamma": NON_NEGATIVE,
     "loss.beta": NON_NEGATIVE,
@@ -351,6 +353,7 @@ def _validate(config: Config) -> None:
          "need data.min_scale <= data.max_scale"),
         (config.loss.min_sigma <= config.loss.max_sigma, "need loss.min_sigma <= loss.max_sigma"),
         (config.decode.peak_window % 2 == 1, "decode.peak_window must be odd"),
+        (config.model.output_stride in (2, 4), "model.output_stride must be 2 or 4"),
         (config.data.format == "synthetic" or config.data.root is not None,
          f"data.root is required for data.format={config.data.format}"),
         (not config.pretrain.fraction or config.train.max_minutes is not None,

@@ -196,11 +196,11 @@ class CenterNetFamily(DetectorFamily):
         model = self.config.model
         return CenterNet(self.backbone(pretrained=pretrained),
                          neck_channels=model.neck_channels, head_channels=model.head_channels,
-                         size_head=model.size_head)
+                         size_head=model.size_head, stride=model.output_stride)
 
     @property
     def stride(self) -> int:
-        return CenterNet.stride
+        return self.config.model.output_stride
 
     def training_losses(self, model, images, samples, *, call=None):
         device = images.device
@@ -257,6 +257,7 @@ class BoxFamily(DetectorFamily):
         "loss.offset_weight": "FCOS and RetinaNet have no offset head",
         "loss.size_weight": "FCOS and RetinaNet have no size head",
         "model.size_head": "FCOS and RetinaNet always regress boxes",
+        "model.output_stride": "FCOS and RetinaNet predict on their pyramid's strides (4 to 64)",
         "decode.peak_window": "FCOS and RetinaNet decode with NMS, not max-pool peaks",
     }
 

@@ -69,3 +69,35 @@ def test_weights_from_a_local_file(tmp_path):
         build_classifier("resnet18", str(tmp_path / "bad.pth"))
     with pytest.raises(MaskfocalError, match="unknown weights"):
         build_classifier("resnet18", "NoSuch_Weights.V9")
+
+
+def test_stride_two_output_trains_and_decodes_what_stride_four_merges():
+    """Two heads 3 px apart share a stride-4 cell; at stride 2 both come back."""
+    from maskfocal.config import load_config
+    from maskfocal.data.transforms import Sample
+    from maskfocal.decode import decode_centernet
+    from maskfocal.families import build_model, family_for
+
+    config = load_config(None, ["model.output_stride=2", "model.neck_channels=16",
+                                "model.head_channels=8"])
+    family = family_for(config)
+    model = build_model(config)
+    assert family.stride == 2 and model(torch.rand(1, 3, 64, 64))["heatmap"].shape == (
+        1, 1, 32, 32)
+    points = torch.tensor([[20.0, 20.0], [23.0, 20.0]])
+    sample = Sample(torch.rand(3, 64, 64), points, torch.cat([points - 3, points + 3], 1), True)
+    losses = family.training_losses(model, sample.image[None], [sample])
+    sum(losses.values()).backward()
+    assert all(p.grad is not None for p in model.upsample.parameters())
+    from tests.decode.test_centernet_round_trip import perfect_outputs
+
+    found = {}
+    for stride in (4, 2):
+        targets = encode_centernet([points], [sample.boxes], [True], 64, 64, stride=stride)
+        outputs = perfect_outputs(targets, (1, 64 // stride, 64 // stride))
+        found[stride] = decode_centernet(outputs, threshold=0.5, stride=stride)[0]
+    assert found[2].count == 2 and found[4].count < 2
+    torch.testing.assert_close(found[2].points[found[2].points[:, 0].argsort()], points,
+                               atol=1e-4, rtol=0)
+    with pytest.raises(MaskfocalError, match="output_stride must be"):
+        load_config(None, ["model.output_stride=3"])

@@ -27,7 +27,8 @@ def head(in_channels: int, hidden: int, out_channels: int, bias: float = 0.0) ->
 
 
 class CenterNet(nn.Module):
-    """``forward(images) -> {"heatmap": (B, 1, H/4, W/4), "offset": (B, 2, ...), "size": ...}``.
+    """``forward(images) -> {"heatmap": (B, 1, H/s, W/s), "offset": (B, 2, ...), "size": ...}``
+    with ``s = stride`` (4, or 2 for dense crowds whose heads lie closer than 8 px).
 
     Args:
         backbone: a :class:`Backbone`; built from ``backbone_name``, ``weights`` and
@@ -35,20 +36,28 @@ class CenterNet(nn.Module):
         neck_channels: FPN channels.
         head_channels: hidden channels of each head.
         size_head: add the head-size branch (``"size"``, box width and height in stride units).
+        stride: output stride, 4 (the neck's finest level) or 2 (that level upsampled
+            bilinearly and refined by a 3x3 conv + ReLU before the heads).
 
     ``images`` are (B, 3, H, W) RGB in [0, 1] with H and W multiples of 32; the model applies
     the backbone's input normalisation itself.
     """
 
-    stride = 4
+    STRIDES = (2, 4)
 
     def __init__(self, backbone: Backbone | None = None, *, backbone_name: str = "resnet18",
                  weights: str | None = None, imagenet: bool = False, neck_channels: int = 128,
-                 head_channels: int = 64, size_head: bool = True) -> None:
+                 head_channels: int = 64, size_head: bool = True, stride: int = 4) -> None:
         super().__init__()
+        if stride not in self.STRIDES:
+            raise ValueError(f"stride must be one of {self.STRIDES}, got {stride}")
+        self.stride = stride
         self.backbone = (backbone if backbone is not None
                          else Backbone(backbone_name, weights, imagenet=imagenet))
         self.neck = TopDownNeck(self.backbone.out_channels, neck_channels)
+        self.upsample = None if stride == 4 else nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            nn.Conv2d(neck_channels, neck_channels, 3, padding=1), nn.ReLU(inplace=True))
         prior = -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
         self.heads = nn.ModuleDict({
             "heatmap": head(neck_channels, head_channels, 1, bias=prior),
@@ -64,4 +73,6 @@ class CenterNet(nn.Module):
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         features = self.backbone((images - self.mean) / self.std)
         finest = self.neck(features)  # (B, neck_channels, H/4, W/4)
+        if self.upsample is not None:
+            finest = self.upsample(finest)  # (B, neck_channels, H/2, W/2)
         return {name: branch(finest) for name, branch in self.heads.items()}
