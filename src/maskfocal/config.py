@@ -130,6 +130,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     eval_every: int = 1
+    validations: int = 10  # with max_minutes: validate about this many times over the budget
     max_minutes: float | None = None
     channels_last: bool = False
     ema_decay: float | None = None  # e.g. 0.998: validate, test and release an EMA of weights
@@ -327,6 +328,7 @@ RANGES: dict[str, Range] = {
     "train.grad_clip": NON_NEGATIVE,
     "train.seed": NON_NEGATIVE,
     "train.eval_every": AT_LEAST_ONE,
+    "train.validations": AT_LEAST_ONE,
     "train.max_minutes": POSITIVE,
     "train.ema_decay": Range(0, 1, open_high=True),
     "pretrain.fraction": Range(0, 1, open_high=True),

@@ -48,7 +48,6 @@ from .evaluate import Predictions, calibrate_threshold, predict, score
 RESUME_KEYS = ("optimizer", "scheduler", "epoch", "step", "best_mae", "threshold")
 
 
-VALIDATIONS_PER_BUDGET = 10  # with train.max_minutes: validate about this often
 
 
 def metric_columns(family: DetectorFamily) -> tuple[str, ...]:
@@ -486,15 +485,15 @@ class _Session:
                                         for key in self.family.loss_keys}}
 
     def validates(self, epoch: int, final: bool) -> bool:
-        """Every ``train.eval_every`` epochs, or about ten times over a budget; always at the
-        end."""
+        """Every ``train.eval_every`` epochs, or about ``train.validations`` times over a
+        budget; always at the end."""
         if not self.val_images:
             return False
         if final:
             return True
         if self.budget is None:
             return (epoch + 1) % self.config.train.eval_every == 0
-        interval = self.budget / VALIDATIONS_PER_BUDGET  # this epoch crossed a tenth
+        interval = self.budget / self.config.train.validations  # this epoch crossed one
         return int(self.elapsed / interval) > int(self.epoch_started_at / interval)
 
     def validate(self, epoch: int) -> dict[str, Any]:
