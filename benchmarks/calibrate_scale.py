@@ -10,11 +10,12 @@ The validation images are the ones the run held out: its config's ``data`` secti
 its seed (``build_splits``: the same carve, so the same images, when the data are where the
 config says). For each scale, every validation image is decoded once and the threshold with the
 lowest MAE is found (as training does). With one source the scale with the lowest MAE wins;
-with several (``data.extra_train``) each source's MAE is also given, and the scale with the
-lowest mean relative error over sources wins (each source's MAE over its mean count, averaged:
-every source weighs the same, whatever its crowd sizes). ``--splits-config`` takes the
-validation images from another config (to score a model on a run's held-out images it never
-saw). ``--write`` saves the weights with that scale and threshold in their config
+with several (``data.extra_train``) each source's MAE is also given, and the threshold and the
+scale with the lowest mean relative error over sources win (each source's MAE over its mean
+count, averaged: every source weighs the same, whatever its crowd sizes; the pooled MAE would
+be ShanghaiTech A's alone). ``--keep-threshold`` scores at the checkpoint's own threshold.
+``--splits-config`` takes the validation images from another config (to score a model on a
+run's held-out images it never saw). ``--write`` saves the weights with that scale and threshold in their config
 (``.safetensors``).
 """
 
@@ -51,6 +52,19 @@ def per_source(predictions, threshold: float, sources: list[str]) -> dict:
     return {"per_source": result, "val_relative_mae": round(float(np.mean(relative)), 4)}
 
 
+def balanced_threshold(predictions, sources: list[str]) -> float:
+    """The threshold (of training's calibration grid) with the lowest mean relative MAE over
+    sources (:func:`per_source`), ties to the middle of the run."""
+    import numpy as np
+
+    from maskfocal.engine.evaluate import CALIBRATION_GRID
+
+    errors = np.array([per_source(predictions, t, sources)["val_relative_mae"]
+                       for t in CALIBRATION_GRID])
+    best = np.flatnonzero(errors == errors.min())
+    return float(CALIBRATION_GRID[best[len(best) // 2]])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="a file, or a shipped model's name")
@@ -59,6 +73,8 @@ def main() -> None:
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.25, 1.5, 1.75])
     parser.add_argument("--write", type=Path, help="weights with the chosen scale (.safetensors)")
     parser.add_argument("--half", action="store_true", help="--write float16 weights")
+    parser.add_argument("--keep-threshold", action="store_true",
+                        help="score at the checkpoint's own threshold (no calibration)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/input_scale.json"))
     args = parser.parse_args()
 
@@ -86,7 +102,12 @@ def main() -> None:
         started = time.perf_counter()
         predictions = predict(counter.family, counter.model, val, device=counter.device,
                               max_side=config.data.max_eval_side, scale=scale)
-        threshold = calibrate_threshold(predictions)[0]
+        if args.keep_threshold:
+            threshold = counter.threshold
+        elif len(set(sources)) > 1:
+            threshold = balanced_threshold(predictions, sources)
+        else:
+            threshold = calibrate_threshold(predictions)[0]
         metrics = score(predictions, threshold)
         rows.append({"scale": scale, "threshold": threshold, "val_mae": metrics["mae"],
                      "val_rmse": metrics["rmse"], "f1_sigma8": metrics["f1_sigma8"],
