@@ -15,8 +15,8 @@ scale with the lowest mean relative error over sources win (each source's MAE ov
 count, averaged: every source weighs the same, whatever its crowd sizes; the pooled MAE would
 be ShanghaiTech A's alone). ``--keep-threshold`` scores at the checkpoint's own threshold.
 ``--splits-config`` takes the validation images from another config (to score a model on a
-run's held-out images it never saw). ``--write`` saves the weights with that scale and threshold in their config
-(``.safetensors``).
+run's held-out images it never saw). ``--write`` saves the weights with that scale and
+threshold in their config (``.safetensors``).
 """
 
 from __future__ import annotations
