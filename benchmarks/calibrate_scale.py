@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.25, 1.5, 1.75])
     parser.add_argument("--write", type=Path, help="weights with the chosen scale (.safetensors)")
     parser.add_argument("--half", action="store_true", help="--write float16 weights")
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep-threshold", action="store_true",
                         help="score at the checkpoint's own threshold (no calibration)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/input_scale.json"))
@@ -87,7 +88,7 @@ def main() -> None:
     from maskfocal.inference import Counter
     from maskfocal.pretrained import MODELS, pretrained_path
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     checkpoint = (pretrained_path(args.checkpoint) if args.checkpoint in MODELS
                   else args.checkpoint)
     counter = Counter.from_checkpoint(checkpoint, device="cpu")
