@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs/pretrained_ablation"))
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--record", nargs="*", choices=list(ARMS), default=["imagenet", "random"],
+                        help="arms that get a recipe.json record (SCUT-HEAD B test included)")
     args = parser.parse_args()
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -78,11 +80,19 @@ def main() -> None:
                                               stderr=subprocess.STDOUT))
         for process in processes:
             process.wait()
+    from maskfocal.engine import run_summary
+
     recorded = []
     for arm in args.arms:
         out = args.runs / f"{arm}_s{args.seed}"
         if not (out / "test_metrics.json").is_file():
             print(f"{arm}: did not finish (see {out}.log)")
+            continue
+        run = run_summary(out)
+        print(f"{arm:16s} epochs {run['epochs']:3d}  images {run['training_images']:6d}  "
+              f"best val MAE {run['best_val_mae']:.2f}  SHB test MAE {run['test']['mae']:.2f} "
+              f"RMSE {run['test']['rmse']:.2f} F1@8 {run['test']['f1_sigma8']:.3f}", flush=True)
+        if arm not in args.record:
             continue
         recorded.append(subprocess.Popen(
             [sys.executable, "benchmarks/recipe_record.py", str(out), "--seed", str(args.seed),
