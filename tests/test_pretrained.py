@@ -97,3 +97,19 @@ def test_export_without_a_checkpoint_exports_the_shipped_model(tmp_path, capsys)
     assert f"using the shipped model {DEFAULT_MODEL}" in capsys.readouterr().err
     onnx = Counter.from_checkpoint(out, device="cpu")
     assert onnx.config.decode.input_scale == load_model(pretrained_path())[1].decode.input_scale
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_shipped_model_loads_by_name_and_finds_nobody_on_flat_images(name, tmp_path,
+                                                                           monkeypatch):
+    from maskfocal.pretrained import checkpoint_or_shipped
+
+    path = pretrained_path(name)
+    assert path.stat().st_size <= 30_000_000
+    assert checkpoint_or_shipped(name) == path
+    monkeypatch.chdir(tmp_path)  # a file of that name is the user's, and wins
+    (tmp_path / name).write_bytes(b"mine")
+    assert checkpoint_or_shipped(name) == tmp_path.joinpath(name).relative_to(tmp_path)
+    counter = Counter.from_pretrained(name, device="cpu")
+    grey = np.full((240, 320, 3), 128, np.uint8)
+    assert counter(grey).count == 0

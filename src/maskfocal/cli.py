@@ -10,7 +10,7 @@ from pathlib import Path
 
 from maskfocal.errors import MaskfocalError
 from maskfocal.io import OutputFolder, dumps_json, save_png
-from maskfocal.pretrained import DEFAULT_MODEL, checkpoint_or_shipped
+from maskfocal.pretrained import DEFAULT_MODEL, MODELS, checkpoint_or_shipped
 
 
 class _Parser(argparse.ArgumentParser):
@@ -197,7 +197,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     if not args.max_upload_mb > 0:
         raise MaskfocalError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
-    settings = ServeSettings(checkpoint=args.checkpoint,
+    settings = ServeSettings(checkpoint=None if args.checkpoint is None else
+                             str(checkpoint_or_shipped(args.checkpoint)),
                              max_upload_bytes=int(args.max_upload_mb * 2**20),
                              max_pixels=args.max_pixels, max_side=args.max_side,
                              max_in_flight=args.max_in_flight, max_waiting=args.max_waiting,
@@ -318,6 +319,9 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+SHIPPED = ", ".join(MODELS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from maskfocal import __version__
     from maskfocal.data.readers import READERS
@@ -384,7 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="score a checkpoint on a dataset")
     evaluate.add_argument("--checkpoint", help=f"a .pt checkpoint of `maskfocal train` or "
-                          f".safetensors weights (default: the shipped model {DEFAULT_MODEL})")
+                          f".safetensors weights or a shipped model's name ({SHIPPED}; "
+                          f"default {DEFAULT_MODEL})")
     evaluate.add_argument("--format", required=True, choices=["synthetic", *sorted(READERS)],
                           help="a reader, or synthetic: the test scenes of the checkpoint's "
                                "config")
@@ -416,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument("inputs", nargs="+", metavar="INPUT",
                        help="image files, folders of images, or video files")
     count.add_argument("--checkpoint", help="a .pt checkpoint, .safetensors weights or a .onnx "
-                       f"file from `maskfocal export` (default: the shipped model {DEFAULT_MODEL})")
+                       f"file from `maskfocal export` or a shipped model's name "
+                       f"({SHIPPED}; default {DEFAULT_MODEL})")
     count.add_argument("--json", action="store_true",
                        help="last line: JSON ({count, points} or a list of those)")
     count.add_argument("--out", "--save-overlay", dest="out", metavar="DIR",
@@ -444,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="export a checkpoint (ONNX)")
     export.add_argument("--checkpoint", help="a .pt checkpoint of `maskfocal train` or "
-                        f".safetensors weights (default: the shipped model {DEFAULT_MODEL})")
+                        f".safetensors weights or a shipped model's name ({SHIPPED}; "
+                        f"default {DEFAULT_MODEL})")
     export.add_argument("--format", default="onnx", choices=["onnx"],
                         help="the exported format (onnx)")
     export.add_argument("--out", required=True, help="the .onnx file to write")
@@ -454,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="count over HTTP: an API and a web page")
     serve.add_argument("--checkpoint", help="a .pt checkpoint or .safetensors weights "
-                       f"(default: the shipped model {DEFAULT_MODEL})")
+                       f"or a shipped model's name ({SHIPPED}; default {DEFAULT_MODEL})")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only; "
                             "0.0.0.0 for every interface)")

@@ -45,8 +45,11 @@ def pretrained_path(name: str | None = None) -> Path:
 
 
 def checkpoint_or_shipped(checkpoint: str | Path | None, *, say: bool = True) -> Path:
-    """``checkpoint``, or the default shipped model (saying so on stderr) when it is None."""
+    """``checkpoint``: a file, or the name of a shipped model (``crowd-r18``) where no file of
+    that name exists; the default shipped model (saying so on stderr) when it is None."""
     if checkpoint is not None:
+        if str(checkpoint) in MODELS and not Path(checkpoint).exists():
+            return pretrained_path(str(checkpoint))
         return Path(checkpoint)
     path = pretrained_path()
     if say:
