@@ -28,6 +28,11 @@ MODELS = {
         "crowd_r18.safetensors",
         "CenterNet-ResNet18 + MFL from random initialisation on ShanghaiTech B train "
         "(research use); fp16"),
+    "crowd-lite0": ShippedModel(
+        "crowd_lite0.safetensors",
+        "CenterNet on ImageNet EfficientNet-Lite0 (Apache-2.0 weights), one CPU hour on "
+        "ShanghaiTech A+B and SCUT-HEAD B train with head-free negatives (research use); "
+        "counts at scale 1.5; fp16"),
 }
 DEFAULT_MODEL = "crowd-r18"
 
