@@ -51,38 +51,35 @@ def _stamp_ellipses(image: np.ndarray, count: int, radius: tuple[float, float],
                                                                                        1.2)
 
 
+STAMPED = {  # base colour, its brightness range, palette (None: from the base), pixels per
+    # ellipse, radius range (px), elongation range
+    "grass": ((60, 110, 40), (0.6, 1.3), [[40, 90, 30], [90, 150, 60], [120, 160, 70],
+                                          [30, 60, 20], [150, 170, 90]], 12, (3.0, 7.0),
+              (0.15, 0.35)),
+    "gravel": ((130, 125, 115), (0.7, 1.2), None, 40, (2, 5), (0.6, 1.4)),
+    "foliage": ((40, 70, 30), (0.6, 1.3), [[50, 100, 40], [80, 130, 50], [30, 60, 25],
+                                           [110, 150, 60], [140, 120, 50]], 120, (4, 9),
+                (0.4, 0.7)),
+    "spots": ((200, 160, 90), (0.5, 1.2), [[30, 25, 20], [60, 40, 25], [240, 240, 240],
+                                            [20, 20, 60]], 250, (3, 8), (0.7, 1.3)),
+}
+
+
 def texture(kind: str, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     """A (height, width, 3) uint8 texture of ``kind`` (one of :data:`TEXTURES`)."""
     shape = (height, width)
     scale = rng.uniform(0.6, 1.6)  # texture size relative to the defaults below
     area = height * width
-    if kind == "grass":
-        base = np.array([60, 110, 40], np.float32) * rng.uniform(0.6, 1.3)
+    stamped = STAMPED.get(kind)
+    if stamped is not None:  # a base colour under many small random ellipses
+        base_colour, base_range, palette, per_pixel, radius, elongation = stamped
+        base = np.array(base_colour, np.float32) * rng.uniform(*base_range)
+        if palette is None:  # stones: shades of the ground itself
+            palette = base[None] * rng.uniform(0.5, 1.5, (8, 1)) + rng.normal(0, 10, (8, 3))
         image = np.broadcast_to(base, (*shape, 3)).copy()
-        blades = np.array([[40, 90, 30], [90, 150, 60], [120, 160, 70], [30, 60, 20],
-                           [150, 170, 90]], np.float32)
-        _stamp_ellipses(image, int(area / (12 * scale**2)), (3.0 * scale, 7.0 * scale), blades,
-                        rng, elongation=(0.15, 0.35))
-    elif kind == "gravel":
-        base = np.array([130, 125, 115], np.float32) * rng.uniform(0.7, 1.2)
-        image = np.broadcast_to(base, (*shape, 3)).copy()
-        stones = base[None] * rng.uniform(0.5, 1.5, (8, 1)) + rng.normal(0, 10, (8, 3))
-        _stamp_ellipses(image, int(area / (40 * scale**2)), (2 * scale, 5 * scale), stones,
-                        rng, elongation=(0.6, 1.4))
-    elif kind == "foliage":
-        base = np.array([40, 70, 30], np.float32) * rng.uniform(0.6, 1.3)
-        image = np.broadcast_to(base, (*shape, 3)).copy()
-        leaves = np.array([[50, 100, 40], [80, 130, 50], [30, 60, 25], [110, 150, 60],
-                           [140, 120, 50]], np.float32)
-        _stamp_ellipses(image, int(area / (120 * scale**2)), (4 * scale, 9 * scale), leaves,
-                        rng, elongation=(0.4, 0.7))
-    elif kind == "spots":
-        base = np.array([200, 160, 90], np.float32) * rng.uniform(0.5, 1.2)
-        image = np.broadcast_to(base, (*shape, 3)).copy()
-        spots = np.array([[30, 25, 20], [60, 40, 25], [240, 240, 240], [20, 20, 60]],
-                         np.float32)
-        _stamp_ellipses(image, int(area / (250 * scale**2)), (3 * scale, 8 * scale), spots,
-                        rng, elongation=(0.7, 1.3))
+        _stamp_ellipses(image, int(area / (per_pixel * scale**2)),
+                        (radius[0] * scale, radius[1] * scale), np.asarray(palette, np.float32),
+                        rng, elongation=elongation)
     elif kind == "stripes":
         period = rng.uniform(6, 30) * scale
         angle = rng.uniform(0, np.pi)
