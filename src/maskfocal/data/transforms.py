@@ -14,6 +14,8 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
+from .negatives import head_free_window
+
 
 @dataclass
 class Sample:
@@ -84,8 +86,6 @@ def augment(sample: Sample, *, size: int, min_scale: float, max_scale: float, fl
     """Training augmentation: scale, crop to ``size``, flip, colour jitter; heads follow.
     ``empty_crop``: a window with no head in it, where the image has one
     (:func:`~maskfocal.data.negatives.head_free_window`; otherwise a random one)."""
-    from .negatives import head_free_window
-
     scale = float(rng.uniform(min_scale, max_scale))
     image = resize(sample.image, scale)
     sample = Sample(image, sample.points * scale, sample.boxes * scale, sample.has_boxes)
