@@ -17,6 +17,7 @@ from maskfocal.config import load_config
 from maskfocal.data.synthetic import SyntheticConfig, generate_scene
 from maskfocal.data.training import to_sample
 from maskfocal.families import family_for
+from maskfocal.inference import Predictor
 
 
 def median_time(function, repeats: int) -> float:
@@ -60,9 +61,11 @@ def main() -> None:
             loss.backward()
             optimizer.step()
 
-        def infer(model=model, family=family):
-            model.eval()
-            family.detect(model, images[:1], [(args.size, args.size)], threshold=0.3)
+        predictor = Predictor(model, config)
+
+        def infer(model=model, predictor=predictor):
+            model.eval()  # step() left it training
+            predictor.detect([images[0]], threshold=0.3)
 
         step()
         infer()

@@ -15,13 +15,10 @@ import argparse
 import datetime
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.test_service import CHROMEDRIVER, CHROMIUM, Server, chromium, crowd_image, load_test
+from maskfocal.testing import CHROMEDRIVER, CHROMIUM, Server, chromium, crowd_image, load_test
 
 
 def screenshot(server: Server, photo: Path, out: Path) -> int:

@@ -72,8 +72,8 @@ def mosaic(width: int, height: int, folder: Path) -> Path:
 
 
 def random_checkpoint(folder: Path) -> Path:
+    from maskfocal.checkpoint import save_checkpoint
     from maskfocal.config import load_config
-    from maskfocal.engine import save_checkpoint
     from maskfocal.families import build_model
 
     config = load_config(None, [])

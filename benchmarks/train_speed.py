@@ -23,8 +23,8 @@ import torch
 from maskfocal.config import load_config
 from maskfocal.data.splits import build_splits
 from maskfocal.data.training import TrainingSet, collate
-from maskfocal.engine.evaluate import predict
 from maskfocal.families import family_for
+from maskfocal.inference import Predictor
 from maskfocal.targets.centernet import encode_centernet
 
 CONFIGS = {"old (centernet_r18_shb.yaml)": "configs/centernet_r18_shb.yaml",
@@ -115,7 +115,7 @@ def main() -> int:
                "new_step_seconds": {k: round(statistics.median(v), 3) for k, v in parts.items()}}
     recipe = recipes["new (shb_cpu.yaml)"]
     started = time.perf_counter()
-    predict(recipe.family, recipe.model, recipe.val_images[:10], device=torch.device("cpu"))
+    Predictor(recipe.model, recipe.config).candidates(recipe.val_images[:10])
     figures["validation_seconds_per_image"] = round((time.perf_counter() - started) / 10, 3)
     for name in recipes:
         print(f"{name:32s} {statistics.median(rates[name]):6.2f} training images/s "

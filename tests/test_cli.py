@@ -112,8 +112,8 @@ def test_counter_accepts_arrays_pil_tensors_and_gives_heatmap(tmp_path):
     from PIL import Image
 
     from maskfocal import Counter
+    from maskfocal.checkpoint import save_checkpoint
     from maskfocal.config import load_config
-    from maskfocal.engine import save_checkpoint
     from maskfocal.families import build_model
 
     config = load_config(None, ["model.neck_channels=16", "model.head_channels=8"])

@@ -18,7 +18,8 @@ from maskfocal.config import Config, choices, config_from_dict, load_config
 from maskfocal.errors import MaskfocalError
 from maskfocal.families import FAMILIES, LOSS_NAMES, family_for
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "maskfocal"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "maskfocal"
 SMALL = ["model.neck_channels=16", "model.head_channels=8"]
 
 
@@ -37,7 +38,9 @@ def _imports(path: Path) -> set[str]:
     ("losses", ("maskfocal.config", "maskfocal.engine", "maskfocal.families")),
     ("targets", ("maskfocal.config", "maskfocal.engine", "maskfocal.data")),
     ("decode", ("maskfocal.config", "maskfocal.engine", "maskfocal.models")),
-    ("data", ("maskfocal.targets", "maskfocal.engine", "maskfocal.models")),
+    ("data", ("maskfocal.targets", "maskfocal.engine", "maskfocal.models", "maskfocal.config",
+              "maskfocal.inference")),
+    ("inference", ("maskfocal.engine",)),
 ])
 def test_layers_import_only_what_lies_below_them(layer, forbidden):
     for path in sorted((PACKAGE / layer).rglob("*.py")):
@@ -57,10 +60,38 @@ def test_no_code_outside_the_family_module_asks_which_detector_it_holds():
         assert not found, f"{path.relative_to(PACKAGE)} asks {found}"
 
 
+def test_only_the_predictor_runs_the_detection_core():
+    """Counting, eval, training's validation, video, the service and every script find heads
+    through :class:`maskfocal.inference.Predictor`: nobody pads, runs and decodes on their own,
+    reaches into a counter's model, or moves a detector's score floor."""
+    core = ("family.forward(", "family.decode(", "family.heatmaps(", "detect_batch",
+            "counter.model", "predictor.model", "score_thresh", "pad_batch(")
+    allowed = {PACKAGE / "inference" / "predictor.py", PACKAGE / "families.py",
+               PACKAGE / "data" / "training.py", PACKAGE / "models" / "detectors.py"}
+    scripts = [*(ROOT / "benchmarks").glob("*.py"), *(ROOT / "experiments").rglob("*.py")]
+    for path in [*sorted(PACKAGE.rglob("*.py")), *sorted(scripts)]:
+        if path in allowed:
+            continue
+        found = [call for call in core if call in path.read_text()]
+        assert not found, f"{path.relative_to(ROOT)} runs the detection core itself: {found}"
+
+
+def test_scripts_use_the_package_not_the_tests_or_each_other():
+    """``benchmarks/`` and ``experiments/`` import maskfocal's public modules (and, in
+    experiments, each other as a package: ``python -m experiments.X``); no ``tests`` imports,
+    no ``sys.path`` edits."""
+    for path in sorted([*(ROOT / "benchmarks").glob("*.py"),
+                        *(ROOT / "experiments").rglob("*.py")]):
+        text = path.read_text()
+        assert "sys.path" not in text, f"{path.relative_to(ROOT)} edits sys.path"
+        bad = [name for name in _imports(path) if name.split(".")[0] == "tests"]
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
 def test_vocabularies_come_from_their_registries_and_each_value_works():
     from maskfocal.data.readers import READERS
     from maskfocal.data.synthetic import COUNT_DISTRIBUTIONS, SyntheticConfig
-    from maskfocal.engine.device import DEVICES, select_device
+    from maskfocal.device import DEVICES, select_device
     from maskfocal.losses.detector import TARGET_MAPS
     from maskfocal.losses.mask_focal import NORMALIZERS, mask_focal_loss
     from maskfocal.models import BACKBONES, PRETRAINED, Backbone
@@ -204,10 +235,10 @@ def test_each_family_builds_trains_decodes_and_exports_by_name():
         losses = family.training_losses(model, torch.stack([s.image for s in samples]), samples)
         assert tuple(losses) == family.loss_keys
         model.eval()
-        from maskfocal.engine.evaluate import detect_batch
+        from maskfocal.inference import Predictor
 
-        found = detect_batch(family, model, [torch.rand(3, 64, 48)], threshold=0.05,
-                             device=torch.device("cpu"))  # small: padded for GroupNorm
+        found = Predictor(model, config).detect([torch.rand(3, 64, 48)], threshold=0.05)
+        # small: padded for GroupNorm
         assert len(found) == 1
         exported = family.export_forward(model, torch.rand(1, 3, 128, 128))
         names = family.export_names(model)
@@ -219,23 +250,31 @@ def test_each_family_builds_trains_decodes_and_exports_by_name():
 
 
 def test_the_calibrated_threshold_has_one_home(tmp_path):
-    from maskfocal.engine import load_checkpoint, train
+    from maskfocal.checkpoint import load_checkpoint, save_checkpoint
+    from maskfocal.engine import train
+    from maskfocal.inference import Predictor
 
     tiny = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
     config = load_config(tiny, ["train.epochs=2", "data.synthetic.test_images=0"])
     result = train(config, tmp_path, progress=False)
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
-    best = load_checkpoint(tmp_path / "best.pt")
-    last = load_checkpoint(tmp_path / "last.pt")
-    assert saved["decode"]["threshold"] == best["threshold"] == result["threshold"]
-    assert best["config"]["decode"]["threshold"] == best["threshold"]
-    assert last["config"]["decode"]["threshold"] == last["threshold"] == best["threshold"]
+    for name in ("best.pt", "last.pt"):  # the file itself: one key, in its config
+        raw = torch.load(tmp_path / name, weights_only=True)
+        assert "threshold" not in raw
+        assert raw["config"]["decode"]["threshold"] == saved["decode"]["threshold"]
+    assert saved["decode"]["threshold"] == result["threshold"]
+    assert Predictor.from_checkpoint(tmp_path / "best.pt").threshold == result["threshold"]
     assert config.decode.threshold == 0.3  # the caller's config is left as it was
+    # a checkpoint written before: its separate threshold is the one it counts with
+    legacy = {**load_checkpoint(tmp_path / "best.pt"), "threshold": 0.42}
+    save_checkpoint(tmp_path / "legacy.pt", legacy)
+    assert load_checkpoint(tmp_path / "legacy.pt")["config"]["decode"]["threshold"] == 0.42
+    assert Predictor.from_checkpoint(tmp_path / "legacy.pt").threshold == 0.42
 
 
 def test_score_floor_is_one_constant():
     from maskfocal.decode import SCORE_FLOOR
-    from maskfocal.engine.evaluate import CALIBRATION_GRID
+    from maskfocal.inference import CALIBRATION_GRID
 
     assert CALIBRATION_GRID[0] == SCORE_FLOOR
     for name in ("fcos", "retinanet"):

@@ -14,12 +14,13 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from maskfocal import Counter
+from maskfocal.checkpoint import save_checkpoint
 from maskfocal.cli import main
 from maskfocal.config import load_config
-from maskfocal.engine import save_checkpoint
 from maskfocal.families import build_model
+from maskfocal.inference import Predictor
+from maskfocal.inference.tiles import merge_across_tiles, plan_tiles, tile_spans
 from maskfocal.models import CenterNet
-from maskfocal.tiling import merge_across_tiles, plan_tiles, tile_spans
 
 SMALL = ["model.neck_channels=16", "model.head_channels=8"]
 
@@ -67,8 +68,9 @@ def by_position(points):
 
 def dot_counter(**options):
     config = load_config(None, SMALL)
-    return Counter(CenterNet(backbone_name="resnet18", neck_channels=16, head_channels=8),
-                   config, 0.5, torch.device("cpu"), runner=dot_finder, **options)
+    return Counter(Predictor(CenterNet(backbone_name="resnet18", neck_channels=16,
+                                       head_channels=8), config, runner=dot_finder, **options),
+                   0.5)
 
 
 def test_tiled_count_equals_whole_image_count():
@@ -231,8 +233,8 @@ def test_input_scale_resizes_before_the_model_and_maps_heads_back(tmp_path):
     path = checkpoint(tmp_path, "decode.input_scale=2.0", threshold=0.05)
     counter = Counter.from_checkpoint(path, device="cpu")
     seen = []
-    counter.model.register_forward_hook(lambda module, inputs, output:
-                                        seen.append(tuple(inputs[0].shape[-2:])))
+    counter.predictor.model.register_forward_hook(lambda module, inputs, output:
+                                                  seen.append(tuple(inputs[0].shape[-2:])))
     result = counter(dots(60, 90, 5)[0], return_heatmap=True)
     assert seen == [(128, 192)]  # 120 x 180, padded to a multiple of 32
     assert result.count > 0 and (result.points[:, 0] < 90).all() and (
@@ -256,3 +258,65 @@ def test_onnx_equals_pytorch_on_efficientnet_lite(tmp_path):
         assert a.heatmap.shape == b.heatmap.shape
         assert np.allclose(a.heatmap, b.heatmap, atol=1e-4)
         assert a.count == b.count
+
+
+def test_eval_count_counter_and_service_agree_on_a_tiled_image_at_the_model_scale(tmp_path,
+                                                                                  capsys):
+    """One prediction path: a photo large enough to tile at the model's input scale gets the
+    same heads from ``eval``, ``count``, :class:`Counter` and the web service."""
+    import json
+
+    from maskfocal.evaluation import evaluate_checkpoint
+
+    ck = checkpoint(tmp_path, "decode.input_scale=1.5", threshold=0.09)
+    # wider than the 2,048 px above which counting tiles (it once tiled at scale 1 there,
+    # while eval scaled the whole photo down to 2,048)
+    pixels = np.random.default_rng(3).integers(0, 255, (200, 2100, 3), dtype=np.uint8)
+    root = tmp_path / "data"
+    (root / "test").mkdir(parents=True)
+    Image.fromarray(pixels).save(root / "test" / "wide.png")
+    (root / "test" / "wide.json").write_text(json.dumps({"points": [[10.0, 10.0]] * 5}))
+    counter = Counter.from_checkpoint(ck, device="cpu")
+    assert counter.predictor.tiled(200, 2100)
+    assert len(counter.predictor.tiles(200, 2100)) == 4  # 682 px tiles: 1,024 once scaled
+    expected = counter(pixels).count
+    assert expected > 0
+    metrics = evaluate_checkpoint(ck, "points", str(root), split="test",
+                                  save_dir=tmp_path / "eval", device="cpu")
+    rows = (tmp_path / "eval" / "per_image.csv").read_text().splitlines()
+    assert rows[1].split(",")[2] == str(expected)
+    assert metrics["mae"] == abs(expected - 5)
+    capsys.readouterr()
+    assert main(["count", str(root / "test" / "wide.png"), "--checkpoint", str(ck), "--json",
+                 "--device", "cpu"]) == 0
+    assert f'"count": {expected}' in capsys.readouterr().out
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from maskfocal.service import ServeSettings, create_app
+
+    with TestClient(create_app(ServeSettings(checkpoint=str(ck)))) as client:
+        answer = client.post("/api/count", files={"image": ("wide.png",
+                                                        (root / "test" / "wide.png")
+                                                        .read_bytes(), "image/png")})
+    assert answer.status_code == 200 and answer.json()["count"] == expected
+
+
+def test_eval_of_an_onnx_export_scores_what_its_checkpoint_scores(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from maskfocal.evaluation import evaluate_checkpoint
+
+    ck = checkpoint(tmp_path, "data.synthetic.test_images=3", threshold=0.09)
+    onnx_path = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(ck), "--out", str(onnx_path)]) == 0
+    scored = {}
+    for name, path in (("eager", ck), ("onnx", onnx_path)):
+        scored[name] = evaluate_checkpoint(path, "synthetic", None, split="test",
+                                           save_dir=tmp_path / name, device="cpu")
+    predicted = {name: [row.split(",")[2] for row in
+                        (tmp_path / name / "per_image.csv").read_text().splitlines()[1:]]
+                 for name in scored}
+    assert predicted["onnx"] == predicted["eager"]
+    assert any(int(count) > 0 for count in predicted["eager"])  # heads to compare
+    assert scored["onnx"]["mae"] == scored["eager"]["mae"]
+    assert scored["onnx"]["f1_sigma8"] == scored["eager"]["f1_sigma8"]

@@ -1,4 +1,4 @@
-"""The MFL-at-convergence grid's own rules (benchmarks/mfl_converged.py): when a run counts
+"""The MFL-at-convergence grid's own rules (experiments/mfl_converged.py): when a run counts
 as converged, and what runs next."""
 
 import importlib.util
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "mfl_converged.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "mfl_converged.py"
 
 
 @pytest.fixture(scope="module")

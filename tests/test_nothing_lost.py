@@ -22,14 +22,14 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from maskfocal import Counter, structures
+from maskfocal.checkpoint import load_checkpoint, save_checkpoint
 from maskfocal.cli import build_parser, main
 from maskfocal.config import RANGES, Config, load_config
-from maskfocal.engine import load_checkpoint, save_checkpoint
 from maskfocal.errors import MaskfocalError
 from maskfocal.inference import check_tiling
+from maskfocal.inference.tiles import plan_tiles
 from maskfocal.io import MANIFEST, OutputFolder, atomic_write_text, dumps_json
 from maskfocal.structures import as_rgb, load_rgb
-from maskfocal.tiling import plan_tiles
 from tests.test_inference import checkpoint
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"

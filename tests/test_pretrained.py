@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import save_file
 
 from maskfocal import Counter
+from maskfocal.checkpoint import load_checkpoint, load_model, save_weights
 from maskfocal.cli import main
 from maskfocal.config import load_config
-from maskfocal.engine.checkpoint import load_checkpoint, load_model, save_weights
 from maskfocal.errors import MaskfocalError
 from maskfocal.families import build_model
 from maskfocal.pretrained import DEFAULT_MODEL, MODELS, pretrained_path
@@ -25,11 +25,12 @@ def test_the_shipped_model_is_in_the_package_and_loads():
     assert path.suffix == ".safetensors" and path.stat().st_size <= 30_000_000
     state = load_checkpoint(path)
     assert state["metadata"]["format"] == "maskfocal-weights"
-    assert 0 < state["threshold"] < 1
+    assert 0 < state["config"]["decode"]["threshold"] < 1
     assert all(t.dtype == torch.float32 for t in state["model"].values()
                if t.is_floating_point())  # stored fp16, computed in fp32
     model, config, _ = load_model(path)
-    assert config.decode.threshold == state["threshold"] and not model.training
+    assert config.decode.threshold == state["config"]["decode"]["threshold"]
+    assert not model.training
     with pytest.raises(MaskfocalError, match="no shipped model 'nope'; shipped: "):
         pretrained_path("nope")
     assert DEFAULT_MODEL in MODELS
@@ -62,14 +63,15 @@ def test_weights_round_trip_through_safetensors(tmp_path):
     state = {"model": model.state_dict(), "config": config.to_dict(), "threshold": 0.4}
     save_weights(tmp_path / "w.safetensors", state, half=True, provenance={"data": "x"})
     loaded = load_checkpoint(tmp_path / "w.safetensors")
-    assert loaded["threshold"] == 0.4 and loaded["metadata"]["data"] == "x"
+    assert loaded["config"]["decode"]["threshold"] == 0.4 and loaded["metadata"]["data"] == "x"
+    assert "threshold" not in loaded["metadata"]  # one home: the config
     for name, tensor in model.state_dict().items():
         expected = tensor.half().to(tensor.dtype) if tensor.is_floating_point() else tensor
         assert torch.equal(loaded["model"][name], expected), name
     image = np.random.default_rng(1).integers(0, 255, (64, 96, 3), dtype=np.uint8)
     assert Counter.from_checkpoint(tmp_path / "w.safetensors", device="cpu")(image).count >= 0
     save_file({"w": torch.zeros(2)}, str(tmp_path / "foreign.safetensors"))
-    with pytest.raises(MaskfocalError, match="without maskfocal's config and threshold"):
+    with pytest.raises(MaskfocalError, match="without maskfocal's config"):
         load_checkpoint(tmp_path / "foreign.safetensors")
     (tmp_path / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
     with pytest.raises(MaskfocalError, match="not a readable safetensors file"):

@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 from maskfocal import structures
+from maskfocal.checkpoint import load_checkpoint, save_checkpoint
 from maskfocal.cli import main
 from maskfocal.config import load_config
 from maskfocal.data.training import AugmentOptions, TrainingSet
-from maskfocal.engine.checkpoint import load_checkpoint, save_checkpoint
 from maskfocal.errors import DatasetError, MaskfocalError
 from maskfocal.families import build_model
 from maskfocal.structures import AnnotatedImage, load_rgb

@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
-import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -25,16 +18,22 @@ fastapi = pytest.importorskip("fastapi", reason="maskfocal serve needs the 'serv
 from fastapi.testclient import TestClient  # noqa: E402
 
 from maskfocal.service import ServeSettings, create_app  # noqa: E402
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
+from maskfocal.testing import (  # noqa: E402
+    CHROMEDRIVER,
+    CHROMIUM,
+    Server,
+    chromium,
+    crowd_image,
+    load_test,
+    post_url,
+)
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """A small untrained CenterNet: fast, and its counts are whatever they are."""
+    from maskfocal.checkpoint import save_checkpoint
     from maskfocal.config import load_config
-    from maskfocal.engine import save_checkpoint
     from maskfocal.families import build_model
 
     config = load_config(None, ["model.neck_channels=16", "model.head_channels=8"])
@@ -50,16 +49,6 @@ def client(checkpoint):
                                    max_pixels=4_000_000, max_side=4000))
     with TestClient(app) as test_client:
         yield test_client
-
-
-def crowd_image(fmt: str = "PNG", size=(160, 120), seed: int = 0) -> bytes:
-    from maskfocal.data.synthetic import SyntheticConfig, generate_scene
-
-    scene = generate_scene(SyntheticConfig(width=size[0], height=size[1], min_count=20,
-                                           max_count=40), seed=seed)
-    buffer = io.BytesIO()
-    Image.fromarray(scene.pixels).save(buffer, format=fmt)
-    return buffer.getvalue()
 
 
 def post(client, data: bytes, name: str = "crowd.png", **params):
@@ -247,112 +236,6 @@ def test_serve_cli_refuses_a_taken_port_and_a_missing_checkpoint(capsys):
     assert "missing.pt: no such checkpoint" in capsys.readouterr().err
 
 
-# --- a real server on loopback ----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
-    """``maskfocal serve`` in a subprocess, up until the context ends."""
-
-    def __init__(self, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.args = ["serve", "--port", str(self.port), *args]
-
-    def __enter__(self) -> Server:
-        import tempfile
-
-        self.log = tempfile.TemporaryFile(mode="w+")  # not a pipe: a full pipe would block it
-        self.process = subprocess.Popen([sys.executable, "-m", "maskfocal", *self.args],
-                                        stdout=subprocess.DEVNULL, stderr=self.log, text=True)
-        deadline = time.monotonic() + 300  # importing torch on a busy machine is slow
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2):
-                    return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                if self.process.poll() is not None:
-                    self.log.seek(0)
-                    raise RuntimeError(f"server exited: {self.log.read()}") from None
-                if time.monotonic() > deadline:
-                    self.__exit__()
-                    raise
-                time.sleep(0.2)
-
-    def __exit__(self, *exc) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
-
-    def peak_rss_mb(self) -> float:
-        """Peak resident memory of the server and its worker processes (Linux)."""
-        total = 0.0
-        for pid in [self.process.pid, *children(self.process.pid)]:
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        total += int(line.split()[1]) / 1024
-            except FileNotFoundError:
-                pass
-        return total
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        path = task / "children"
-        if path.is_file():
-            for child in path.read_text().split():
-                found += [int(child), *children(int(child))]
-    return found
-
-
-def post_url(url: str, data: bytes, name: str = "crowd.png", query: str = "") -> tuple[int, dict]:
-    """A multipart POST with the standard library only (no client of the server's kind)."""
-    boundary = "maskfocal-test-boundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
-            f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").encode() + \
-        data + f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(
-        f"{url}/api/count{query}", data=body, method="POST",
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def load_test(url: str, images: list[bytes], requests: int, concurrency: int) -> dict:
-    """``requests`` POSTs from ``concurrency`` threads; statuses, throughput, latencies."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def one(k: int):
-        started = time.perf_counter()
-        status, _ = post_url(url, images[k % len(images)])
-        return status, time.perf_counter() - started
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        outcomes = list(pool.map(one, range(requests)))
-    wall = time.perf_counter() - started
-    latencies = sorted(seconds for status, seconds in outcomes if status == 200)
-    statuses = [status for status, _ in outcomes]
-    return {"requests": requests, "answered": len(outcomes), "ok": statuses.count(200),
-            "busy": statuses.count(503), "other": len(statuses) - statuses.count(200) -
-            statuses.count(503), "requests_per_s": statuses.count(200) / wall,
-            "p50_ms": 1000 * float(np.percentile(latencies, 50)) if latencies else None,
-            "p95_ms": 1000 * float(np.percentile(latencies, 95)) if latencies else None}
-
-
 @pytest.mark.parametrize("workers", [1, 2])
 def test_load_on_loopback_every_request_answered_memory_bounded(checkpoint, workers):
     images = [crowd_image("JPEG", (320, 240), seed=k) for k in range(4)]
@@ -372,22 +255,6 @@ def test_load_on_loopback_every_request_answered_memory_bounded(checkpoint, work
 
 
 # --- the page in a real browser ---------------------------------------------------------------
-
-
-def chromium(profile: Path, size: tuple[int, int]):
-    """Headless Debian Chromium through Selenium, with the flags a closed network needs (no
-    background connections) and a fresh profile."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}"):
-        options.add_argument(flag)
-    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
 
 
 @pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,

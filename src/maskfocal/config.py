@@ -33,7 +33,7 @@ def choices() -> dict[str, tuple]:
     describe (a test pins them together)."""
     from maskfocal.data.readers import READERS
     from maskfocal.data.synthetic import COUNT_DISTRIBUTIONS
-    from maskfocal.engine.device import DEVICES
+    from maskfocal.device import DEVICES
     from maskfocal.families import FAMILIES, LOSS_NAMES
     from maskfocal.losses.detector import TARGET_MAPS
     from maskfocal.losses.mask_focal import NORMALIZERS
@@ -373,6 +373,8 @@ def _validate(config: Config) -> None:
         from maskfocal.models.backbones import check_imagenet
 
         check_imagenet(config.model.backbone)
+    from maskfocal.data.readers import extra_source
+
     for source in config.data.extra_train:
         extra_source(source)
     for override in config.pretrain.overrides:
@@ -380,18 +382,6 @@ def _validate(config: Config) -> None:
             raise MaskfocalError(f"pretrain.overrides: {override!r} cannot set pretrain itself")
     if config.pretrain.fraction:
         parse_overrides(config.pretrain.overrides)  # a malformed one: an error now
-
-
-def extra_source(text: str) -> tuple[str, str]:
-    """``"voc:../data/SCUT"`` -> ``("voc", "../data/SCUT")`` (an entry of
-    ``data.extra_train``)."""
-    from maskfocal.data.readers import READERS
-
-    format, _, root = text.partition(":")
-    if format not in READERS or not root:
-        raise MaskfocalError(f"data.extra_train: {text!r} is not FORMAT:ROOT with FORMAT one "
-                             f"of {', '.join(READERS)}")
-    return format, root
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:

@@ -9,9 +9,8 @@ from typing import Any
 
 from maskfocal.data.readers import read_dataset
 from maskfocal.data.splits import build_splits
-from maskfocal.engine.evaluate import predict, score
 from maskfocal.errors import MaskfocalError
-from maskfocal.inference import Counter
+from maskfocal.inference import Predictor, score
 from maskfocal.io import OutputFolder, atomic_write_text, dumps_json
 
 OUTPUTS = ("per_image.csv", "metrics.json")
@@ -24,13 +23,6 @@ leaderboard's integer protocol and breakdowns (:mod:`maskfocal.metrics.protocols
 the report. ``jhu``: JHU-Crowd++ errors per density level and weather, added to the report."""
 
 SYNTHETIC_SPLITS = ("train", "val", "test")
-
-
-def _predict(counter: Counter, images, progress: bool):
-    """Every candidate head of ``images`` as the counter sees them (its scale and size cap)."""
-    return predict(counter.family, counter.model, images, device=counter.device,
-                   max_side=counter.config.data.max_eval_side,
-                   scale=counter.config.decode.input_scale, progress=progress)
 
 
 def image_ids(images) -> list[int]:
@@ -110,10 +102,10 @@ def write_submission(checkpoint: str | Path, leaderboard: str, format: str, root
     images = read_dataset(format, root, split=split).images
     if not images:
         raise MaskfocalError(f"{root}: no images in split {split!r}")
-    counter = Counter.from_checkpoint(checkpoint, device=device)
-    predictions = _predict(counter, images, progress)
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    predictions = predictor.candidates(images, progress=progress)
     ids = image_ids(images)
-    points = {i: d.above(counter.threshold).points.numpy()
+    points = {i: d.above(predictor.threshold).points.numpy()
               for i, d in zip(ids, predictions.detections, strict=True)}
     counts_path, loc_path = folder.claim_all(SUBMISSIONS[leaderboard])
     write_nwpu_counts(counts_path, {i: len(p) for i, p in points.items()})
@@ -155,26 +147,26 @@ def evaluate_checkpoint(checkpoint: str | Path, format: str, root: str | None, *
         outputs = OutputFolder(save_dir, "eval", option="--save-dir", overwrite=overwrite)
         for name in OUTPUTS:
             outputs.check(name)
-    counter = Counter.from_checkpoint(checkpoint, device=device)
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    threshold = predictor.threshold
     if format == "synthetic":
-        images = build_splits(counter.config.data, seed=counter.config.train.seed)[
+        images = build_splits(predictor.config.data, seed=predictor.config.train.seed)[
             SYNTHETIC_SPLITS.index(split or "test")]
     else:
         images = [i for i in read_dataset(format, root, split=split).images if i.labelled]
     if not images:
         raise MaskfocalError("no labelled images to evaluate")
     truths = nwpu_truths(images, gt_loc) if protocol == "nwpu-official" else None
-    predictions = _predict(counter, images, progress)
-    metrics: dict[str, Any] = {"images": len(images), **score(predictions, counter.threshold)}
+    predictions = predictor.candidates(images, progress=progress)
+    metrics: dict[str, Any] = {"images": len(images), **score(predictions, threshold)}
     if protocol != "maskfocal":
-        metrics.update(protocol_report(protocol, images, predictions, counter.threshold,
-                                       truths))
+        metrics.update(protocol_report(protocol, images, predictions, threshold, truths))
     if outputs is not None:
         per_image, metrics_json = outputs.claim_all(OUTPUTS)
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(["image", "true_count", "predicted_count", "error"])
-        counts = predictions.counts(counter.threshold)
+        counts = predictions.counts(threshold)
         for name, true, predicted in zip(predictions.names, predictions.gt_counts, counts,
                                          strict=True):
             writer.writerow([name, int(true), int(predicted), int(predicted - true)])

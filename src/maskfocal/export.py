@@ -20,8 +20,8 @@ import torch
 from torch import Tensor, nn
 
 from maskfocal import __version__
+from maskfocal.checkpoint import load_model
 from maskfocal.config import config_from_dict
-from maskfocal.engine.checkpoint import load_model, threshold_of
 from maskfocal.errors import MaskfocalError
 from maskfocal.families import DetectorFamily, family_for
 from maskfocal.io import atomic_write_bytes, writable_file
@@ -58,7 +58,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, example_size: tuple[
         if not overwrite and not is_maskfocal_onnx(out):
             raise MaskfocalError(f"{out} exists and is not a maskfocal ONNX export; choose "
                                  "another --out or pass --overwrite to replace it")
-    model, config, state = load_model(checkpoint)
+    model, config, _ = load_model(checkpoint)
     graph = _ExportGraph(model, family_for(config)).eval()
     names = graph.names
     example = torch.rand(1, 3, *example_size)
@@ -74,7 +74,6 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, example_size: tuple[
             opset_version=OPSET, dynamo=True, verbose=False)
     proto = program.model_proto
     metadata = {"maskfocal_version": __version__, "config": json.dumps(config.to_dict()),
-                "threshold": repr(threshold_of(state, config)),
                 "outputs": ",".join(names)}
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
@@ -124,13 +123,17 @@ class OnnxRunner:
             raise MaskfocalError(f"{path}: an ONNX model without maskfocal metadata (export "
                                  "it with `maskfocal export`)")
         try:
-            self.config = config_from_dict(json.loads(metadata["config"]))
-            self.threshold = float(metadata["threshold"])
+            saved = json.loads(metadata["config"])
+            if "threshold" in metadata:  # exports before the threshold had one home
+                saved["decode"] = {**saved.get("decode", {}),
+                                   "threshold": float(metadata["threshold"])}
+            self.config = config_from_dict(saved)
             self.names = tuple(metadata["outputs"].split(","))
         except (KeyError, ValueError, TypeError) as error:
             raise MaskfocalError(f"{path}: damaged maskfocal metadata ({error})") from None
-        if not 0 < self.threshold < 1:
-            raise MaskfocalError(f"{path}: its threshold {self.threshold!r} is not in (0, 1)")
+        if not 0 < self.config.decode.threshold < 1:
+            raise MaskfocalError(f"{path}: its threshold {self.config.decode.threshold!r} is "
+                                 "not in (0, 1)")
         self.family = family_for(self.config)
         self.model = self.family.build(pretrained=False).eval()
 

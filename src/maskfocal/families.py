@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -40,8 +40,11 @@ from maskfocal.models import Backbone, CenterNet
 from maskfocal.targets.centernet import SpreadRule, encode_centernet
 
 if TYPE_CHECKING:
-    from maskfocal.config import Config, LossConfig
     from maskfocal.data.transforms import Sample
+
+# maskfocal.config's Config and LossConfig, not imported: the config imports this module (its
+# vocabularies and its family-aware checks read the registry below)
+Config = LossConfig = Any
 
 __all__ = ["FAMILIES", "LOSS_NAMES", "BoxFamily", "CenterNetFamily", "DetectorFamily",
            "build_model", "family_for"]
@@ -139,12 +142,10 @@ class DetectorFamily:
         heads beyond an image's valid (unpadded) size are dropped."""
         raise NotImplementedError
 
-    @torch.no_grad()
-    def detect(self, model: nn.Module, images: Tensor, valid_sizes: Sequence[tuple[int, int]],
-               *, threshold: float) -> list[Detections]:
-        """:meth:`forward` then :meth:`decode`."""
-        return self.decode(model, self.forward(model, images), valid_sizes,
-                           threshold=threshold)
+    def candidate_floor(self, model: nn.Module, floor: float) -> float:
+        """Let ``model`` keep candidates down to score ``floor``; returns the floor it had, to
+        set back. Heatmap decoding filters only at :meth:`decode`'s threshold: nothing to do."""
+        return floor
 
     def heatmaps(self, outputs, valid_sizes: Sequence[tuple[int, int]]
                  ) -> list[np.ndarray | None]:
@@ -304,6 +305,11 @@ class BoxFamily(DetectorFamily):
 
     def decode(self, model, outputs, valid_sizes, *, threshold):
         return boxes_to_detections(outputs, valid_sizes, threshold=threshold)
+
+    def candidate_floor(self, model, floor):
+        previous = model.score_thresh  # torchvision filters inside, before NMS
+        model.score_thresh = floor
+        return previous
 
     def export_forward(self, model, images):
         normalised = model.transform.normalize(images)

@@ -23,7 +23,6 @@ Every error is JSON: ``{"error": "..."}``.
 # and their types are local to create_app.
 import asyncio
 import base64
-import copy
 import io
 import json
 import os
@@ -225,12 +224,9 @@ def create_app(settings: ServeSettings | None = None, counter=None):
     def count_now(data: bytes, threshold: float | None, overlay: bool) -> dict:
         started = time.perf_counter()
         pixels = decode_upload(data, settings)
-        use = counter
-        if threshold is not None:
-            use = copy.copy(counter)
-            use.threshold = threshold
-        heatmap = overlay and use.has_heatmap
-        result = use(pixels, return_heatmap=heatmap)
+        threshold = counter.threshold if threshold is None else threshold
+        heatmap = overlay and counter.has_heatmap
+        result = counter(pixels, threshold=threshold, return_heatmap=heatmap)
         answer = {
             "count": int(result.count),
             "points": np.round(result.points.astype(np.float64), 2).tolist(),
@@ -238,7 +234,7 @@ def create_app(settings: ServeSettings | None = None, counter=None):
             "boxes": None if result.boxes is None else
             np.round(result.boxes.astype(np.float64), 2).tolist(),
             "width": int(pixels.shape[1]), "height": int(pixels.shape[0]),
-            "model": model_name, "threshold": float(use.threshold)}
+            "model": model_name, "threshold": float(threshold)}
         if overlay:
             answer["overlay_png"] = overlay_png(pixels, result)
         answer["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
@@ -333,7 +329,7 @@ def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
         return
-    from maskfocal.engine.checkpoint import load_model
+    from maskfocal.checkpoint import load_model
 
     if settings.checkpoint:
         load_model(settings.checkpoint)  # a bad checkpoint is one line here, not N tracebacks

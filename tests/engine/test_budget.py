@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from maskfocal.checkpoint import load_checkpoint
 from maskfocal.config import load_config
 from maskfocal.data.training import AugmentOptions, TrainingSet
-from maskfocal.engine import load_checkpoint, run_summary, train
+from maskfocal.engine import run_summary, train
 from maskfocal.engine.trainer import _ema_update, lr_factor_in_time
 from maskfocal.errors import MaskfocalError
 from maskfocal.families import family_for

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskfocal.engine.checkpoint import load_checkpoint
+from maskfocal.checkpoint import load_checkpoint
 from maskfocal.engine.distributed import GlobalBatches
 from maskfocal.errors import MaskfocalError
 
@@ -98,7 +98,7 @@ def test_kill_9_during_training_then_resume(tmp_path):
 
 WRITER = """
 import sys, torch
-from maskfocal.engine.checkpoint import save_checkpoint
+from maskfocal.checkpoint import save_checkpoint
 path, n = sys.argv[1], 0
 while True:
     n += 1

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from maskfocal.checkpoint import load_checkpoint, save_checkpoint
 from maskfocal.config import load_config
 from maskfocal.decode import Detections
-from maskfocal.engine import calibrate_threshold, load_checkpoint, save_checkpoint, train
-from maskfocal.engine.evaluate import Predictions
+from maskfocal.engine import train
 from maskfocal.engine.trainer import lr_factor
 from maskfocal.errors import MaskfocalError
+from maskfocal.inference import Predictions, calibrate_threshold
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
 
@@ -50,9 +51,10 @@ def test_run_folder_contents(tmp_path):
         assert (tmp_path / name).is_file(), name
     assert list((tmp_path / "tb").iterdir())  # TensorBoard event files
     state = load_checkpoint(tmp_path / "best.pt")
-    assert {"model", "optimizer", "scheduler", "epoch", "step", "config", "threshold",
+    assert {"model", "optimizer", "scheduler", "epoch", "step", "config",
             "maskfocal_version"} <= set(state)
-    assert 0 < state["threshold"] < 1 and state["threshold"] == result["threshold"]
+    threshold = state["config"]["decode"]["threshold"]  # the threshold's one home
+    assert 0 < threshold < 1 and threshold == result["threshold"]
 
 
 def test_resume_with_a_different_model_is_refused(tmp_path):

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from maskfocal.errors import MaskfocalError
 from maskfocal.structures import AnnotatedImage
 
-from .readers import read_dataset
+from .readers import extra_source, read_dataset
 from .synthetic import SyntheticCrowds
 
-if TYPE_CHECKING:
-    from maskfocal.config import DataConfig
+DataConfig = Any  # maskfocal.config.DataConfig, not imported: the config imports this package
 
 Splits = tuple[Sequence[AnnotatedImage], Sequence[AnnotatedImage], Sequence[AnnotatedImage]]
 
@@ -39,8 +38,6 @@ def build_splits(data: DataConfig, *, seed: int = 0) -> Splits:
         splits = ([*splits[0], *(textures[i] for i in range(len(textures)))], *splits[1:])
     if not data.extra_train:
         return splits
-    from maskfocal.config import extra_source  # the config imports this package
-
     train, val = list(splits[0]), list(splits[1])
     for source in data.extra_train:
         format, root = extra_source(source)

@@ -16,7 +16,7 @@ from maskfocal.errors import DatasetError, MaskfocalError
 from maskfocal.geometry import pseudo_boxes
 from maskfocal.structures import AnnotatedImage
 
-from .transforms import Sample, augment, fit_image, to_tensor
+from .transforms import Sample, augment, to_tensor
 
 
 def to_sample(annotated: AnnotatedImage) -> Sample:
@@ -114,24 +114,6 @@ class TrainingSet(Dataset):
                            empty_crop=empty_crop)
         raise DatasetError(self.images[index].image_path or "dataset",
                            "no training image could be read")
-
-
-class EvalSet(Dataset):
-    """Whole images scaled by ``scale``, and down beyond ``max_side``:
-    ``(image (3, h, w), factor)``."""
-
-    def __init__(self, images: Sequence[AnnotatedImage], max_side: int = 2048,
-                 scale: float = 1.0) -> None:
-        self.images = images
-        self.max_side = max_side
-        self.scale = scale
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, float]:
-        return fit_image(to_tensor(self.images[index].load_image()), self.max_side,
-                         self.scale)
 
 
 def pad_batch(images: Sequence[Tensor], multiple: int = 32, min_side: int = 0) -> Tensor:

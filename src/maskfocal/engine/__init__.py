@@ -1,8 +1,6 @@
-"""Engine: training loop, evaluation loop, checkpoints. Device and autocast are decided here."""
+"""Engine: training (the loop, its run folder, distributed processes). Prediction is
+:mod:`maskfocal.inference`'s; checkpoints are :mod:`maskfocal.checkpoint`'s."""
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .evaluate import calibrate_threshold, predict, score
 from .trainer import run_summary, train, train_from_files
 
-__all__ = ["calibrate_threshold", "load_checkpoint", "predict", "run_summary",
-           "save_checkpoint", "score", "train", "train_from_files"]
+__all__ = ["run_summary", "train", "train_from_files"]

@@ -15,9 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from maskfocal.device import select_device
 from maskfocal.errors import MaskfocalError
-
-from .device import select_device
 
 
 @dataclass

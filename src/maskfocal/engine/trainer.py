@@ -27,11 +27,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from maskfocal.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from maskfocal.config import Config, load_config
 from maskfocal.data.splits import build_splits
 from maskfocal.data.training import TrainingSet, collate
 from maskfocal.errors import MaskfocalError
 from maskfocal.families import DetectorFamily, family_for
+from maskfocal.inference import Predictions, Predictor, calibrate_threshold, score
 from maskfocal.io import (
     MANIFEST,
     OutputFolder,
@@ -41,11 +43,9 @@ from maskfocal.io import (
 )
 from maskfocal.structures import AnnotatedImage
 
-from .checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from .distributed import Distributed, GlobalBatches
-from .evaluate import Predictions, calibrate_threshold, predict, score
 
-RESUME_KEYS = ("optimizer", "scheduler", "epoch", "step", "best_mae", "threshold")
+RESUME_KEYS = ("optimizer", "scheduler", "epoch", "step", "best_mae")
 
 
 
@@ -294,7 +294,6 @@ class _Session:
         self._build_data()
         self._build_optimisation()
         self.start_epoch, self.step, self.best_mae = 0, 0, math.inf
-        self.threshold = config.decode.threshold
         self.finished = False
         self.epoch_seconds: list[float] = []
         self.validation_seconds: list[float] = []
@@ -394,8 +393,8 @@ class _Session:
             raise MaskfocalError(f"{self.run.last}: cannot resume from it, its state does not "
                                  f"fit this run ({str(error).splitlines()[0][:200]})") from None
         self.start_epoch, self.step = state["epoch"] + 1, state["step"]
-        self.best_mae, self.threshold = state["best_mae"], state["threshold"]
-        self.config.decode.threshold = self.threshold
+        self.best_mae = state["best_mae"]
+        self.config.decode.threshold = checkpoint_config(state, self.run.last).decode.threshold
         self.elapsed = float(state.get("elapsed_seconds", 0.0))
         self.finished = bool(state.get("finished", False)) or (
             self.budget is None and self.start_epoch >= self.config.train.epochs)
@@ -502,10 +501,8 @@ class _Session:
         config = self.config
         started = time.perf_counter()
         torch.backends.cudnn.benchmark = False
-        predictions = _predict_shared(self.family, self.eval_model, self.val_images,
-                                      self.distributed, device=self.device,
-                                      max_side=config.data.max_eval_side,
-                                      scale=config.decode.input_scale,
+        predictions = _predict_shared(Predictor(self.eval_model, config, self.device),
+                                      self.val_images, self.distributed,
                                       progress=self.progress)
         threshold = (calibrate_threshold(predictions)[0] if config.decode.calibrate
                      else config.decode.threshold)
@@ -514,7 +511,7 @@ class _Session:
         self.elapsed += seconds
         self.validation_seconds.append(seconds)
         if self.val_metrics["mae"] < self.best_mae:
-            self.best_mae, self.threshold = self.val_metrics["mae"], threshold
+            self.best_mae = self.val_metrics["mae"]
             self.config.decode.threshold = threshold  # the threshold's one home
             if self.main:
                 atomic_write_text(self.run.out / "config.yaml", config.to_yaml())
@@ -545,7 +542,7 @@ class _Session:
         ``best.pt`` (``best``: its ``model`` is what counts, the EMA when there is one)."""
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "epoch": epoch, "step": self.step,
-                 "config": self.config.to_dict(), "threshold": self.threshold,
+                 "config": self.config.to_dict(),
                  "best_mae": self.best_mae, "elapsed_seconds": self.elapsed,
                  "finished": self.finished}
         if self.ema is not None:
@@ -559,7 +556,8 @@ class _Session:
     def test(self) -> dict[str, Any]:
         """The best weights on the test images (main process alone: no shared files)."""
         self.writer.close()
-        result: dict[str, Any] = {"val": self.val_metrics, "threshold": self.threshold,
+        result: dict[str, Any] = {"val": self.val_metrics,
+                                  "threshold": self.config.decode.threshold,
                                   "epochs": len(self.rows), "minutes": self.elapsed / 60,
                                   "budget_minutes": self.config.train.max_minutes}
         if not (self.test_images and self.main):
@@ -567,11 +565,11 @@ class _Session:
         best_state = load_checkpoint(self.run.best)
         self.model.load_state_dict(best_state["model"])
         started = time.perf_counter()
-        predictions = predict(self.family, self.model, self.test_images, device=self.device,
-                              max_side=self.config.data.max_eval_side,
-                              scale=self.config.decode.input_scale, progress=self.progress)
+        predictions = Predictor(self.model, self.config, self.device).candidates(
+            self.test_images, progress=self.progress)
         seconds = time.perf_counter() - started
-        result["test"] = score(predictions, best_state["threshold"])
+        result["test"] = score(predictions,
+                               checkpoint_config(best_state, self.run.best).decode.threshold)
         result["test"]["images_per_second"] = len(self.test_images) / seconds
         result["test"].update(epochs=result["epochs"], minutes=round(result["minutes"], 3),
                               budget_minutes=result["budget_minutes"])
@@ -585,16 +583,16 @@ class _Session:
         self.distributed.close()
 
 
-def _predict_shared(family: DetectorFamily, model: torch.nn.Module,
-                    images: Sequence[AnnotatedImage], distributed: Distributed,
-                    **options: Any) -> Predictions:
-    """:func:`predict` with the images shared out among the processes, then gathered in the
-    original order (every process gets all predictions, so all calibrate alike)."""
+def _predict_shared(predictor: Predictor, images: Sequence[AnnotatedImage],
+                    distributed: Distributed, **options: Any) -> Predictions:
+    """:meth:`Predictor.candidates` with the images shared out among the processes, then
+    gathered in the original order (every process gets all predictions, so all calibrate
+    alike)."""
     if distributed.world == 1:
-        return predict(family, model, images, **options)
+        return predictor.candidates(images, **options)
     rank, world = distributed.rank, distributed.world
-    local = predict(family, model, [images[i] for i in range(rank, len(images), world)],
-                    **options)
+    local = predictor.candidates([images[i] for i in range(rank, len(images), world)],
+                                 **options)
     parts = distributed.gather(local.detections)
     detections = [parts[i % world][i // world] for i in range(len(images))]
     return Predictions(detections=detections,

@@ -66,7 +66,7 @@ def _heatmaps_on_host(targets: list[dict[str, Tensor]], anchors: list[Tensor],
     computed (numpy, KD-trees): one copy of the anchors and boxes down and one of Y up per
     batch. Rendered beside the logits, each image and pyramid level cost several host round
     trips (the likely cause of FCOS with MFL training at 7-8 images/s against FCOS's own 75 on
-    a GPU shared by 12 runs, benchmarks/results/mfl_converged.md)."""
+    a GPU shared by 12 runs, experiments/results/mfl_converged.md)."""
     counts = [len(t["boxes"]) for t in targets]
     boxes = torch.cat([t["boxes"].float() for t in targets]).cpu().split(counts)
     sizes = [len(a) for a in anchors]

@@ -37,7 +37,7 @@ READERS: dict[str, Reader] = {
     "points": read_points,
 }
 
-__all__ = ["READERS", "Dataset", "ReadReport", "read_dataset"]
+__all__ = ["READERS", "Dataset", "ReadReport", "extra_source", "read_dataset"]
 
 
 @dataclass
@@ -66,3 +66,13 @@ def read_dataset(format: str, root: str | Path, *, split: str | None = None,
     report = ReadReport(strict=strict, warn=warn)
     images = READERS[format](Path(root), split, report)
     return Dataset(images=images, report=report)
+
+
+def extra_source(text: str) -> tuple[str, str]:
+    """``"voc:../data/SCUT"`` -> ``("voc", "../data/SCUT")`` (an entry of
+    ``data.extra_train``)."""
+    format, _, root = text.partition(":")
+    if format not in READERS or not root:
+        raise MaskfocalError(f"data.extra_train: {text!r} is not FORMAT:ROOT with FORMAT one "
+                             f"of {', '.join(READERS)}")
+    return format, root

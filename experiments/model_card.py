@@ -1,7 +1,7 @@
 """The figures and pictures of the model card (``docs/MODEL.md``), measured on this machine.
 
     .venv/bin/python -m pip install -e '.[card]'     # scikit-image: its bundled photos
-    .venv/bin/python benchmarks/model_card.py --data ../shared/data
+    .venv/bin/python -m experiments.model_card --data ../shared/data
 
 - Test errors of the shipped model (or ``--checkpoint``): ShanghaiTech B test (316) and
   SCUT-HEAD B test (200): MAE, RMSE, NAE, F1 at 4 and 8 px, each image's error; with
@@ -40,11 +40,9 @@ STOCK = ("brick", "grass", "gravel", "coffee", "chelsea", "astronaut", "camera",
 
 
 def errors_of(counter, images) -> tuple[dict, list[tuple[str, int, int]]]:
-    from maskfocal.engine.evaluate import predict, score
+    from maskfocal.inference import score
 
-    predictions = predict(counter.family, counter.model, images, device=counter.device,
-                          max_side=counter.config.data.max_eval_side,
-                          scale=counter.config.decode.input_scale, progress=True)
+    predictions = counter.predictor.candidates(images, progress=True)
     metrics = {"images": len(images), **score(predictions, counter.threshold)}
     counts = predictions.counts(counter.threshold)
     rows = [(name, int(true), int(found)) for name, true, found in
@@ -114,7 +112,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="a file or a shipped model's name (default: the "
                                              "shipped model)")
     parser.add_argument("--fp32", help="the same weights in float32 (fp16 check)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/model_card.json"))
+    parser.add_argument("--out", type=Path, default=Path("experiments/results/model_card.json"))
     parser.add_argument("--pictures", type=Path, help="write the card's pictures here")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--crops-per-image", type=int, default=2)

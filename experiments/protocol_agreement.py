@@ -1,8 +1,8 @@
 """NWPU-Crowd protocol: ours against the official scorers' rules on random cases.
 
-    .venv/bin/python benchmarks/protocol_agreement.py [--cases 500]
+    .venv/bin/python -m experiments.protocol_agreement [--cases 500]
 
-The official rules are restated in ``tests/metrics/test_protocols.py`` (dense distance matrix,
+The official rules are restated in ``maskfocal.metrics.nwpu_reference`` (dense distance matrix,
 recursive augmenting-path matching, running sums, as ``eval/eval.py`` and
 ``misc/evaluation_code.py`` compute); this prints the largest difference of any figure.
 """
@@ -10,19 +10,11 @@ recursive augmenting-path matching, running sums, as ``eval/eval.py`` and
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from maskfocal.metrics.nwpu_reference import official_counting, official_localization, random_case
 from maskfocal.metrics.protocols import nwpu_counting, nwpu_localization
-from tests.metrics.test_protocols import (
-    _official_counting,
-    _official_localization,
-    _random_case,
-)
 
 
 def _largest_gap(ours: dict, official: dict) -> float:
@@ -44,9 +36,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     loc_gap, loc_cases, stopped, heads = 0.0, 0, 0, 0
     for _ in range(args.cases):
-        preds, truths = _random_case(rng)
+        preds, truths = random_case(rng)
         try:
-            official = _official_localization(preds, truths)
+            official = official_localization(preds, truths)
         except ZeroDivisionError:
             stopped += 1  # precision = recall = 0: the official script divides by zero
             continue
@@ -62,7 +54,7 @@ def main() -> None:
         ours = nwpu_counting(pred, {k: t[2] for k, t in target.items()},
                              levels={k: t[1] for k, t in target.items()},
                              illuminations={k: t[0] for k, t in target.items()})
-        count_gap = max(count_gap, _largest_gap(ours, _official_counting(pred, target)))
+        count_gap = max(count_gap, _largest_gap(ours, official_counting(pred, target)))
     print(f"localisation: {loc_cases} random cases ({heads} heads; {stopped} more where the "
           f"official script divides by zero), largest difference {loc_gap:.3g}")
     print(f"counting: {args.cases} random cases, largest difference {count_gap:.3g}")

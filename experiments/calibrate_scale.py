@@ -1,9 +1,9 @@
 """Choose a model's test-time scale (``decode.input_scale``) and threshold on its validation
 images, never on test.
 
-    .venv/bin/python benchmarks/calibrate_scale.py --checkpoint W.safetensors \\
+    .venv/bin/python -m experiments.calibrate_scale --checkpoint W.safetensors \\
         --scales 1 1.25 1.5 1.75 [--write OUT.safetensors]
-    .venv/bin/python benchmarks/calibrate_scale.py --checkpoint crowd-r18 \\
+    .venv/bin/python -m experiments.calibrate_scale --checkpoint crowd-r18 \\
         --splits-config configs/crowd_lite0_cpu.yaml --scales 1.75   # another model, same val
 
 The validation images are the ones the run held out: its config's ``data`` section rebuilt with
@@ -57,7 +57,7 @@ def balanced_threshold(predictions, sources: list[str]) -> float:
     sources (:func:`per_source`), ties to the middle of the run."""
     import numpy as np
 
-    from maskfocal.engine.evaluate import CALIBRATION_GRID
+    from maskfocal.inference import CALIBRATION_GRID
 
     errors = np.array([per_source(predictions, t, sources)["val_relative_mae"]
                        for t in CALIBRATION_GRID])
@@ -76,23 +76,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep-threshold", action="store_true",
                         help="score at the checkpoint's own threshold (no calibration)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/input_scale.json"))
+    parser.add_argument("--out", type=Path, default=Path("experiments/results/input_scale.json"))
     args = parser.parse_args()
 
     import torch
 
-    from maskfocal.config import extra_source, load_config
+    from maskfocal.checkpoint import load_checkpoint, save_weights
+    from maskfocal.config import load_config
+    from maskfocal.data.readers import extra_source
     from maskfocal.data.splits import build_splits
-    from maskfocal.engine.checkpoint import load_checkpoint, save_weights
-    from maskfocal.engine.evaluate import calibrate_threshold, predict, score
-    from maskfocal.inference import Counter
+    from maskfocal.inference import Predictor, calibrate_threshold, score
     from maskfocal.pretrained import MODELS, pretrained_path
 
     torch.set_num_threads(args.threads)
     checkpoint = (pretrained_path(args.checkpoint) if args.checkpoint in MODELS
                   else args.checkpoint)
-    counter = Counter.from_checkpoint(checkpoint, device="cpu")
-    config = counter.config
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    config = predictor.config
     data = load_config(args.splits_config).data if args.splits_config else config.data
     _, val, _ = build_splits(data, seed=config.train.seed)
     roots = [data.root, *(extra_source(source)[1] for source in data.extra_train)]
@@ -101,10 +101,9 @@ def main() -> None:
     rows = []
     for scale in args.scales:
         started = time.perf_counter()
-        predictions = predict(counter.family, counter.model, val, device=counter.device,
-                              max_side=config.data.max_eval_side, scale=scale)
+        predictions = predictor.at_scale(scale).candidates(val)
         if args.keep_threshold:
-            threshold = counter.threshold
+            threshold = predictor.threshold
         elif len(set(sources)) > 1:
             threshold = balanced_threshold(predictions, sources)
         else:
@@ -126,11 +125,11 @@ def main() -> None:
     if args.write:
         state = load_checkpoint(args.checkpoint)
         state["config"]["decode"]["input_scale"] = best["scale"]
-        state["config"]["decode"]["threshold"] = state["threshold"] = best["threshold"]
+        state["config"]["decode"]["threshold"] = best["threshold"]
         provenance = {k: v for k, v in state.get("metadata", {}).items()
                       if k not in ("format", "maskfocal_version", "config", "threshold")}
         provenance["input_scale"] = (f"{best['scale']} chosen on the {len(val)} validation "
-                                     "images (benchmarks/calibrate_scale.py)")
+                                     "images (experiments/calibrate_scale.py)")
         save_weights(args.write, state, half=args.half, provenance=provenance)
 
 

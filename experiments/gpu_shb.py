@@ -19,7 +19,7 @@ images/s, best validation MAE/RMSE, minutes, exit status), ``metrics.json`` (eve
 most 15 MB (``gpu-profile.safetensors.partN``; ``cat`` them back together; the config and
 threshold are in the metadata). Run from the repository root::
 
-    PYTHONPATH=src python3 benchmarks/gpu_shb.py --data-root DIR --out OUT
+    PYTHONPATH=src python3 -m experiments.gpu_shb --data-root DIR --out OUT
 
 Seen on the lent H200 (2026-11-26): the machine exposes 2 CPU cores, so data loading bounds
 every run (60-80 images/s each); cache decoded images and keep the process count low.

@@ -1,6 +1,6 @@
 """Pretrained vs random backbone, and how to train the pretrained one: equal budgets, same data.
 
-    .venv/bin/python benchmarks/pretrained_ablation.py --minutes 8 --data ../shared/data
+    .venv/bin/python -m experiments.pretrained_ablation --minutes 8 --data ../shared/data
 
 Trains ``configs/crowd_lite0_cpu.yaml`` (all the labelled data, CenterNet on EfficientNet-Lite0)
 under ``--minutes`` each, with one override per arm:
@@ -18,8 +18,8 @@ validation of the 110 images costs minutes of the budget).
 
 Arms run two at a time, one thread each (``--parallel``), so that every arm trains under the
 same conditions; a run that stopped resumes (``--resume``) and a finished one is skipped.
-Each finished run gets its record in ``benchmarks/results/recipe.json``
-(``benchmarks/recipe_record.py``: ShanghaiTech B test from the run, SCUT-HEAD B test scored
+Each finished run gets its record in ``experiments/results/recipe.json``
+(``experiments/recipe_record.py``: ShanghaiTech B test from the run, SCUT-HEAD B test scored
 afterwards, the validation curve). Validation (110 images from the three sources) is what a
 choice may be made on; the test figures are reported, not chosen on.
 """
@@ -95,7 +95,7 @@ def main() -> None:
         if arm not in args.record:
             continue
         recorded.append(subprocess.Popen(
-            [sys.executable, "benchmarks/recipe_record.py", str(out), "--seed", str(args.seed),
+            [sys.executable, "-m", "experiments.recipe_record", str(out), "--seed", str(args.seed),
              "--label", f"crowd_lite0_cpu.yaml {arm}, {args.minutes:g} min, 1 thread "
                         f"(pretrained_ablation.py)", "--data", str(args.data)],
             env=env, stdout=subprocess.DEVNULL))

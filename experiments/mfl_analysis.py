@@ -1,10 +1,10 @@
 """Why MFL wins or loses: threshold sensitivity, training curves and predicted heatmaps.
 
-    .venv/bin/python benchmarks/mfl_vs_native.py --quick --ablations --seeds 0 \\
+    .venv/bin/python -m experiments.mfl_vs_native --quick --ablations --seeds 0 \\
         --set loss.spread_source=points --keep /tmp/mflruns
-    .venv/bin/python benchmarks/mfl_analysis.py --runs /tmp/mflruns
+    .venv/bin/python -m experiments.mfl_analysis --runs /tmp/mflruns
 
-Reads ``benchmarks/results/mfl_vs_native.json`` (per-epoch history and the test MAE at every
+Reads ``experiments/results/mfl_vs_native.json`` (per-epoch history and the test MAE at every
 threshold, recorded by ``mfl_vs_native.py``) and the kept run folders (checkpoints), compares
 CenterNet trained with its own loss against MFL variants on the synthetic test split, prints
 a table and writes ``docs/mfl_analysis.png``. Synthetic data only: pictures of real datasets

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The MFL grid's ShanghaiTech B half (benchmarks/mfl_converged.py) on a lent GPU (the `device`
+# The MFL grid's ShanghaiTech B half (experiments/mfl_converged.py) on a lent GPU (the `device`
 # tool), in two calls on one warm machine: ShanghaiTech B train (60 MB) and test (47 MB) do not
 # travel together within the tool's 64 MiB (the repository goes too; the shipped weights are
 # moved out of the tree for these calls).
@@ -16,7 +16,7 @@
 #         nvidia-smi log go to $OUT; then, until DEADLINE seconds (560) from the grid's start,
 #         --analyse on the GPU adds the why (peak statistics) to the records.
 #
-# Run from the repository root on the device machine:  bash benchmarks/gpu_mfl_grid.sh grid 3.25
+# Run from the repository root on the device machine:  bash experiments/gpu_mfl_grid.sh grid 3.25
 #
 # Seen on a lent H100 (16 cores), 2026-11-26, before the preflight and before mfl_converged.py
 # shared the CPU threads out (OMP_NUM_THREADS = cores / runs): the 12 runs of the first wave each
@@ -69,7 +69,7 @@ grid)
     start=$(date +%s)
     gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
     MASKFOCAL_MACHINE="$gpu (device tool), 12 runs sharing it" \
-        python3 benchmarks/mfl_converged.py --datasets shanghaitech_b \
+        python3 -m experiments.mfl_converged --datasets shanghaitech_b \
         --detectors centernet fcos --seeds 0 1 2 --jobs 12 --minutes-scale "$scale" \
         --data-root /root/data --runs /root/runs --results "$OUT/mfl_converged_gpu.json" \
         --set train.device=cuda pretrain.fraction=null data.batch_size=32 train.lr=0.004 \
@@ -78,7 +78,7 @@ grid)
         2>&1 | tee "$OUT/grid.log" || echo "grid: exit status $?"
     left=$((${DEADLINE:-560} - $(date +%s) + start))  # the why (--analyse) in what is left
     if [ "$left" -gt 20 ]; then
-        timeout "$left" python3 benchmarks/mfl_converged.py --analyse --analyse-device cuda \
+        timeout "$left" python3 -m experiments.mfl_converged --analyse --analyse-device cuda \
             --data-root /root/data --runs /root/runs --results "$OUT/mfl_converged_gpu.json" \
             2>&1 | tail -n 30 | tee "$OUT/analyse.log" || true
     fi

@@ -1,6 +1,6 @@
-"""One record of ``benchmarks/results/recipe.json``: a finished training run's figures.
+"""One record of ``experiments/results/recipe.json``: a finished training run's figures.
 
-    .venv/bin/python benchmarks/recipe_record.py RUN --label "shb_cpu.yaml (new), 60 min" \\
+    .venv/bin/python -m experiments.recipe_record RUN --label "shb_cpu.yaml (new), 60 min" \\
         --seed 0 --data ../shared/data
 
 Reads the run's ``test_metrics.json`` (ShanghaiTech B test, written when training ended) and
@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--machine", default="2-core CPU (this project's)")
     parser.add_argument("--note", help="anything that affected the run (other load, ...)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/recipe.json"))
+    parser.add_argument("--out", type=Path, default=Path("experiments/results/recipe.json"))
     args = parser.parse_args()
 
     from maskfocal.engine import run_summary

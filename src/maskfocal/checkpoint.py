@@ -34,19 +34,20 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 def save_weights(path: str | Path, state: dict[str, Any], *, half: bool = False,
                  provenance: dict[str, str] | None = None) -> None:
-    """A checkpoint's weights as ``.safetensors`` (``half``: float16), its config and threshold
-    in the metadata, written atomically; ``provenance``: more metadata (data, budget)."""
+    """A checkpoint's weights as ``.safetensors`` (``half``: float16), its config (with the
+    calibrated threshold) in the metadata, written atomically; ``provenance``: more metadata
+    (data, budget)."""
     import json
 
     from safetensors.torch import save
 
     from maskfocal import __version__
 
+    state = _fold_threshold(dict(state))
     weights = {name: (tensor.half() if half and tensor.is_floating_point() else tensor)
                .contiguous() for name, tensor in state["model"].items()}
     metadata = {"format": WEIGHTS_FORMAT, "maskfocal_version": __version__,
-                "config": json.dumps(state["config"]),
-                "threshold": repr(float(state["threshold"])), **(provenance or {})}
+                "config": json.dumps(state["config"]), **(provenance or {})}
     atomic_write_bytes(path, save(weights, metadata=metadata))
 
 
@@ -63,16 +64,17 @@ def _load_weights(path: Path) -> dict[str, Any]:
     except (SafetensorError, OSError, ValueError) as error:
         raise MaskfocalError(f"{path}: not a readable safetensors file "
                              f"({str(error).splitlines()[0][:120]})") from None
-    if "config" not in metadata or "threshold" not in metadata:
-        raise MaskfocalError(f"{path}: safetensors without maskfocal's config and threshold "
-                             "(not maskfocal weights)")
+    if "config" not in metadata:
+        raise MaskfocalError(f"{path}: safetensors without maskfocal's config (not maskfocal "
+                             "weights)")
     try:
-        config, threshold = json.loads(metadata["config"]), float(metadata["threshold"])
+        config = json.loads(metadata["config"])
+        legacy = {"threshold": float(metadata["threshold"])} if "threshold" in metadata else {}
     except ValueError:
         raise MaskfocalError(f"{path}: its config or threshold metadata is damaged") from None
     return {"format": FORMAT, "model": {name: tensor.float() if tensor.is_floating_point()
                                         else tensor for name, tensor in weights.items()},
-            "config": config, "threshold": threshold,
+            "config": config, **legacy,
             "maskfocal_version": metadata.get("maskfocal_version", "unknown"),
             "metadata": metadata}
 
@@ -86,7 +88,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if path.suffix.lower() == ".safetensors":
         state = _load_weights(path)
         _check_entries(state, path)
-        return state
+        return _fold_threshold(state)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception:  # pickle, zip and unpickler errors of many types
@@ -101,6 +103,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if key not in state:
             raise MaskfocalError(f"{path}: checkpoint has no {key!r} entry")
     _check_entries(state, path)
+    return _fold_threshold(state)
+
+
+def _fold_threshold(state: dict[str, Any]) -> dict[str, Any]:
+    """The calibrated threshold has one home, the config's ``decode.threshold``; files written
+    before it had one kept it beside the config too (``state["threshold"]``, the ``threshold``
+    metadata), and that value, the one they counted with, moves into the config here."""
+    if "threshold" in state:
+        threshold = state.pop("threshold")
+        decode = dict(state["config"].get("decode") or {})
+        decode["threshold"] = float(threshold)
+        state["config"] = {**state["config"], "decode": decode}
     return state
 
 
@@ -133,13 +147,6 @@ def _check_entries(state: dict[str, Any], path: Path) -> None:
     for key in ("optimizer", "scheduler"):
         if key in state and not isinstance(state[key], dict):
             raise MaskfocalError(f"{path}: its {key!r} entry is not a mapping")
-
-
-def threshold_of(state: dict[str, Any], config) -> float:
-    """The threshold a checkpoint counts with: the calibrated one it stores, else its
-    config's."""
-    threshold = state.get("threshold")
-    return float(config.decode.threshold if threshold is None else threshold)
 
 
 def checkpoint_config(state: dict[str, Any], path: str | Path):

@@ -1,13 +1,13 @@
 """The MFL experiment: each detector trained with its own loss and with Mask Focal Loss.
 
-    .venv/bin/python benchmarks/mfl_vs_native.py --quick                 # CPU, ~100 min
-    .venv/bin/python benchmarks/mfl_vs_native.py --quick --datasets scut_head_b
-    .venv/bin/python benchmarks/mfl_vs_native.py --full                  # for a GPU
-    .venv/bin/python benchmarks/mfl_vs_native.py --quick --datasets synthetic --seeds 0
+    .venv/bin/python -m experiments.mfl_vs_native --quick                 # CPU, ~100 min
+    .venv/bin/python -m experiments.mfl_vs_native --quick --datasets scut_head_b
+    .venv/bin/python -m experiments.mfl_vs_native --full                  # for a GPU
+    .venv/bin/python -m experiments.mfl_vs_native --quick --datasets synthetic --seeds 0
 
 Within a comparison everything but ``loss.name`` is equal: data, budget, schedule,
 augmentation and seed. The counting threshold is calibrated on validation; test metrics are
-reported. Runs are appended to ``benchmarks/results/mfl_vs_native.json`` as they finish, and a
+reported. Runs are appended to ``experiments/results/mfl_vs_native.json`` as they finish, and a
 run already there is not repeated, so an interrupted grid resumes. The Markdown table and the
 bar chart (``docs/mfl_vs_native.png``) are rebuilt from the JSON at the end (or alone with
 ``--report``).
@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from maskfocal.checkpoint import load_model
 from maskfocal.config import load_config
 from maskfocal.data import build_splits
 from maskfocal.engine import train
-from maskfocal.engine.checkpoint import load_model
-from maskfocal.engine.evaluate import predict
 from maskfocal.families import family_for
+from maskfocal.inference import predict
 from maskfocal.io import atomic_write_text
 
 HERE = Path(__file__).resolve().parent

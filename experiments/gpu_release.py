@@ -24,7 +24,7 @@ minutes), ``metrics.json`` (every run's ``metrics.csv`` rows) and the weights as
 (fp16, and fp32 in stage 2 to check what fp16 costs) cut in parts of at most 15 MB
 (``NAME.safetensors.partN``: ``cat`` them back together). Run from the repository root::
 
-    PYTHONPATH=src python3 benchmarks/gpu_release.py --stage shb --data DIR --out OUT
+    PYTHONPATH=src python3 -m experiments.gpu_release --stage shb --data DIR --out OUT
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from gpu_shb import read_run  # benchmarks/ is the script's folder, first on sys.path
+from experiments.gpu_shb import read_run
 
 PART_BYTES = 15_000_000  # the device tool brings back files of at most 16 MiB
 GPU_PROFILE = ["pretrain.fraction=null",  # this script runs its own stages
@@ -70,7 +70,7 @@ def launch(steps: list[list[str]], log: Path, env: dict[str, str]) -> subprocess
 def export(checkpoint: Path, results: Path, name: str, *, half: bool) -> None:
     """``checkpoint``'s weights as safetensors (``save_weights``: config and threshold in the
     metadata), cut in parts that the device tool brings back."""
-    from maskfocal.engine.checkpoint import load_checkpoint, save_weights
+    from maskfocal.checkpoint import load_checkpoint, save_weights
 
     target = results.parent / f".{name}.safetensors"
     save_weights(target, load_checkpoint(checkpoint), half=half)

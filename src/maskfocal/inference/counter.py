@@ -1,0 +1,158 @@
+"""The one-call API: load a trained model and count heads in images.
+
+>>> from maskfocal import Counter
+>>> counter = Counter.from_pretrained()  # the shipped model; or from_checkpoint("best.pt")
+>>> result = counter("crowd.jpg")
+>>> result.count, result.points.shape
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maskfocal.config import Config
+from maskfocal.data.readers.common import IMAGE_EXTENSIONS
+from maskfocal.decode import Detections
+from maskfocal.errors import MaskfocalError
+from maskfocal.io import written_here
+from maskfocal.structures import as_rgb, load_rgb
+
+from .predictor import Predictor
+
+__all__ = ["CountResult", "Counter", "expand_inputs"]
+
+
+@dataclass
+class CountResult:
+    """Heads found in one image, in its own pixels."""
+
+    count: int
+    points: np.ndarray  # (n, 2) x, y
+    scores: np.ndarray  # (n,)
+    boxes: np.ndarray | None  # (n, 4) x1 y1 x2 y2, when the model predicts sizes
+    heatmap: np.ndarray | None = None  # (ceil(H/4), ceil(W/4)) probabilities, on request
+
+    def to_json(self) -> dict:
+        return {"count": self.count,
+                "points": [[round(float(x), 2), round(float(y), 2)] for x, y in self.points]}
+
+
+class Counter:
+    """A trained counter: ``counter(image) -> CountResult``, ``counter([a, b]) -> [...]``.
+
+    A :class:`~maskfocal.inference.Predictor` (the model or its ONNX export, the device, the
+    input scale, tiling) and the threshold that turns its candidates into heads.
+
+    Args:
+        predictor: what finds the heads.
+        threshold: the score threshold; default: the checkpoint's, calibrated on validation
+            when training ended.
+    """
+
+    def __init__(self, predictor: Predictor, threshold: float | None = None) -> None:
+        threshold = predictor.threshold if threshold is None else threshold
+        _check_threshold(threshold)
+        self.predictor = predictor
+        self.threshold = float(threshold)
+
+    @classmethod
+    def from_pretrained(cls, name: str | None = None, device: str = "auto",
+                        threshold: float | None = None, **options) -> Counter:
+        """A model shipped inside the package (:data:`maskfocal.pretrained.MODELS`; default
+        ``crowd-r18``, see ``docs/MODEL.md``), loaded with no network."""
+        from maskfocal.pretrained import pretrained_path
+
+        return cls.from_checkpoint(pretrained_path(name), device=device, threshold=threshold,
+                                   **options)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto",
+                        threshold: float | None = None, **options) -> Counter:
+        """A ``.pt`` checkpoint of ``maskfocal train``, ``.safetensors`` weights (the shipped
+        kind), or a ``.onnx`` file of ``maskfocal export`` (run with ONNX Runtime).
+        ``options``: the :class:`Predictor`'s (tiling, batch size, progress, input scale)."""
+        if threshold is not None:
+            _check_threshold(threshold)  # before the model loads
+        return cls(Predictor.from_checkpoint(path, device=device, **options), threshold)
+
+    @property
+    def config(self) -> Config:
+        return self.predictor.config
+
+    @property
+    def family(self):
+        return self.predictor.family
+
+    @property
+    def has_heatmap(self) -> bool:
+        """Whether the model predicts a heatmap (CenterNet)."""
+        return self.predictor.has_heatmap
+
+    @staticmethod
+    def read_image(image) -> np.ndarray:
+        """A path, PIL image, (H, W[, C]) array or (C, H, W) tensor as (H, W, 3) uint8.
+
+        Numeric types are scaled by their range (see :func:`maskfocal.structures.as_rgb`);
+        what cannot be read is a :class:`MaskfocalError` (a ``ValueError``)."""
+        if isinstance(image, (str, Path)):
+            return load_rgb(image)
+        return as_rgb(image)
+
+    @staticmethod
+    def _is_batch(images) -> bool:
+        if isinstance(images, (list, tuple)):
+            return True
+        return isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4
+
+    def __call__(self, images, *, threshold: float | None = None,
+                 return_heatmap: bool = False) -> CountResult | list[CountResult]:
+        """Count heads in one image (a path, PIL image, (H, W, 3) array or (3, H, W) tensor)
+        or a batch (a list of those, an (N, H, W, 3) array or an (N, 3, H, W) tensor), at
+        ``threshold`` (default: the counter's)."""
+        if threshold is None:
+            threshold = self.threshold
+        else:
+            _check_threshold(threshold)
+        if return_heatmap and not self.has_heatmap:
+            raise MaskfocalError("only CenterNet predicts a heatmap")
+        batch = self._is_batch(images)
+        pixels = [self.read_image(image) for image in images] if batch else [
+            self.read_image(images)]
+        found = self.predictor.find(pixels, threshold, heatmaps=return_heatmap)
+        results = [_result(detections, maps) for detections, maps in found]
+        return results if batch else results[0]
+
+
+def _check_threshold(threshold: float) -> None:
+    if not 0 < threshold < 1:
+        raise MaskfocalError(f"threshold must be in (0, 1), got {threshold}")
+
+
+def _result(detections: Detections, heatmap: np.ndarray | None) -> CountResult:
+    return CountResult(count=detections.count, points=detections.points.cpu().numpy(),
+                       scores=detections.scores.cpu().numpy(),
+                       boxes=None if detections.boxes is None
+                       else detections.boxes.cpu().numpy(), heatmap=heatmap)
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Image files from files and folders (a folder's images, sorted, not recursive; not the
+    overlays and sheets that maskfocal itself wrote there)."""
+    paths: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            ours = written_here(path)
+            paths += sorted(p for p in path.iterdir()
+                            if p.suffix.lower() in IMAGE_EXTENSIONS and p.name not in ours)
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise MaskfocalError(f"{path}: no such file or folder")
+    if not paths:
+        raise MaskfocalError(f"no images found in: {' '.join(inputs)}")
+    return paths

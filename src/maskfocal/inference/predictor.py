@@ -1,0 +1,297 @@
+"""The one prediction path: a detector (eager, or an ONNX export) run over whole images or
+their tiles, at the model's own input scale, decoded by its family.
+
+Counting (:class:`~maskfocal.inference.Counter`, ``maskfocal count``, video, the web service),
+``maskfocal eval``, training's validation and every benchmark go through :class:`Predictor`,
+so that the same image, model and threshold give the same heads everywhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from maskfocal.config import Config
+from maskfocal.data.training import pad_batch
+from maskfocal.data.transforms import fit_image, resize, to_tensor
+from maskfocal.decode import SCORE_FLOOR, Detections
+from maskfocal.device import select_device
+from maskfocal.errors import MaskfocalError
+from maskfocal.families import family_for
+from maskfocal.structures import AnnotatedImage
+
+from .scoring import Predictions
+from .tiles import ALIGN, Tile, in_core, merge_across_tiles, plan_tiles
+
+__all__ = ["Predictor", "check_tiling"]
+
+
+def check_tiling(tile_above: int | None, tile_size: int, tile_overlap: int) -> None:
+    """Tiling options that cover every pixel, or a one-line error before any work."""
+    if tile_above is not None and tile_above < 0:
+        raise MaskfocalError(f"tile threshold {tile_above} px must be >= 0")
+    if tile_size < 64:
+        raise MaskfocalError(f"tile size {tile_size} px must be at least 64")
+    if tile_overlap < 0:
+        raise MaskfocalError(f"tile overlap {tile_overlap} px must be >= 0 (a negative "
+                             "overlap leaves gaps between tiles)")
+    if tile_size - tile_overlap <= ALIGN:
+        raise MaskfocalError(f"tile size {tile_size} px must exceed the overlap "
+                             f"{tile_overlap} px by more than {ALIGN}")
+
+
+class Predictor:
+    """A detector with everything that decides what it sees: ``find(images, threshold)``.
+
+    Every image is scaled by ``input_scale`` (the test-time scale chosen on validation,
+    ``decode.input_scale``). When the scaled image's longer side exceeds ``tile_above``, it
+    is run in overlapping tiles of ``tile_size`` scaled pixels (the tiles are cut from the
+    original and scaled one by one, so memory is bounded by a tile, whatever the photo);
+    otherwise it is run whole, and scaled further down if its longer side would exceed
+    ``data.max_eval_side`` (only reachable with ``tile_above=None`` or above that cap).
+
+    Args:
+        model: the detector; with ``runner`` it only decodes (strides, anchors, NMS).
+        config: its resolved config (family, input scale, size cap, the threshold).
+        device: where the model runs.
+        runner: runs a padded (B, 3, H, W) batch and returns what the family's ``forward``
+            would (:class:`maskfocal.export.OnnxRunner`); default: ``model`` itself.
+        input_scale: overrides ``config.decode.input_scale``.
+        tile_above, tile_size, tile_overlap: in scaled pixels (what the network sees);
+            ``tile_above=None`` never tiles.
+        merge_radius: heads of two tiles closer than this (original pixels) are one head.
+        batch_size: images (or tiles) per forward pass.
+        progress: a progress bar over the tiles of a tiled image.
+    """
+
+    def __init__(self, model: nn.Module, config: Config, device: torch.device | str = "cpu",
+                 *, runner: Callable[[Tensor], object] | None = None,
+                 input_scale: float | None = None, tile_above: int | None = 2048,
+                 tile_size: int = 1024, tile_overlap: int = 128, merge_radius: float = 8.0,
+                 batch_size: int = 4, progress: bool = False) -> None:
+        check_tiling(tile_above, tile_size, tile_overlap)
+        if not merge_radius >= 0:
+            raise MaskfocalError(f"merge radius must be >= 0, got {merge_radius}")
+        if batch_size < 1:
+            raise MaskfocalError(f"batch size must be at least 1, got {batch_size}")
+        scale = config.decode.input_scale if input_scale is None else input_scale
+        if not scale > 0:
+            raise MaskfocalError(f"input scale must be > 0, got {scale}")
+        self.device = torch.device(device)
+        self.model = model.eval() if runner is not None else model.eval().to(self.device)
+        self.config = config
+        self.family = family_for(config)
+        self.runner = runner
+        self.input_scale = float(scale)
+        self.max_side = config.data.max_eval_side
+        self.tile_above = tile_above
+        self.tile_size = tile_size
+        self.tile_overlap = tile_overlap
+        self.merge_radius = merge_radius
+        self.batch_size = batch_size
+        self.progress = progress
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", **options) -> Predictor:
+        """A ``.pt`` checkpoint of ``maskfocal train``, ``.safetensors`` weights (the shipped
+        kind) or a ``.onnx`` file of ``maskfocal export`` (run with ONNX Runtime)."""
+        from maskfocal.checkpoint import load_model
+
+        torch_device = select_device(device)
+        if Path(path).suffix.lower() == ".onnx":
+            from maskfocal.export import OnnxRunner
+
+            runner = OnnxRunner(path, torch_device)
+            return cls(runner.model, runner.config, "cpu", runner=runner, **options)
+        model, config, _ = load_model(path)
+        return cls(model, config, torch_device, **options)
+
+    @property
+    def threshold(self) -> float:
+        """The checkpoint's calibrated score threshold (its one home: ``decode.threshold``)."""
+        return float(self.config.decode.threshold)
+
+    @property
+    def has_heatmap(self) -> bool:
+        """Whether the model predicts a heatmap (CenterNet)."""
+        return self.family.has_heatmap
+
+    def at_scale(self, input_scale: float) -> Predictor:
+        """The same model seeing images at another input scale (for choosing one)."""
+        other = copy.copy(self)
+        other.input_scale = float(input_scale)
+        return other
+
+    # the detection core --------------------------------------------------------------------
+    @torch.no_grad()
+    def detect(self, images: Sequence[Tensor], threshold: float, *, heatmaps: bool = False
+               ) -> list[tuple[Detections, np.ndarray | None]]:
+        """Heads of each (3, h, w) image as given (in its pixels) and, with ``heatmaps``, its
+        heatmap: pad to a multiple of 32, run the model (or the runner), decode."""
+        batch = pad_batch(list(images), min_side=self.family.min_side).to(self.device)
+        outputs = (self.runner(batch) if self.runner is not None
+                   else self.family.forward(self.model, batch))
+        sizes = [tuple(image.shape[-2:]) for image in images]
+        detections = self.family.decode(self.model, outputs, sizes, threshold=threshold)
+        maps = self.family.heatmaps(outputs, sizes) if heatmaps else [None] * len(sizes)
+        return list(zip(detections, maps, strict=True))
+
+    # whole images --------------------------------------------------------------------------
+    def tiled(self, height: int, width: int) -> bool:
+        """Whether an image of this size is counted in tiles."""
+        return (self.tile_above is not None
+                and max(height, width) * self.input_scale > self.tile_above)
+
+    @torch.no_grad()
+    def find(self, images: Sequence[np.ndarray], threshold: float, *, heatmaps: bool = False
+             ) -> list[tuple[Detections, np.ndarray | None]]:
+        """Heads of each (H, W, 3) uint8 image in its own pixels (on the CPU) and, with
+        ``heatmaps``, its heatmap on the image's stride grid. Images that pad to the same
+        size share a forward pass (the same result as one at a time)."""
+        results: list = [None] * len(images)
+        fitted: dict[int, tuple[Tensor, float]] = {}
+        for i, image in enumerate(images):
+            if self.tiled(*image.shape[:2]):
+                results[i] = self._find_tiled(image, threshold, heatmaps)
+            else:
+                fitted[i] = fit_image(to_tensor(image), self.max_side, self.input_scale)
+        sizes = {i: tuple(tensor.shape[-2:]) for i, (tensor, _) in fitted.items()}
+        for indices in _same_padded_size(sizes, self.batch_size):
+            found = self.detect([fitted[i][0] for i in indices], threshold, heatmaps=heatmaps)
+            for i, (detections, maps) in zip(indices, found, strict=True):
+                scale = fitted[i][1]
+                if maps is not None and scale != 1:
+                    maps = _rescaled(maps, images[i].shape[:2], self.family.stride)
+                results[i] = (_on_cpu(detections.scaled(1 / scale)), maps)
+        return results
+
+    def tiles(self, height: int, width: int) -> list[Tile]:
+        """The tiles of an image of this size, in its own pixels: ``tile_size`` and
+        ``tile_overlap`` scaled pixels, so each tile is ``tile_size`` once scaled."""
+        size = max(64, int(self.tile_size / self.input_scale))
+        overlap = math.ceil(self.tile_overlap / self.input_scale)
+        if size - overlap <= ALIGN:
+            raise MaskfocalError(f"tile size {self.tile_size} px and overlap "
+                                 f"{self.tile_overlap} px leave no step at input scale "
+                                 f"{self.input_scale:g}")
+        return plan_tiles(height, width, size, overlap)
+
+    def _find_tiled(self, image: np.ndarray, threshold: float, heatmap: bool
+                    ) -> tuple[Detections, np.ndarray | None]:
+        height, width = image.shape[:2]
+        tiles = self.tiles(height, width)
+        stride = self.family.stride
+        canvas = (np.zeros((-(-height // stride), -(-width // stride)), np.float32)
+                  if heatmap else None)
+        points, scores, boxes, owners = [], [], [], []
+        scale = self.input_scale
+        shapes = {n: (round((t.y1 - t.y0) * scale), round((t.x1 - t.x0) * scale))
+                  for n, t in enumerate(tiles)}
+        groups = _same_padded_size(shapes, self.batch_size)
+        for group in tqdm(groups, desc=f"{len(tiles)} tiles", unit="batch", leave=False,
+                          disable=not self.progress or len(groups) < 2):
+            crops = [to_tensor(image[tiles[n].y0:tiles[n].y1, tiles[n].x0:tiles[n].x1])
+                     for n in group]
+            found = self.detect([resize(c, scale) if scale != 1 else c for c in crops],
+                                threshold, heatmaps=heatmap)
+            for number, (detections, maps) in zip(group, found, strict=True):
+                tile = tiles[number]
+                detections = _on_cpu(detections.scaled(1 / scale))
+                shift = torch.tensor([tile.x0, tile.y0], dtype=torch.float32)
+                tile_points = (detections.points + shift).numpy()
+                keep = in_core(tile_points, tile)
+                points.append(tile_points[keep])
+                scores.append(detections.scores.numpy()[keep])
+                owners.append(np.full(int(keep.sum()), number))
+                if detections.boxes is not None:
+                    boxes.append((detections.boxes + shift.repeat(2)).numpy()[keep])
+                if canvas is not None and maps is not None:
+                    if scale != 1:
+                        maps = _rescaled(maps, (tile.y1 - tile.y0, tile.x1 - tile.x0), stride)
+                    rows = slice(tile.cy0 // stride, -(-tile.cy1 // stride))
+                    cols = slice(tile.cx0 // stride, -(-tile.cx1 // stride))
+                    canvas[rows, cols] = maps[rows.start - tile.y0 // stride:
+                                              rows.stop - tile.y0 // stride,
+                                              cols.start - tile.x0 // stride:
+                                              cols.stop - tile.x0 // stride]
+        all_points = np.concatenate(points).reshape(-1, 2)
+        all_scores = np.concatenate(scores)
+        keep = merge_across_tiles(all_points, all_scores, np.concatenate(owners),
+                                  self.merge_radius)
+        keep = keep[np.argsort(-all_scores[keep], kind="stable")]
+        all_boxes = (torch.from_numpy(np.concatenate(boxes).reshape(-1, 4)[keep])
+                     if boxes else None)
+        return Detections(torch.from_numpy(all_points[keep]),
+                          torch.from_numpy(all_scores[keep]), all_boxes), canvas
+
+    # datasets ------------------------------------------------------------------------------
+    def candidates(self, images: Sequence[AnnotatedImage], floor: float = SCORE_FLOOR, *,
+                   workers: int = 0, progress: bool = False) -> Predictions:
+        """Every head of every image with a score of at least ``floor`` (so any higher
+        threshold is a filter), found exactly as counting finds them, with the truths
+        beside them. ``workers`` decode images in parallel."""
+        self.model.eval()
+        loader = DataLoader(_Pixels(images), batch_size=None, num_workers=workers,
+                            collate_fn=_as_is)
+        detections = []
+        previous = self.family.candidate_floor(self.model, floor)
+        try:
+            for pixels in tqdm(loader, desc="evaluating", unit="img", disable=not progress,
+                               leave=False):
+                (found, _), = self.find([pixels], floor)
+                detections.append(found)
+        finally:
+            self.family.candidate_floor(self.model, previous)
+        return Predictions(detections=detections,
+                           gt_points=[image.points for image in images],
+                           gt_boxes=[image.boxes for image in images],
+                           names=[image.name for image in images])
+
+
+class _Pixels(Dataset):
+    """The decoded (H, W, 3) uint8 pixels of annotated images."""
+
+    def __init__(self, images: Sequence[AnnotatedImage]) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.images[index].load_image()
+
+
+def _as_is(item):
+    return item
+
+
+def _on_cpu(detections: Detections) -> Detections:
+    return Detections(detections.points.cpu(), detections.scores.cpu(),
+                      None if detections.boxes is None else detections.boxes.cpu())
+
+
+def _same_padded_size(sizes: dict[int, tuple[int, int]], batch_size: int
+                      ) -> list[list[int]]:
+    """Keys in batches of at most ``batch_size`` whose images pad to the same size, so that
+    a batched result equals the one-at-a-time result (padding is black, which a network
+    sees near the border)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for key, (height, width) in sizes.items():
+        groups.setdefault((-(-height // 32), -(-width // 32)), []).append(key)
+    return [keys[start:start + batch_size] for keys in groups.values()
+            for start in range(0, len(keys), batch_size)]
+
+
+def _rescaled(heatmap: np.ndarray, shape: tuple[int, int], stride: int) -> np.ndarray:
+    """A heatmap of a scaled image, resized to the original (height, width)'s stride grid."""
+    size = (-(-shape[1] // stride), -(-shape[0] // stride))
+    return np.asarray(Image.fromarray(heatmap).resize(size, Image.Resampling.BILINEAR))
