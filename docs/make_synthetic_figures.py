@@ -1,4 +1,4 @@
-"""Regenerate docs/synthetic_sparse.png and docs/synthetic_dense.png (the README's pictures).
+"""Regenerate docs/synthetic_sparse.png and docs/synthetic_dense.png (docs/datasets.md's pictures).
 
     .venv/bin/python docs/make_synthetic_figures.py
 """

@@ -12,7 +12,7 @@ post-processes them, and says which config keys it ignores. The family is chosen
   which compute their losses (stock, or MFL over their own assignment) and detections
   themselves; heads are the box centres.
 
-Adding a detector is one subclass here and its entry in :data:`FAMILIES` (README,
+Adding a detector is one subclass here and its entry in :data:`FAMILIES` (docs/architecture.md,
 "Architecture").
 """
 
@@ -87,7 +87,7 @@ class DetectorFamily:
     """Config keys this family never reads, and why: setting one is an error."""
     default_loss: ClassVar[str]
     """What ``loss.name=auto`` (the default) becomes: the loss the MFL experiment at
-    convergence measured best for this detector (README, "At convergence")."""
+    convergence measured best for this detector (docs/experiments/mfl.md, "At convergence")."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -246,7 +246,7 @@ class BoxFamily(DetectorFamily):
 
     builder: ClassVar[str]
     """The function of :mod:`maskfocal.models.detectors` that builds the model."""
-    default_loss = "native"  # FCOS at convergence: count level with MFL, F1 better (README)
+    default_loss = "native"  # FCOS at convergence: count level with MFL, F1 better (docs/experiments/mfl.md)
     torchvision_keys: ClassVar[dict[str, str]] = {
         "classification": "loss_classification", "bbox_regression": "loss_box",
         "bbox_ctrness": "loss_centerness"}
