@@ -103,8 +103,7 @@ def _data_show(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from maskfocal.engine import train_from_files
-    from maskfocal.engine.trainer import default_run_folder
+    from maskfocal.engine import default_run_folder, train_from_files
 
     out = args.out
     if out is None:
@@ -324,12 +323,22 @@ SHIPPED = ", ".join(MODELS)
 
 def build_parser() -> argparse.ArgumentParser:
     from maskfocal import __version__
-    from maskfocal.data.readers import READERS
 
     parser = _Parser(prog="maskfocal", description="Count people by detecting their heads.")
     parser.add_argument("--version", action="version", version=f"maskfocal {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_data, _add_train, _add_eval, _add_count, _add_export, _add_serve,
+                _add_demo):
+        add(commands)
+    return parser
 
+
+def _add_data(commands) -> None:
+    """``maskfocal data stats|show|synth``."""
+    from maskfocal.data.readers import READERS
+    from maskfocal.data.synthetic import SyntheticConfig
+
+    scene = SyntheticConfig()  # the generator's own defaults
     data = commands.add_parser("data", help="read, summarise, draw or synthesise datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True,
                                         parser_class=_Parser)
@@ -367,13 +376,17 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--test", type=_whole(0), default=50, help="test images")
     synth.add_argument("--seed", type=_whole(0), default=0,
                        help="scene stream: the same seed draws the same scenes")
-    synth.add_argument("--size", type=_size, default=(640, 480), help="WIDTHxHEIGHT")
-    synth.add_argument("--min-count", type=_whole(0), default=0,
+    synth.add_argument("--size", type=_size, default=(scene.width, scene.height),
+                       help=f"WIDTHxHEIGHT (default {scene.width}x{scene.height})")
+    synth.add_argument("--min-count", type=_whole(0), default=scene.min_count,
                        help="fewest people placed in one image (above 0: no empty images)")
-    synth.add_argument("--max-count", type=_whole(1), default=1500,
-                       help="most people placed in one image")
+    synth.add_argument("--max-count", type=_whole(1), default=scene.max_count,
+                       help=f"most people placed in one image (default {scene.max_count})")
     synth.set_defaults(run=_data_synth)
 
+
+def _add_train(commands) -> None:
+    """``maskfocal train``."""
     train = commands.add_parser("train", help="train a counter")
     train.add_argument("--config", help="YAML config (see configs/base.yaml)")
     train.add_argument("--out", help="folder for checkpoints and logs (default: runs/train, "
@@ -385,6 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="key=value",
                        help="config overrides, e.g. train.epochs=5 model.backbone=resnet34")
     train.set_defaults(run=_train)
+
+
+def _add_eval(commands) -> None:
+    """``maskfocal eval``."""
+    from maskfocal.data.readers import READERS
 
     evaluate = commands.add_parser("eval", help="score a checkpoint on a dataset")
     evaluate.add_argument("--checkpoint", help=f"a .pt checkpoint of `maskfocal train` or "
@@ -417,6 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", metavar="DIR", help="the folder for --submit's files")
     evaluate.set_defaults(run=_eval)
 
+
+def _add_count(commands) -> None:
+    """``maskfocal count``; the tiling defaults are the Predictor's."""
+    from maskfocal.inference.tiles import TILE_ABOVE, TILE_OVERLAP, TILE_SIZE
+
     count = commands.add_parser("count", help="count heads in images, folders or videos")
     count.add_argument("inputs", nargs="+", metavar="INPUT",
                        help="image files, folders of images, or video files")
@@ -435,19 +458,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="videos: count every N-th frame (default 10)")
     count.add_argument("--no-video", action="store_true",
                        help="videos: write only the CSV, not the annotated video")
-    count.add_argument("--tile-above", type=_whole(0), default=2048, metavar="PIXELS",
-                       help="count images whose longer side exceeds this in tiles at full "
-                            "resolution (default 2048)")
-    count.add_argument("--tile-size", type=_whole(64), default=1024, metavar="PIXELS",
-                       help="side of each tile (default 1024)")
-    count.add_argument("--tile-overlap", type=_whole(0), default=128, metavar="PIXELS",
+    count.add_argument("--tile-above", type=_whole(0), default=TILE_ABOVE, metavar="PIXELS",
+                       help="count images whose longer side, at the model's input scale, "
+                            f"exceeds this in tiles (default {TILE_ABOVE})")
+    count.add_argument("--tile-size", type=_whole(64), default=TILE_SIZE, metavar="PIXELS",
+                       help=f"side of each tile at the input scale (default {TILE_SIZE})")
+    count.add_argument("--tile-overlap", type=_whole(0), default=TILE_OVERLAP,
+                       metavar="PIXELS",
                        help="least overlap of neighbouring tiles, so a head on a border is "
-                            "seen whole (default 128; less than the tile size minus 4)")
+                            f"seen whole (default {TILE_OVERLAP}; less than the tile size "
+                            "minus 4)")
     count.add_argument("--no-tiles", action="store_true",
                        help="never tile: scale large images down to data.max_eval_side")
     count.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     count.set_defaults(run=_count)
 
+
+def _add_export(commands) -> None:
+    """``maskfocal export``."""
     export = commands.add_parser("export", help="export a checkpoint (ONNX)")
     export.add_argument("--checkpoint", help="a .pt checkpoint of `maskfocal train` or "
                         f".safetensors weights or a shipped model's name ({SHIPPED}; "
@@ -459,6 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="replace OUT even when it is not an earlier maskfocal export")
     export.set_defaults(run=_export)
 
+
+def _add_serve(commands) -> None:
+    """``maskfocal serve``; every default is the service's own."""
+    from maskfocal.service import ServeSettings
+
+    settings = ServeSettings()
     serve = commands.add_parser("serve", help="count over HTTP: an API and a web page")
     serve.add_argument("--checkpoint", help="a .pt checkpoint or .safetensors weights "
                        f"or a shipped model's name ({SHIPPED}; default {DEFAULT_MODEL})")
@@ -468,21 +502,31 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_whole(1), default=8000, help="default 8000")
     serve.add_argument("--workers", type=_whole(1), default=1,
                        help="processes, each with its own copy of the model (default 1)")
-    serve.add_argument("--max-upload-mb", type=float, default=20.0,
-                       help="largest upload in MiB (default 20; over it: 413)")
-    serve.add_argument("--max-pixels", type=_whole(1), default=40_000_000,
-                       help="largest image in pixels (default 40,000,000; over it: 413)")
-    serve.add_argument("--max-side", type=_whole(1), default=10_000,
-                       help="longest image side in pixels (default 10,000; over it: 413)")
-    serve.add_argument("--max-in-flight", type=_whole(1), default=1,
-                       help="images counted at once per worker (default 1)")
-    serve.add_argument("--max-waiting", type=_whole(0), default=16,
-                       help="requests waiting per worker; more get 503 (default 16)")
-    serve.add_argument("--timeout", type=float, default=60.0,
-                       help="seconds a request may take, waiting included (default 60)")
-    serve.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    megabytes = settings.max_upload_bytes / 2**20
+    serve.add_argument("--max-upload-mb", type=float, default=megabytes,
+                       help=f"largest upload in MiB (default {megabytes:g}; over it: 413)")
+    serve.add_argument("--max-pixels", type=_whole(1), default=settings.max_pixels,
+                       help=f"largest image in pixels (default {settings.max_pixels:,}; over "
+                            "it: 413)")
+    serve.add_argument("--max-side", type=_whole(1), default=settings.max_side,
+                       help=f"longest image side in pixels (default {settings.max_side:,}; "
+                            "over it: 413)")
+    serve.add_argument("--max-in-flight", type=_whole(1), default=settings.max_in_flight,
+                       help="images counted at once per worker (default "
+                            f"{settings.max_in_flight})")
+    serve.add_argument("--max-waiting", type=_whole(0), default=settings.max_waiting,
+                       help="requests waiting per worker; more get 503 (default "
+                            f"{settings.max_waiting})")
+    serve.add_argument("--timeout", type=float, default=settings.timeout_s,
+                       help="seconds a request may take, waiting included (default "
+                            f"{settings.timeout_s:g})")
+    serve.add_argument("--device", default=settings.device,
+                       help=f"cpu, cuda or auto (default {settings.device})")
     serve.set_defaults(run=_serve)
 
+
+def _add_demo(commands) -> None:
+    """``maskfocal demo``."""
     demo = commands.add_parser("demo", help="the main job on built-in synthetic data")
     demo.add_argument("--out", default="demo_out", help="folder for everything it writes")
     demo.add_argument("--seed", type=_whole(0), default=0,
@@ -490,7 +534,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("overrides", nargs="*", metavar="key=value",
                       help="overrides of configs/demo.yaml, e.g. train.epochs=2")
     demo.set_defaults(run=_demo)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -112,7 +112,6 @@ class LossConfig(SpreadRule, MaskFocalLossConfig):
 
     name: str = "auto"  # the detector's measured best: CenterNet mfl (peak), FCOS/RetinaNet native
     target_map: str = "gaussian"
-    mask: str = "peak"  # the measured CenterNet default (docs/experiments/mfl.md); MFL.md starts at gaussian
     heatmap_weight: float = 1.0
     offset_weight: float = 1.0
     size_weight: float = 0.1

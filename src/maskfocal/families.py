@@ -246,7 +246,8 @@ class BoxFamily(DetectorFamily):
 
     builder: ClassVar[str]
     """The function of :mod:`maskfocal.models.detectors` that builds the model."""
-    default_loss = "native"  # FCOS at convergence: count level with MFL, F1 better (docs/experiments/mfl.md)
+    # FCOS at convergence: count level with MFL, F1 better (docs/experiments/mfl.md)
+    default_loss = "native"
     torchvision_keys: ClassVar[dict[str, str]] = {
         "classification": "loss_classification", "bbox_regression": "loss_box",
         "bbox_ctrness": "loss_centerness"}

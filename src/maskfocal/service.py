@@ -74,12 +74,14 @@ class ServeSettings:
 
 
 class UploadError(Exception):
-    """A client mistake: an HTTP status and a one-line reason."""
+    """A request the service refuses: an HTTP status, a one-line reason and, for "busy",
+    headers (``Retry-After``)."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, headers: dict | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.headers = headers
 
 
 def decode_upload(data: bytes, settings: ServeSettings) -> np.ndarray:
@@ -138,32 +140,101 @@ def _model_name(checkpoint: str | None) -> str:
     return DEFAULT_MODEL if checkpoint is None else Path(checkpoint).name
 
 
-def create_app(settings: ServeSettings | None = None, counter=None):
-    """The app of one worker: loads the model now (or uses ``counter``)."""
-    from fastapi import FastAPI, File, Form, Query, Request, UploadFile
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse
-    from fastapi.staticfiles import StaticFiles
+class CountingService:
+    """One worker's counting, without the web framework: a :class:`~maskfocal.Counter`
+    loaded once, at most ``max_in_flight`` images counted at once, at most ``max_waiting``
+    waiting for a turn, each request within ``timeout_s``. Refusals are :class:`UploadError`.
+    """
+
+    def __init__(self, settings: ServeSettings, counter=None) -> None:
+        from maskfocal.inference import Counter
+
+        settings.check()
+        if settings.threads:
+            import torch
+
+            torch.set_num_threads(settings.threads)
+        if counter is None:
+            counter = Counter.from_checkpoint(settings.checkpoint, device=settings.device) \
+                if settings.checkpoint else Counter.from_pretrained(device=settings.device)
+        self.settings = settings
+        self.counter = counter
+        self.model_name = _model_name(settings.checkpoint)
+        self.executor = ThreadPoolExecutor(max_workers=settings.max_in_flight,
+                                           thread_name_prefix="maskfocal-count")
+        self.slots = asyncio.Semaphore(settings.max_in_flight)
+        self.state = {"in_flight": 0, "waiting": 0, "served": 0}
+
+    def health(self) -> dict:
+        from maskfocal import __version__
+
+        return {"status": "ok", "model": self.model_name, "version": __version__,
+                **self.state}
+
+    def count_now(self, data: bytes, threshold: float | None, overlay: bool) -> dict:
+        """Decode and count one upload (in a worker thread): the answer's fields."""
+        started = time.perf_counter()
+        pixels = decode_upload(data, self.settings)
+        threshold = self.counter.threshold if threshold is None else threshold
+        heatmap = overlay and self.counter.has_heatmap
+        result = self.counter(pixels, threshold=threshold, return_heatmap=heatmap)
+        answer = {
+            "count": int(result.count),
+            "points": np.round(result.points.astype(np.float64), 2).tolist(),
+            "scores": np.round(result.scores.astype(np.float64), 4).tolist(),
+            "boxes": None if result.boxes is None else
+            np.round(result.boxes.astype(np.float64), 2).tolist(),
+            "width": int(pixels.shape[1]), "height": int(pixels.shape[0]),
+            "model": self.model_name, "threshold": float(threshold)}
+        if overlay:
+            answer["overlay_png"] = overlay_png(pixels, result)
+        answer["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        return answer
+
+    async def count(self, upload, threshold: float | None, overlay: bool) -> dict:
+        """Read the upload (an object with ``async read(n)``), wait for a turn, count it in
+        the thread pool; busy (503), too large (413) and too slow (504) are refusals."""
+        settings, state = self.settings, self.state
+        deadline = time.monotonic() + settings.timeout_s
+        if state["waiting"] >= settings.max_waiting and self.slots.locked():
+            raise UploadError(503, f"busy: {state['in_flight']} images being counted and "
+                                   f"{state['waiting']} waiting; retry later",
+                              {"Retry-After": "1"})
+        data = await upload.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise UploadError(413, f"upload is over the {settings.max_upload_bytes:,} byte "
+                                   "limit")
+        state["waiting"] += 1
+        try:
+            await asyncio.wait_for(self.slots.acquire(),
+                                   timeout=max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            raise UploadError(503, f"busy: waited {settings.timeout_s:g} s for a turn; retry "
+                                   "later", {"Retry-After": "5"}) from None
+        finally:
+            state["waiting"] -= 1
+        state["in_flight"] += 1
+        future = asyncio.get_running_loop().run_in_executor(
+            self.executor, self.count_now, data, threshold, overlay)
+
+        def finished(_):
+            state["in_flight"] -= 1
+            self.slots.release()
+
+        future.add_done_callback(finished)
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(future),
+                                            timeout=max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            raise UploadError(504, f"counting took longer than {settings.timeout_s:g} s") \
+                from None
+        state["served"] += 1
+        return answer
+
+
+def _schemas():
+    """The API's response models (pydantic comes with the ``serve`` extra)."""
     from pydantic import BaseModel, Field
-    from starlette.exceptions import HTTPException
-
-    from maskfocal import __version__
-    from maskfocal.inference import Counter
-
-    settings = settings or ServeSettings()
-    settings.check()
-    if settings.threads:
-        import torch
-
-        torch.set_num_threads(settings.threads)
-    if counter is None:
-        counter = Counter.from_checkpoint(settings.checkpoint, device=settings.device) \
-            if settings.checkpoint else Counter.from_pretrained(device=settings.device)
-    model_name = _model_name(settings.checkpoint)
-    executor = ThreadPoolExecutor(max_workers=settings.max_in_flight,
-                                  thread_name_prefix="maskfocal-count")
-    slots = asyncio.Semaphore(settings.max_in_flight)
-    state = {"in_flight": 0, "waiting": 0, "served": 0}
 
     class CountResponse(BaseModel):
         count: int = Field(description="heads found at the threshold")
@@ -187,6 +258,23 @@ def create_app(settings: ServeSettings | None = None, counter=None):
         waiting: int
         served: int
 
+    return CountResponse, Health
+
+
+def create_app(settings: ServeSettings | None = None, counter=None):
+    """The app of one worker (loads the model now, or uses ``counter``): routes that hand
+    each request to a :class:`CountingService`, and JSON for every error."""
+    from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.staticfiles import StaticFiles
+    from starlette.exceptions import HTTPException
+
+    from maskfocal import __version__
+
+    settings = settings or ServeSettings()
+    service = CountingService(settings, counter)
+    CountResponse, Health = _schemas()
     app = FastAPI(
         title="maskfocal", version=__version__,
         description="Count people in images by detecting their heads. Limits per worker: "
@@ -207,6 +295,10 @@ def create_app(settings: ServeSettings | None = None, counter=None):
                              f"{e['msg']}" for e in exc.errors())
         return error(400, problems)
 
+    @app.exception_handler(UploadError)
+    async def _refused(request: Request, exc: UploadError):
+        return error(exc.status, exc.reason, exc.headers)
+
     @app.middleware("http")
     async def _body_limit(request: Request, call_next):
         length = request.headers.get("content-length")
@@ -219,26 +311,7 @@ def create_app(settings: ServeSettings | None = None, counter=None):
 
     @app.get("/healthz", response_model=Health, summary="the worker is up")
     async def healthz():
-        return Health(status="ok", model=model_name, version=__version__, **state)
-
-    def count_now(data: bytes, threshold: float | None, overlay: bool) -> dict:
-        started = time.perf_counter()
-        pixels = decode_upload(data, settings)
-        threshold = counter.threshold if threshold is None else threshold
-        heatmap = overlay and counter.has_heatmap
-        result = counter(pixels, threshold=threshold, return_heatmap=heatmap)
-        answer = {
-            "count": int(result.count),
-            "points": np.round(result.points.astype(np.float64), 2).tolist(),
-            "scores": np.round(result.scores.astype(np.float64), 4).tolist(),
-            "boxes": None if result.boxes is None else
-            np.round(result.boxes.astype(np.float64), 2).tolist(),
-            "width": int(pixels.shape[1]), "height": int(pixels.shape[0]),
-            "model": model_name, "threshold": float(threshold)}
-        if overlay:
-            answer["overlay_png"] = overlay_png(pixels, result)
-        answer["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
-        return answer
+        return Health(**service.health())
 
     @app.post("/api/count", response_model=CountResponse, response_model_exclude_none=False,
               summary="count the heads in one image",
@@ -258,41 +331,8 @@ def create_app(settings: ServeSettings | None = None, counter=None):
                 alias="threshold", gt=0, lt=1, include_in_schema=False)] = None,
             overlay_form: Annotated[bool | None, Form(
                 alias="overlay", include_in_schema=False)] = None):
-        deadline = time.monotonic() + settings.timeout_s
-        threshold = threshold if threshold is not None else threshold_form
-        overlay = overlay or bool(overlay_form)
-        if state["waiting"] >= settings.max_waiting and slots.locked():
-            return error(503, f"busy: {state['in_flight']} images being counted and "
-                              f"{state['waiting']} waiting; retry later", {"Retry-After": "1"})
-        data = await image.read(settings.max_upload_bytes + 1)
-        if len(data) > settings.max_upload_bytes:
-            return error(413, f"upload is over the {settings.max_upload_bytes:,} byte limit")
-        state["waiting"] += 1
-        try:
-            await asyncio.wait_for(slots.acquire(), timeout=max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
-            return error(503, f"busy: waited {settings.timeout_s:g} s for a turn; retry later",
-                         {"Retry-After": "5"})
-        finally:
-            state["waiting"] -= 1
-        state["in_flight"] += 1
-        future = asyncio.get_running_loop().run_in_executor(
-            executor, count_now, data, threshold, overlay)
-
-        def finished(_):
-            state["in_flight"] -= 1
-            slots.release()
-
-        future.add_done_callback(finished)
-        try:
-            answer = await asyncio.wait_for(asyncio.shield(future),
-                                            timeout=max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
-            return error(504, f"counting took longer than {settings.timeout_s:g} s")
-        except UploadError as refused:
-            return error(refused.status, refused.reason)
-        state["served"] += 1
-        return answer
+        return await service.count(image, threshold if threshold is not None
+                                   else threshold_form, overlay or bool(overlay_form))
 
     web = resources.files("maskfocal") / "web"
     app.mount("/static", StaticFiles(directory=str(web)), name="static")

@@ -30,7 +30,17 @@ from maskfocal.families import family_for
 from maskfocal.structures import AnnotatedImage
 
 from .scoring import Predictions
-from .tiles import ALIGN, Tile, in_core, merge_across_tiles, plan_tiles
+from .tiles import (
+    ALIGN,
+    MERGE_RADIUS,
+    TILE_ABOVE,
+    TILE_OVERLAP,
+    TILE_SIZE,
+    Tile,
+    in_core,
+    merge_across_tiles,
+    plan_tiles,
+)
 
 __all__ = ["Predictor", "check_tiling"]
 
@@ -75,8 +85,9 @@ class Predictor:
 
     def __init__(self, model: nn.Module, config: Config, device: torch.device | str = "cpu",
                  *, runner: Callable[[Tensor], object] | None = None,
-                 input_scale: float | None = None, tile_above: int | None = 2048,
-                 tile_size: int = 1024, tile_overlap: int = 128, merge_radius: float = 8.0,
+                 input_scale: float | None = None, tile_above: int | None = TILE_ABOVE,
+                 tile_size: int = TILE_SIZE, tile_overlap: int = TILE_OVERLAP,
+                 merge_radius: float = MERGE_RADIUS,
                  batch_size: int = 4, progress: bool = False) -> None:
         check_tiling(tile_above, tile_size, tile_overlap)
         if not merge_radius >= 0:

@@ -17,6 +17,10 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 ALIGN = 4  # tile origins on multiples of the output stride, so heatmaps stitch exactly
+TILE_ABOVE = 2048  # scaled pixels: a longer side above this is counted in tiles
+TILE_SIZE = 1024  # scaled pixels: the side of a tile as the network sees it
+TILE_OVERLAP = 128  # scaled pixels: the least overlap of neighbouring tiles
+MERGE_RADIUS = 8.0  # original pixels: heads of two tiles closer than this are one
 
 
 @dataclass(frozen=True)

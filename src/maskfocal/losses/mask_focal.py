@@ -94,8 +94,8 @@ class MaskFocalLossConfig:
     ``loss`` section of the config is a :class:`MaskFocalLossConfig` (its keys are these
     fields)."""
 
-    mask: str = "gaussian"
-    tau: float = 0.5
+    mask: str = "peak"  # the measured CenterNet default (docs/experiments/mfl.md); MFL.md's
+    tau: float = 0.5    # starting point is "gaussian" (the "mfl" preset below)
     gamma: float = 2.0
     beta: float = 4.0
     weight_power: float = 1.0
@@ -121,8 +121,8 @@ LOSS_PRESETS: dict[str, MaskFocalLossConfig] = {
     # Sigmoid focal loss of a binary map (RetinaNet, FCOS): special case 2 of MFL.md.
     "focal": MaskFocalLossConfig(mask="assigned", weight_power=0.0, alpha=0.25,
                                  normalizer="positives"),
-    # The shipped default: MFL.md's starting point until the experiments (issue 6) pick better.
-    "mfl": MaskFocalLossConfig(),
+    # MFL.md's starting point: the Gaussian mask Y >= tau, w = 1, N = objects.
+    "mfl": MaskFocalLossConfig(mask="gaussian"),
 }
 
 

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 from torchvision.models.detection import FCOS, RetinaNet
@@ -64,51 +65,64 @@ class FixedSizeTransform(GeneralizedRCNNTransform):
         return image, target
 
 
-class _MaskFocalMixin:
-    """Holds the MFL options; ``mfl=None`` keeps the detector's stock classification loss."""
+@dataclass(frozen=True)
+class AnchorMFL:
+    """MFL as a box head's classification loss, over the head's own anchor assignment
+    (:func:`~maskfocal.losses.detector.detector_classification_loss`)."""
 
-    mfl: MaskFocalLossConfig | None
-    binary: bool
-    spread: SpreadRule
+    options: MaskFocalLossConfig
     size_to_stride: dict[float, int]
+    spread: SpreadRule = field(default_factory=SpreadRule)
+    binary: bool = False
 
-    def _classification(self, targets, head_outputs, anchors, matched_idxs,
-                        per_image: bool) -> Tensor:
+    def __call__(self, targets, head_outputs, anchors, matched_idxs, *,
+                 per_image: bool) -> Tensor:
         return detector_classification_loss(
-            head_outputs["cls_logits"], targets, anchors, matched_idxs, self.mfl,
+            head_outputs["cls_logits"], targets, anchors, matched_idxs, self.options,
             size_to_stride=self.size_to_stride, rule=self.spread, per_image=per_image,
             binary=self.binary)
 
 
-class HeadFCOSHead(_MaskFocalMixin, FCOSHead):
-    """FCOSHead whose classification loss may be MFL; regression and centerness unchanged."""
+class HeadFCOSHead(FCOSHead):
+    """FCOSHead whose classification loss may be MFL (``classification_loss``; None: the
+    stock sigmoid focal loss); regression and centerness unchanged."""
+
+    def __init__(self, in_channels: int, num_anchors: int, num_classes: int,
+                 num_convs: int = 4, *, classification_loss: AnchorMFL | None = None) -> None:
+        super().__init__(in_channels, num_anchors, num_classes, num_convs=num_convs)
+        self.classification_loss = classification_loss
 
     def compute_loss(self, targets, head_outputs, anchors, matched_idxs):
         losses = super().compute_loss(targets, head_outputs, anchors, matched_idxs)
-        if self.mfl is not None:
-            losses["classification"] = self._classification(targets, head_outputs, anchors,
-                                                            matched_idxs, per_image=False)
+        if self.classification_loss is not None:
+            losses["classification"] = self.classification_loss(
+                targets, head_outputs, anchors, matched_idxs, per_image=False)
         return losses
 
 
-class HeadRetinaNetHead(_MaskFocalMixin, RetinaNetHead):
-    """RetinaNetHead whose classification loss may be MFL; box regression unchanged."""
+class HeadRetinaNetHead(RetinaNetHead):
+    """RetinaNetHead whose classification loss may be MFL (``classification_loss``; None: the
+    stock sigmoid focal loss); box regression unchanged."""
+
+    def __init__(self, in_channels: int, num_anchors: int, num_classes: int, *,
+                 classification_loss: AnchorMFL | None = None) -> None:
+        super().__init__(in_channels, num_anchors, num_classes)
+        self.classification_loss = classification_loss
 
     def compute_loss(self, targets, head_outputs, anchors, matched_idxs):
-        if self.mfl is None:
+        if self.classification_loss is None:
             return super().compute_loss(targets, head_outputs, anchors, matched_idxs)
-        return {"classification": self._classification(targets, head_outputs, anchors,
-                                                        matched_idxs, per_image=True),
+        return {"classification": self.classification_loss(
+                    targets, head_outputs, anchors, matched_idxs, per_image=True),
                 "bbox_regression": self.regression_head.compute_loss(
                     targets, head_outputs, anchors, matched_idxs)}
 
 
-def _configure_head(head: _MaskFocalMixin, mfl: MaskFocalLossConfig | None, binary: bool,
-                    spread: SpreadRule, sizes) -> None:
-    head.mfl = mfl
-    head.binary = binary
-    head.spread = spread
-    head.size_to_stride = level_sizes(sizes, PYRAMID_STRIDES)
+def _anchor_mfl(mfl: MaskFocalLossConfig | None, binary: bool, spread: SpreadRule | None,
+                sizes) -> AnchorMFL | None:
+    if mfl is None:
+        return None
+    return AnchorMFL(mfl, level_sizes(sizes, PYRAMID_STRIDES), spread or SpreadRule(), binary)
 
 
 def _trim_convs(sequence: nn.Sequential, convs: int) -> nn.Sequential:
@@ -123,8 +137,8 @@ def build_fcos(backbone: Backbone, *, channels: int = 128, head_convs: int = 2,
     """torchvision FCOS for one class (head) on strides 4 to 64."""
     sizes = tuple((float(stride),) for stride in PYRAMID_STRIDES)
     anchors = AnchorGenerator(sizes, ((1.0,),) * len(sizes))
-    head = HeadFCOSHead(channels, 1, 1, num_convs=head_convs)
-    _configure_head(head, mfl, binary, spread or SpreadRule(), sizes)
+    head = HeadFCOSHead(channels, 1, 1, num_convs=head_convs,
+                        classification_loss=_anchor_mfl(mfl, binary, spread, sizes))
     model = FCOS(PyramidBackbone(backbone, channels), num_classes=1, anchor_generator=anchors,
                  head=head, score_thresh=score_floor, nms_thresh=nms_threshold,
                  detections_per_img=MIN_DETECTIONS, topk_candidates=MIN_DETECTIONS)
@@ -140,10 +154,10 @@ def build_retinanet(backbone: Backbone, *, channels: int = 128, head_convs: int 
     sizes = tuple(tuple(2.0 * stride * 2 ** (k / 3) for k in range(3))
                   for stride in PYRAMID_STRIDES)
     anchors = AnchorGenerator(sizes, ((1.0,),) * len(sizes))
-    head = HeadRetinaNetHead(channels, anchors.num_anchors_per_location()[0], 1)
+    head = HeadRetinaNetHead(channels, anchors.num_anchors_per_location()[0], 1,
+                             classification_loss=_anchor_mfl(mfl, binary, spread, sizes))
     head.classification_head.conv = _trim_convs(head.classification_head.conv, head_convs)
     head.regression_head.conv = _trim_convs(head.regression_head.conv, head_convs)
-    _configure_head(head, mfl, binary, spread or SpreadRule(), sizes)
     model = RetinaNet(PyramidBackbone(backbone, channels), num_classes=1,
                       anchor_generator=anchors, head=head, score_thresh=score_floor,
                       nms_thresh=nms_threshold, detections_per_img=MIN_DETECTIONS,
