@@ -79,7 +79,7 @@ def test_train_eval_count_end_to_end(tmp_path, capsys):
                  "--json", "--save-dir", str(tmp_path / "eval")]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"mae", "rmse", "nae", "f1_sigma4", "f1_sigma8"} <= set(metrics)
-    assert (tmp_path / "eval" / "per_image.csv").read_text().startswith("image,true_count")
+    assert (tmp_path / "eval" / "per_image.csv").read_text().startswith("image,split,true_count")
 
     scenes = tmp_path / "scenes"
     main(["data", "synth", "--out", str(scenes), "--train", "0", "--val", "0", "--test", "2",

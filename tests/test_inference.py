@@ -284,7 +284,7 @@ def test_eval_count_counter_and_service_agree_on_a_tiled_image_at_the_model_scal
     metrics = evaluate_checkpoint(ck, "points", str(root), split="test",
                                   save_dir=tmp_path / "eval", device="cpu")
     rows = (tmp_path / "eval" / "per_image.csv").read_text().splitlines()
-    assert rows[1].split(",")[2] == str(expected)
+    assert rows[1].split(",")[3] == str(expected)
     assert metrics["mae"] == abs(expected - 5)
     capsys.readouterr()
     assert main(["count", str(root / "test" / "wide.png"), "--checkpoint", str(ck), "--json",
@@ -313,7 +313,7 @@ def test_eval_of_an_onnx_export_scores_what_its_checkpoint_scores(tmp_path):
     for name, path in (("eager", ck), ("onnx", onnx_path)):
         scored[name] = evaluate_checkpoint(path, "synthetic", None, split="test",
                                            save_dir=tmp_path / name, device="cpu")
-    predicted = {name: [row.split(",")[2] for row in
+    predicted = {name: [row.split(",")[3] for row in
                         (tmp_path / name / "per_image.csv").read_text().splitlines()[1:]]
                  for name in scored}
     assert predicted["onnx"] == predicted["eager"]

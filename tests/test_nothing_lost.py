@@ -78,13 +78,16 @@ def test_count_never_writes_over_its_inputs_or_the_users_files(tmp_path, capsys)
     new = sorted(set(after) - set(before))
     assert new == ["contact_sheet-2.png", "counts-2.csv", "victim-2.overlay.png",
                    "victim-3.overlay.png"]
-    # a second run replaces its own outputs in place instead of adding more; counting the
-    # folder itself does not count the overlays that maskfocal wrote there
+    # a second batch into the same folder leaves the first batch's files as they were (its
+    # counts.csv still names its own overlays) and writes its own under new names
     assert run(["count", *inputs, "--checkpoint", ck, "--out", out], capsys)[0] == 0
-    assert sorted(digest(out)) == sorted(after)
-    assert {k: digest(out)[k] for k in before} == before
+    second = digest(out)
+    assert {k: second[k] for k in after} == after
+    assert sorted(set(second) - set(after)) == ["contact_sheet-3.png", "counts-3.csv",
+                                                "victim-4.overlay.png", "victim-5.overlay.png"]
+    # counting the folder itself does not count the overlays that maskfocal wrote there
     status, output, err = run(["count", out, "--checkpoint", ck, "--out", out], capsys)
-    assert status == 0 and sorted(digest(out)) == sorted(after)
+    assert status == 0 and {k: digest(out)[k] for k in second} == second
     assert "victim.png:" in output
     assert "skipped" in err and "victim.overlay.png" in err  # the user's file, not an image
     assert "victim-2.overlay.png" not in output + err
@@ -350,6 +353,25 @@ def test_every_accepted_image_type_is_scaled_by_its_range():
         assert np.abs(got.astype(int) - gray[..., None]).max() <= 1, name
 
 
+def test_wide_and_signed_images_are_scaled_never_clipped(tmp_path):
+    """The odd types of issue 31: int32 TIFFs beyond 16 bits, float TIFFs in [-1, 1], 8-bit
+    values in a wider unsigned array, bfloat16 tensors."""
+    gray = _reference()[..., 0]
+    int32 = tmp_path / "int32.tif"
+    Image.fromarray(gray.astype(np.int32) * 1000).save(int32)  # values to 255,000
+    assert Image.open(int32).mode == "I"
+    signed = tmp_path / "signed.tif"
+    Image.fromarray(gray.astype(np.float32) / 127.5 - 1).save(signed)  # [-1, 1]
+    for path in (int32, signed):
+        got = load_rgb(path)[..., 0].astype(int)
+        assert np.abs(got - gray).max() <= 1, path.name  # before: 86 % / 45 % clipped
+    with pytest.warns(UserWarning, match="8-bit values"):
+        got = as_rgb(gray.astype(np.uint16))  # 0..255 in uint16: before, black (0 heads)
+    assert np.array_equal(got[..., 0], gray)
+    bf16 = torch.from_numpy(gray / 255.0)[None].to(torch.bfloat16)
+    assert np.abs(as_rgb(bf16)[..., 0].astype(int) - gray).max() <= 1  # before: TypeError
+
+
 @pytest.mark.parametrize("image, message", [
     (np.zeros((0, 0, 3), np.uint8), "empty"),
     (np.zeros((5, 0, 3), np.uint8), "empty"),
@@ -395,8 +417,9 @@ def test_any_array_is_scaled_exactly_or_refused(dtype, shape, seed, scale):
     channels = channels[..., :3] if channels.shape[2] >= 3 else np.repeat(channels, 3, axis=2)
     if np.issubdtype(array.dtype, np.floating):
         expected = channels.astype(np.float64) * 255
-    elif np.issubdtype(array.dtype, np.unsignedinteger):
-        expected = channels.astype(np.float64) * 255 / np.iinfo(array.dtype).max
+    elif np.issubdtype(array.dtype, np.unsignedinteger):  # 8-bit values in a wider type: as is
+        top = 255 if array.max(initial=0) <= 255 else np.iinfo(array.dtype).max
+        expected = channels.astype(np.float64) * 255 / top
     else:
         expected = channels.astype(np.float64)
     assert np.abs(got - expected).max() <= 0.51

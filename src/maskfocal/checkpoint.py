@@ -130,6 +130,12 @@ def _check_entries(state: dict[str, Any], path: Path) -> None:
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
         raise MaskfocalError(f"{path}: its 'model' entry is not a mapping of names to weight "
                              "tensors")
+    diverged = [name for name, tensor in weights.items()
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if diverged:
+        raise MaskfocalError(f"{path}: {len(diverged)} weight tensors hold NaN or infinity "
+                             f"(first: {diverged[0]}); the training diverged; use an earlier "
+                             "checkpoint")
     if not isinstance(state["config"], dict):
         raise MaskfocalError(f"{path}: its 'config' entry is not a mapping")
     threshold = state.get("threshold")

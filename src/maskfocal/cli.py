@@ -27,11 +27,19 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
     if width < 16 or height < 16:
         raise argparse.ArgumentTypeError("width and height must be at least 16")
+    if max(width, height) > MAX_SCENE_SIDE:  # each scene is held in memory whole
+        raise argparse.ArgumentTypeError(f"width and height must be at most {MAX_SCENE_SIDE}, "
+                                         f"got {width}x{height}")
     return width, height
 
 
-def _whole(minimum: int):
-    """An argparse type: a whole number of at least ``minimum`` (tests sweep ``minimum``)."""
+MAX_SCENE_SIDE = 8192  # a synthetic scene of 8192 x 8192 holds 200 MB of pixels
+MAX_PORT = 65535
+
+
+def _whole(minimum: int, maximum: int | None = None):
+    """An argparse type: a whole number of at least ``minimum`` (tests sweep ``minimum``) and
+    at most ``maximum``."""
 
     def parse(text: str) -> int:
         try:
@@ -40,6 +48,8 @@ def _whole(minimum: int):
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
         return value
 
     parse.minimum = minimum  # type: ignore[attr-defined]
@@ -136,7 +146,7 @@ def _eval(args: argparse.Namespace) -> int:
         written = write_submission(checkpoint_or_shipped(args.checkpoint), args.submit,
                                    args.format, args.root, split=args.split or "test",
                                    out=args.out, overwrite=args.overwrite,
-                                   progress=not args.json)
+                                   device=args.device, progress=not args.json)
         if args.json:
             print(dumps_json(written))
         else:
@@ -147,7 +157,8 @@ def _eval(args: argparse.Namespace) -> int:
     metrics = evaluate_checkpoint(checkpoint_or_shipped(args.checkpoint), args.format,
                                   args.root, split=args.split,
                                   save_dir=args.save_dir, overwrite=args.overwrite,
-                                  progress=not args.json, protocol=args.protocol,
+                                  device=args.device, progress=not args.json,
+                                  protocol=args.protocol,
                                   gt_loc=args.gt_loc)
     if args.json:
         print(dumps_json(metrics))
@@ -285,6 +296,8 @@ def _count(args: argparse.Namespace) -> int:
     if args.json:
         single = len(images) + len(videos) == 1 and results
         print(dumps_json(results[0] if single else results))
+    if images and skipped == len(images) and not videos:
+        raise MaskfocalError(f"none of the {len(images)} images could be read")
     return 0
 
 
@@ -292,12 +305,13 @@ def _write_counts_csv(path: Path, results: list[dict]) -> None:
     import csv
     import io
 
-    from maskfocal.io import atomic_write_text
+    from maskfocal.io import atomic_write_text, csv_safe
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["image", "count", "overlay"])
-    writer.writerows([r["image"], r["count"], r.get("overlay", "")] for r in results)
+    writer.writerows([csv_safe(r["image"]), r["count"], csv_safe(r.get("overlay", ""))]
+                     for r in results)
     atomic_write_text(path, buffer.getvalue())
 
 
@@ -412,7 +426,8 @@ def _add_eval(commands) -> None:
                           help="a reader, or synthetic: the test scenes of the checkpoint's "
                                "config")
     evaluate.add_argument("--root", help="the dataset's folder (not for synthetic)")
-    evaluate.add_argument("--split", help="one split (default: every split found; "
+    evaluate.add_argument("--split", help="one split (default: test where the dataset has one, "
+                                           "else every image; "
                                            "synthetic: test)")
     evaluate.add_argument("--json", action="store_true",
                           help="print one JSON object as the last line")
@@ -433,6 +448,7 @@ def _add_eval(commands) -> None:
                           help="write leaderboard submission files for every image of --split "
                                "(default test, labels not needed) into --out")
     evaluate.add_argument("--out", metavar="DIR", help="the folder for --submit's files")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     evaluate.set_defaults(run=_eval)
 
 
@@ -499,7 +515,8 @@ def _add_serve(commands) -> None:
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only; "
                             "0.0.0.0 for every interface)")
-    serve.add_argument("--port", type=_whole(1), default=8000, help="default 8000")
+    serve.add_argument("--port", type=_whole(1, MAX_PORT), default=8000,
+                       help="default 8000")
     serve.add_argument("--workers", type=_whole(1), default=1,
                        help="processes, each with its own copy of the model (default 1)")
     megabytes = settings.max_upload_bytes / 2**20
@@ -546,6 +563,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except MaskfocalError as error:
         print(f"maskfocal: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the file system said no (permissions, disk full, ...)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"maskfocal: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("maskfocal: interrupted", file=sys.stderr)

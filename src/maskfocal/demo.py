@@ -56,7 +56,7 @@ def run_demo(out: Path, *, seed: int = 0, overrides: list[str] | None = None) ->
     config = load_config(DEMO_CONFIG, [f"train.seed={seed}", *(overrides or [])])
     folder = OutputFolder(out, "demo")
     run, overlay, curves = folder.claim_all(["run", "overlay.png", "training_curves.png"],
-                                            rename=True)  # a demo's own: replaced
+                                            rename=True, keep_earlier=False)  # its own: replaced
     s = config.data.synthetic
     print(f"1/3 training CenterNet-{config.model.backbone} + Mask Focal Loss on "
           f"{s.train_images} synthetic scenes ({s.width}x{s.height}) on this machine")

@@ -11,7 +11,7 @@ from maskfocal.data.readers import read_dataset
 from maskfocal.data.splits import build_splits
 from maskfocal.errors import MaskfocalError
 from maskfocal.inference import Predictor, score
-from maskfocal.io import OutputFolder, atomic_write_text, dumps_json
+from maskfocal.io import OutputFolder, atomic_write_text, csv_safe, dumps_json
 
 OUTPUTS = ("per_image.csv", "metrics.json")
 SUBMISSIONS = {"nwpu": ("nwpu_counts.txt", "nwpu_loc.txt")}
@@ -23,6 +23,21 @@ leaderboard's integer protocol and breakdowns (:mod:`maskfocal.metrics.protocols
 the report. ``jhu``: JHU-Crowd++ errors per density level and weather, added to the report."""
 
 SYNTHETIC_SPLITS = ("train", "val", "test")
+
+
+def default_split(images) -> list:
+    """Without ``--split``: the test split where the dataset has one (a dataset's train and
+    test images may share names, and scoring them together mixes the two), else every image.
+    """
+    import sys
+
+    splits = sorted({str(image.meta.get("split")) for image in images
+                     if image.meta.get("split") is not None})
+    if "test" in splits and len(splits) > 1:
+        print(f"scoring the test split (found: {', '.join(splits)}; --split chooses another)",
+              file=sys.stderr)
+        return [image for image in images if image.meta.get("split") == "test"]
+    return images
 
 
 def image_ids(images) -> list[int]:
@@ -154,6 +169,8 @@ def evaluate_checkpoint(checkpoint: str | Path, format: str, root: str | None, *
             SYNTHETIC_SPLITS.index(split or "test")]
     else:
         images = [i for i in read_dataset(format, root, split=split).images if i.labelled]
+        if split is None:
+            images = default_split(images)
     if not images:
         raise MaskfocalError("no labelled images to evaluate")
     truths = nwpu_truths(images, gt_loc) if protocol == "nwpu-official" else None
@@ -165,11 +182,11 @@ def evaluate_checkpoint(checkpoint: str | Path, format: str, root: str | None, *
         per_image, metrics_json = outputs.claim_all(OUTPUTS)
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["image", "true_count", "predicted_count", "error"])
+        writer.writerow(["image", "split", "true_count", "predicted_count", "error"])
         counts = predictions.counts(threshold)
-        for name, true, predicted in zip(predictions.names, predictions.gt_counts, counts,
-                                         strict=True):
-            writer.writerow([name, int(true), int(predicted), int(predicted - true)])
+        for image, true, predicted in zip(images, predictions.gt_counts, counts, strict=True):
+            writer.writerow([csv_safe(image.name), image.meta.get("split", ""), int(true),
+                             int(predicted), int(predicted - true)])
         atomic_write_text(per_image, buffer.getvalue())
         atomic_write_text(metrics_json, dumps_json(metrics, indent=2))
     return metrics

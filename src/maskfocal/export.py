@@ -52,6 +52,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, example_size: tuple[
     ``overwrite``; either way, never the checkpoint itself.
     """
     out = writable_file(out, "--out")
+    if out.suffix.lower() != ".onnx":  # what count, eval and serve recognise as ONNX
+        raise MaskfocalError(f"--out {out}: an ONNX model's file name must end in .onnx")
     if out.exists():
         if out.resolve() == Path(checkpoint).resolve():
             raise MaskfocalError(f"--out {out} is the checkpoint itself; choose another --out")

@@ -184,26 +184,37 @@ class OutputFolder:
             return True
         return self.owns(name) or self.overwrite
 
+    def _unused(self, name: str) -> bool:
+        path = self.path / name
+        return (name not in self._claimed and path.resolve() not in self._protected
+                and not path.exists() and not path.is_symlink())
+
     def check(self, name: str) -> None:
         """A one-line error now, before any work, when ``name`` may not be written."""
         if not self.is_free(name):
             raise self._taken(name)
 
-    def claim(self, name: str, *, rename: bool = False) -> Path:
+    def claim(self, name: str, *, rename: bool = False, keep_earlier: bool = True) -> Path:
         """The path to write ``name`` at in this run.
 
         ``name`` if it is free; else, with ``rename``, the first free ``stem-2.suffix``,
-        ``stem-3.suffix``, ...; else a one-line error saying how to proceed.
+        ``stem-3.suffix``, ...; else a one-line error saying how to proceed. With ``rename``
+        (outputs that accumulate, like ``count``'s), a file from an earlier run is never
+        replaced, even one this command wrote: a second batch into the same folder gets new
+        names, and the first batch's files stay as they were (``keep_earlier=False``: this
+        command's earlier files are replaced, others' renamed around, as the demo does).
         """
-        return self.claim_all([name], rename=rename)[0]
+        return self.claim_all([name], rename=rename, keep_earlier=keep_earlier)[0]
 
-    def claim_all(self, names: Iterable[str], *, rename: bool = False) -> list[Path]:
+    def claim_all(self, names: Iterable[str], *, rename: bool = False,
+                  keep_earlier: bool = True) -> list[Path]:
         """:meth:`claim` for many names with one manifest write."""
         paths = []
         for name in names:
             chosen = name
             number = 1
-            while not self.is_free(chosen):
+            while not (self._unused(chosen) if rename and keep_earlier
+                       else self.is_free(chosen)):
                 if not rename:
                     raise self._taken(name)
                 number += 1
@@ -239,3 +250,9 @@ def _split_suffix(name: str) -> tuple[str, str]:
             return name[:-len(suffix)], suffix
     path = Path(name)
     return str(path.with_suffix("")), path.suffix
+
+
+def csv_safe(text: str) -> str:
+    """A cell that spreadsheets show as text: a leading ``= + - @`` (or tab, CR) would make
+    it a formula (CSV injection), so it gets a leading apostrophe, as OWASP advises."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

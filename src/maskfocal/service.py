@@ -41,7 +41,7 @@ ENV_SETTINGS = "MASKFOCAL_SERVE"
 """Environment variable through which ``maskfocal serve --workers N`` hands its settings to
 each worker (:func:`app_from_env`)."""
 
-FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP"}
+FORMATS = {"JPEG": "JPEG", "MPO": "JPEG (MPO, as phones save it)", "PNG": "PNG", "WEBP": "WebP"}
 OVERLAY_SIDE = 2048  # overlays are drawn at most this large on their longer side
 
 
@@ -369,10 +369,10 @@ def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
         return
-    from maskfocal.checkpoint import load_model
+    from maskfocal.inference import Predictor
 
-    if settings.checkpoint:
-        load_model(settings.checkpoint)  # a bad checkpoint is one line here, not N tracebacks
+    if settings.checkpoint:  # a bad checkpoint is one line here, not N tracebacks
+        Predictor.from_checkpoint(settings.checkpoint, device="cpu")
     os.environ[ENV_SETTINGS] = json.dumps(asdict(settings))
     uvicorn.run("maskfocal.service:app_from_env", factory=True, host=host, port=port,
                 workers=workers, log_level="info")

@@ -91,7 +91,10 @@ def as_rgb(image: Any) -> np.ndarray:
     if tensor:
         if image.ndim == 3:  # (C, H, W) -> (H, W, C)
             image = image.permute(1, 2, 0)
-        array = image.detach().cpu().numpy()
+        image = image.detach().cpu()
+        if image.dtype == _bfloat16():  # numpy has no bfloat16
+            image = image.float()
+        array = image.numpy()
     else:
         array = np.asarray(image)
     layout = "(C, H, W) tensor with C in 1, 3, 4" if tensor else "(H, W) or (H, W, C) array " \
@@ -106,12 +109,22 @@ def as_rgb(image: Any) -> np.ndarray:
     return np.ascontiguousarray(_scaled_to_uint8(array))
 
 
+def _bfloat16():
+    import torch
+
+    return torch.bfloat16
+
+
 def _scaled_to_uint8(array: np.ndarray) -> np.ndarray:
     kind = array.dtype
     if kind == np.uint8:
         return array
     if np.issubdtype(kind, np.unsignedinteger):
         top = np.iinfo(kind).max
+        if array.size and int(array.max()) <= 255:  # 8-bit values in a wider type
+            warnings.warn(f"a {kind} image holding only 0..255 is read as 8-bit values (its "
+                          f"type's range would make it black: 255 of {top})", stacklevel=3)
+            return array.astype(np.uint8)
         return (array.astype(np.float64) * (255 / top)).round().astype(np.uint8)
     if np.issubdtype(kind, np.signedinteger):
         low, high = int(array.min()), int(array.max())
@@ -137,16 +150,30 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
     if image.mode in _HIGH_DEPTH or image.mode in ("I", "F"):
         values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0,
                                neginf=0.0)
-        peak = values.max(initial=0)
-        if image.mode == "F":  # [0, 1] as is; anything else by its own maximum
-            top = 1.0 if peak <= 1 else peak
-        else:
-            top = _HIGH_DEPTH.get(image.mode) or (65535 if peak > 255 else 255)
-        scaled = np.clip(values / max(top, 1e-12) * 255, 0, 255).round().astype(np.uint8)
-        return np.repeat(scaled[..., None], 3, axis=2)
+        scaled = np.clip(_unit_range(values, image.mode) * 255, 0, 255).round()
+        return np.repeat(scaled.astype(np.uint8)[..., None], 3, axis=2)
     if image.mode != "RGB":
         image = image.convert("RGB")
     return np.asarray(image)
+
+
+def _unit_range(values: np.ndarray, mode: str) -> np.ndarray:
+    """A one-channel high-depth image (``I;16``, ``I`` int32, ``F`` float) in [0, 1], scaled,
+    never clipped: 16-bit by 65535; int32 by the range its values fit (255, 65535, else their
+    own maximum); float as [0, 1], as [-1, 1] when negative values stay within it, else by
+    its own minimum and maximum. int32 with negative values likewise by its own range."""
+    low, high = float(values.min(initial=0)), float(values.max(initial=0))
+    if mode in _HIGH_DEPTH:
+        return values / _HIGH_DEPTH[mode]
+    if mode == "F" and low >= -1 and high <= 1:
+        return (values + 1) / 2 if low < 0 else values
+    if low >= 0:
+        if mode == "F":
+            top = max(high, 1.0)
+        else:
+            top = 255 if high <= 255 else 65535 if high <= 65535 else high
+        return values / top
+    return (values - low) / max(high - low, 1e-12)
 
 
 def _as_array(values: Any, columns: int, name: str) -> np.ndarray:

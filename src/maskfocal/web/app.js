@@ -55,7 +55,9 @@ async function countAll(files) {
 }
 
 function csvField(value) {
-  const text = String(value);
+  let text = String(value);
+  // a name starting with = + - @ (or tab, CR) would be a formula in a spreadsheet
+  if (typeof value === "string" && /^[=+\-@\t\r]/.test(text)) text = "'" + text;
   return /[",\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 

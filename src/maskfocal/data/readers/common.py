@@ -16,7 +16,7 @@ from PIL import Image
 from maskfocal.errors import DatasetError, MaskfocalError
 from maskfocal.structures import AnnotatedImage
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 T = TypeVar("T")
 
 

@@ -9,7 +9,6 @@ names; each is counted in the read report.
 
 from __future__ import annotations
 
-import difflib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -32,13 +31,26 @@ from .common import (
 HEAD_CLASS = "head"
 
 
+def _typo_of_head(word: str) -> bool:
+    """The slips of the keyboard that head annotations hold: "head"'s letters in another
+    order (``haed``, ``hade``), one of them dropped (``hed``, ``hea``) or doubled
+    (``heaad``), or a plural (``heads``). Not a letter replaced: ``hand``, ``bead``,
+    ``dead``, ``hear``, ``heap`` are other words, not heads."""
+    if word == f"{HEAD_CLASS}s" or (len(word) == len(HEAD_CLASS)
+                                     and sorted(word) == sorted(HEAD_CLASS)):
+        return True
+    dropped = {HEAD_CLASS[:i] + HEAD_CLASS[i + 1:] for i in range(len(HEAD_CLASS))}
+    doubled = {HEAD_CLASS[:i] + HEAD_CLASS[i] + HEAD_CLASS[i:] for i in range(len(HEAD_CLASS))}
+    return word in dropped | doubled
+
+
 def _class_is_head(name: str, report: ReadReport) -> bool:
     cleaned = name.strip().lower()
     if cleaned == HEAD_CLASS:
         if name != HEAD_CLASS:
             report.note(f"class name {name!r} read as {HEAD_CLASS!r}")
         return True
-    if difflib.SequenceMatcher(None, cleaned, HEAD_CLASS).ratio() >= 0.75:
+    if _typo_of_head(cleaned):
         report.note(f"misspelled class name {name!r} read as {HEAD_CLASS!r}")
         return True
     report.note(f"objects of class {name!r} left out")

@@ -1,0 +1,167 @@
+"""Second runs, odd inputs and mistakes as a demanding user makes them (issue 31): each case
+here once went wrong silently, with a traceback, or by losing a file."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from maskfocal.checkpoint import load_checkpoint, save_checkpoint
+from maskfocal.cli import main
+from maskfocal.data.readers import read_dataset
+from tests.conftest import write_image
+from tests.data.test_readers import _voc_xml
+from tests.test_inference import checkpoint
+
+
+def run(argv, capsys):
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def one_line(err: str) -> bool:
+    return len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+# --- silently wrong ---------------------------------------------------------------------------
+
+
+def test_a_diverged_model_is_refused_not_counted_as_nobody(tmp_path, capsys):
+    ck = checkpoint(tmp_path)
+    state = load_checkpoint(ck)
+    name = next(iter(state["model"]))
+    state["model"][name] = torch.full_like(state["model"][name], float("nan"))
+    save_checkpoint(tmp_path / "nan.pt", state)
+    image = write_image(tmp_path / "a.png", 64, 48)
+    status, out, err = run(["count", image, "--checkpoint", tmp_path / "nan.pt"], capsys)
+    assert status == 2 and "NaN or infinity" in err and one_line(err)  # before: 0 heads, exit 0
+
+
+def test_eval_without_split_scores_the_test_split_and_names_it(tmp_path, capsys):
+    ck = checkpoint(tmp_path, threshold=0.09)
+    root = tmp_path / "data"
+    for split, heads in (("train", 3), ("test", 5)):  # the same file name in both splits
+        (root / split).mkdir(parents=True)
+        write_image(root / split / "IMG_1.png", 64, 48)
+        (root / split / "IMG_1.json").write_text(json.dumps({"points": [[5, 5]] * heads}))
+    status, out, err = run(["eval", "--checkpoint", ck, "--format", "points", "--root", root,
+                            "--save-dir", tmp_path / "ev", "--json", "--device", "cpu"], capsys)
+    assert status == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["images"] == 1  # before: 2, mixed
+    assert "scoring the test split" in err
+    rows = (tmp_path / "ev" / "per_image.csv").read_text().splitlines()
+    assert rows[0] == "image,split,true_count,predicted_count,error"
+    assert rows[1].startswith("IMG_1.png,test,5,")
+
+
+def test_folder_scans_take_gif_like_count_does(tmp_path, capsys):
+    ck = checkpoint(tmp_path)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(folder / "a.gif")
+    status, out, err = run(["count", folder, "--checkpoint", ck], capsys)
+    assert status == 0 and "a.gif:" in out, err  # before: "no images found"
+
+
+def test_voc_reads_typos_of_head_not_other_words(tmp_path):
+    names = ["head", "haed", "hed", "heads", "heaad", "hand", "bead", "dead", "hear", "heap"]
+    (tmp_path / "Annotations").mkdir()
+    write_image(tmp_path / "JPEGImages" / "a.jpg")
+    boxes = [[2 + 5 * k, 2, 6 + 5 * k, 6] for k in range(len(names))]
+    (tmp_path / "Annotations" / "a.xml").write_text(_voc_xml(boxes, names=names))
+    image = read_dataset("voc", tmp_path).images[0]
+    assert image.num_heads == 5  # before: 10, every word one letter from "head"
+
+
+def test_count_with_nothing_readable_is_an_error(tmp_path, capsys):
+    ck = checkpoint(tmp_path)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a picture")
+    status, out, err = run(["count", bad, "--checkpoint", ck, "--json"], capsys)
+    assert status == 2 and "none of the 1 images could be read" in err  # before: exit 0, []
+
+
+def test_export_names_what_count_can_read(tmp_path, capsys):
+    ck = checkpoint(tmp_path)
+    status, _, err = run(["export", "--checkpoint", ck, "--out", tmp_path / "model.txt"],
+                         capsys)
+    assert status == 2 and ".onnx" in err and one_line(err)
+    assert not (tmp_path / "model.txt").exists()
+
+
+def test_spreadsheet_formulas_in_names_are_escaped(tmp_path, capsys, monkeypatch):
+    ck = checkpoint(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    write_image(tmp_path / "=HYPERLINK(1).png", 64, 48)
+    status, _, err = run(["count", "=HYPERLINK(1).png", "--checkpoint", ck, "--out", "out"],
+                         capsys)
+    assert status == 0, err
+    rows = (tmp_path / "out" / "counts.csv").read_text().splitlines()
+    assert rows[1].startswith("'=HYPERLINK(1).png,")
+
+
+# --- tracebacks -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["serve", "--port", "99999"], "at most 65535"),
+    (["data", "synth", "--out", "x", "--size", "100000x100000"], "at most 8192"),
+])
+def test_out_of_range_options_are_one_line(argv, says, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, _, err = run(argv, capsys)
+    assert status == 2 and says in err and one_line(err)
+
+
+def test_write_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import maskfocal.io
+
+    ck = checkpoint(tmp_path)
+
+    def full(path, data):
+        raise OSError(errno.EFBIG, "File too large", str(path))
+
+    monkeypatch.setattr(maskfocal.io, "atomic_write_bytes", full)
+    status, _, err = run(["data", "synth", "--out", tmp_path / "ds", "--train", "1", "--val",
+                          "0", "--test", "0", "--size", "64x48"], capsys)
+    status2, _, err2 = run(["count", write_image(tmp_path / "a.png", 64, 48), "--checkpoint",
+                            ck, "--out", tmp_path / "o"], capsys)
+    for code, text in ((status, err), (status2, err2)):
+        assert code == 2 and "File too large" in text and one_line(text)
+
+
+def test_serve_with_workers_takes_an_onnx_model(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("uvicorn")
+    import uvicorn
+
+    from maskfocal.service import ServeSettings, serve
+
+    ck = checkpoint(tmp_path)
+    assert main(["export", "--checkpoint", str(ck), "--out", str(tmp_path / "m.onnx")]) == 0
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append(k["workers"]))
+    serve(ServeSettings(checkpoint=str(tmp_path / "m.onnx")), port=0, workers=2)
+    assert started == [2]  # before: "not a readable checkpoint (damaged ...)"
+
+
+# --- the service ------------------------------------------------------------------------------
+
+
+def test_the_service_reads_mpo_as_phones_save_it():
+    from maskfocal.service import ServeSettings, decode_upload
+
+    buffer = io.BytesIO()
+    frames = [Image.new("RGB", (64, 48), (200, 10, 10)), Image.new("RGB", (64, 48))]
+    frames[0].save(buffer, format="MPO", save_all=True, append_images=frames[1:])
+    assert Image.open(io.BytesIO(buffer.getvalue())).format == "MPO"
+    pixels = decode_upload(buffer.getvalue(), ServeSettings())  # before: 400
+    assert pixels.shape == (48, 64, 3) and pixels[0, 0, 0] > 150
