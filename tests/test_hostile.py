@@ -39,7 +39,7 @@ def test_a_diverged_model_is_refused_not_counted_as_nobody(tmp_path, capsys):
     state["model"][name] = torch.full_like(state["model"][name], float("nan"))
     save_checkpoint(tmp_path / "nan.pt", state)
     image = write_image(tmp_path / "a.png", 64, 48)
-    status, out, err = run(["count", image, "--checkpoint", tmp_path / "nan.pt"], capsys)
+    status, _, err = run(["count", image, "--checkpoint", tmp_path / "nan.pt"], capsys)
     assert status == 2 and "NaN or infinity" in err and one_line(err)  # before: 0 heads, exit 0
 
 
@@ -83,7 +83,7 @@ def test_count_with_nothing_readable_is_an_error(tmp_path, capsys):
     ck = checkpoint(tmp_path)
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a picture")
-    status, out, err = run(["count", bad, "--checkpoint", ck, "--json"], capsys)
+    status, _, err = run(["count", bad, "--checkpoint", ck, "--json"], capsys)
     assert status == 2 and "none of the 1 images could be read" in err  # before: exit 0, []
 
 
@@ -165,3 +165,51 @@ def test_the_service_reads_mpo_as_phones_save_it():
     assert Image.open(io.BytesIO(buffer.getvalue())).format == "MPO"
     pixels = decode_upload(buffer.getvalue(), ServeSettings())  # before: 400
     assert pixels.shape == (48, 64, 3) and pixels[0, 0, 0] > 150
+
+
+# --- second runs into the same place ------------------------------------------------------------
+
+
+def test_a_second_synthetic_set_replaces_the_first_not_mixes_with_it(tmp_path, capsys):
+    root = tmp_path / "ds"
+    common = ["data", "synth", "--out", root, "--val", "0", "--test", "0", "--size", "64x48"]
+    assert run([*common, "--train", "60"], capsys)[0] == 0
+    mine = root / "train" / "synth-train-00" / "notes.txt"
+    mine.write_text("the user's")
+    status, _, err = run([*common, "--train", "14"], capsys)
+    assert status == 0 and "removed" in err
+    dataset = read_dataset("mot", root)
+    assert len(dataset.images) == 14  # before: 60, 46 of them without a row in gt.txt
+    assert mine.read_text() == "the user's"
+
+
+TINY = "configs/tiny.yaml"
+
+
+def test_a_finished_run_is_read_only(tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    out = tmp_path / "run"
+    common = ["train", "--config", TINY, "--quiet"]
+    assert run([*common, "train.epochs=1", "--out", out], capsys)[0] == 0
+    files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    for change in (["train.epochs=1", "data.synthetic.train_images=8"], ["train.epochs=2"]):
+        status, _, err = run([*common, *change, "--out", out, "--resume"], capsys)
+        assert status == 2 and "the run was trained with" in err and one_line(err), err
+    status, _, err = run(["train", "--out", out, "--resume"], capsys)  # its own config
+    assert status == 0 and "finished earlier" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == files
+
+
+def test_overwrite_replaces_a_run_not_the_users_files(tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "metrics.csv").write_text("my own numbers\n")  # a run file's name, the user's file
+    status, _, err = run(["train", "--config", TINY, "--quiet", "train.epochs=1", "--out", out,
+                          "--overwrite"], capsys)
+    assert status == 2 and "metrics.csv" in err and one_line(err)
+    assert (out / "metrics.csv").read_text() == "my own numbers\n"

@@ -70,7 +70,7 @@ def _data_stats(args: argparse.Namespace) -> int:
 
 
 def _data_synth(args: argparse.Namespace) -> int:
-    from maskfocal.data.synthetic import SyntheticConfig, write_mot
+    from maskfocal.data.synthetic import SyntheticConfig, clear_mot, write_mot
 
     if args.min_count > args.max_count:
         raise MaskfocalError(f"--min-count {args.min_count} is above --max-count "
@@ -85,6 +85,10 @@ def _data_synth(args: argparse.Namespace) -> int:
         raise MaskfocalError("--train, --val and --test are all 0: nothing to write")
     folder = OutputFolder(args.out, "data synth", overwrite=args.overwrite)
     folder.claim_all(splits)  # a split folder the user made is not written into
+    for split in splits:  # an earlier set here: its frames go, so none is left without rows
+        cleared = clear_mot(folder.path / split)
+        if cleared:
+            print(f"{split}: removed {cleared} files of an earlier synthetic set", file=sys.stderr)
     heads = write_mot(folder.path, splits, seed=args.seed, config=config, progress=True)
     for split, count in splits.items():
         print(f"{split}: {count} images, {heads[split]:,} heads")

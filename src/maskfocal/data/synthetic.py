@@ -428,6 +428,32 @@ class SyntheticCrowds:
         return generate_scene(self.config, self.seed, self.offset + index % self.num_images)
 
 
+def clear_mot(folder: str | Path) -> int:
+    """Remove what :func:`write_mot` wrote into one split folder earlier: its sequences'
+    frames (``synth-*/img1/NNNNNN.jpg``), ``gt/gt.txt`` and ``seqinfo.ini``, and the folders
+    they leave empty. Anything else stays. Returns how many files went.
+
+    A second, smaller set written into the same place would otherwise sit beside the first
+    one's extra frames, which no ``gt.txt`` row describes (people read as background)."""
+    import re
+
+    removed = 0
+    for sequence in sorted(Path(folder).glob("synth-*")):
+        if not sequence.is_dir():
+            continue
+        ours = [path for path in (sequence / "img1").glob("*.jpg")
+                if re.fullmatch(r"\d{6}\.jpg", path.name)]
+        ours += [path for path in (sequence / "gt" / "gt.txt", sequence / "seqinfo.ini")
+                 if path.is_file()]
+        for path in ours:
+            path.unlink()
+            removed += 1
+        for empty in (sequence / "img1", sequence / "gt", sequence):
+            if empty.is_dir() and not any(empty.iterdir()):
+                empty.rmdir()
+    return removed
+
+
 def write_mot(root: str | Path, splits: dict[str, int], *, seed: int = 0,
               config: SyntheticConfig | None = None, frames_per_sequence: int = 50,
               quality: int = 95, progress: bool = False) -> dict[str, int]:

@@ -31,8 +31,10 @@ class RunFolder:
                  overwrite: bool) -> None:
         last = Path(out) / "last.pt"
         self.resume = resume and last.is_file()
-        # a checkpoint that loads proves the run's files are train's, manifest or not
-        self.folder = OutputFolder(out, "train", overwrite=overwrite or self.resume)
+        # a run's last.pt proves its files are train's, manifest or not (runs from before the
+        # manifest); without one, --overwrite replaces only what train itself wrote
+        self.folder = OutputFolder(out, "train",
+                                   overwrite=(overwrite or self.resume) and last.is_file())
         self.out = self.folder.path
         self.overwrite = overwrite
         self.columns = columns

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -102,6 +103,13 @@ def train(config: Config, out: str | Path, *, resume: bool = False, overwrite: b
         config = _pretrain(config, run.out, resume=resume, overwrite=overwrite,
                            progress=progress)
     state = _resume_state(run, config)
+    if state is not None and state.get("finished") and (run.out / "test_metrics.json").is_file():
+        # a finished run is read-only: nothing to train, nothing of it rewritten
+        if progress:
+            print(f"{run.out}: the run finished earlier; nothing to do (--overwrite trains it "
+                  "again)", file=sys.stderr)
+        return {"finished_earlier": True, "threshold": config.decode.threshold,
+                "test": json.loads((run.out / "test_metrics.json").read_text())}
     distributed, device = Distributed.from_env(config.train.device)
     distributed.barrier()  # every process has checked the folder before the first write
     if distributed.is_main:
@@ -162,11 +170,38 @@ def _resume_state(run: RunFolder, config: Config) -> dict[str, Any] | None:
             config.model, init_from=None):
         raise MaskfocalError(f"{run.last}: model config differs from the run being "
                              "resumed; resume with the same model settings")
+    changed = _changed_keys(saved, config)
+    if changed:
+        key, was, now = changed[0]
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise MaskfocalError(f"{run.last}: the run was trained with {key}={was!r}, this asks "
+                             f"for {now!r}{more}; resume with the run's own config (no "
+                             "--config, no overrides), or train another --out")
     missing = [key for key in RESUME_KEYS if key not in state]
     if missing:
         raise MaskfocalError(f"{run.last}: cannot resume from it, it has no "
                              f"{', '.join(missing)} (a best.pt or exported weights?)")
     return state
+
+
+RESUME_MAY_CHANGE = ("train.device", "data.workers", "data.cache_images", "decode.")
+"""What a resumed run may set differently: where and how fast it runs, and decoding (the
+threshold is calibrated by the run itself); everything else decides what is trained."""
+
+
+def _changed_keys(saved: Config, config: Config) -> list[tuple[str, Any, Any]]:
+    """``(key, saved value, new value)`` of every setting that differs, but those of
+    :data:`RESUME_MAY_CHANGE`."""
+
+    def flat(node: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(node, dict):
+            return {k: v for key, value in node.items()
+                    for k, v in flat(value, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: node}
+
+    old, new = flat(saved.to_dict()), flat(config.to_dict())
+    return [(key, old.get(key), new.get(key)) for key in sorted(old.keys() | new.keys())
+            if old.get(key) != new.get(key) and not key.startswith(RESUME_MAY_CHANGE)]
 
 
 def parameter_groups(model: torch.nn.Module, lr: float, backbone_lr: float) -> list[dict]:
