@@ -213,3 +213,16 @@ def test_overwrite_replaces_a_run_not_the_users_files(tmp_path, capsys, monkeypa
                           "--overwrite"], capsys)
     assert status == 2 and "metrics.csv" in err and one_line(err)
     assert (out / "metrics.csv").read_text() == "my own numbers\n"
+
+
+def test_the_demo_config_is_package_data():
+    """``maskfocal demo`` from an installed wheel: its config ships inside the package."""
+    import tomllib
+    from pathlib import Path
+
+    import maskfocal
+    from maskfocal.demo import DEMO_CONFIG
+
+    assert DEMO_CONFIG.parent == Path(maskfocal.__file__).parent and DEMO_CONFIG.is_file()
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert DEMO_CONFIG.name in project["tool"]["setuptools"]["package-data"]["maskfocal"]

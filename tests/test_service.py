@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -65,7 +66,16 @@ def test_health_and_openapi(client):
     assert "/api/count" in spec["paths"]
     body = spec["paths"]["/api/count"]["post"]
     assert {p["name"] for p in body["parameters"]} == {"threshold", "overlay"}
-    assert client.get("/docs").status_code == 200
+    for page in ("/docs", "/redoc"):  # they would load Swagger/ReDoc from a CDN: not served
+        assert client.get(page).status_code == 404
+
+
+def test_allowed_hosts_restrict_the_host_header(checkpoint):
+    app = create_app(ServeSettings(checkpoint=str(checkpoint), allowed_hosts=("crowds.test",)))
+    with TestClient(app, base_url="http://crowds.test") as ours:
+        assert ours.get("/healthz").status_code == 200
+    with TestClient(app, base_url="http://elsewhere.test") as other:
+        assert other.get("/healthz").status_code == 400
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
@@ -214,6 +224,34 @@ def test_timeout_is_a_504(checkpoint):
         assert post(test_client, crowd_image()).status_code == 200
 
 
+def test_a_timed_out_count_stops_and_frees_its_slot(checkpoint):
+    """An expensive legal image (tiled): at the timeout the worker stops before its next
+    forward pass instead of counting on for nobody (before: 20 s more, the only slot held)."""
+    from maskfocal.inference import Predictor
+
+    app = create_app(ServeSettings(checkpoint=str(checkpoint), timeout_s=0.3))
+    original, calls = Predictor.detect, []
+
+    def slow(self, *args, **kwargs):
+        calls.append(1)
+        time.sleep(0.5)
+        return original(self, *args, **kwargs)
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((2600, 2600, 3), 90, np.uint8)).save(buffer, format="PNG")
+    with TestClient(app) as test_client:
+        Predictor.detect = slow
+        try:
+            answer = post(test_client, buffer.getvalue())
+            assert answer.status_code == 504
+            time.sleep(1.0)
+            health = test_client.get("/healthz").json()
+        finally:
+            Predictor.detect = original
+    assert health["in_flight"] == 0
+    assert len(calls) <= 2  # of the 3 forward passes its 9 tiles need
+
+
 def test_page_is_served_without_external_resources(client):
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
@@ -286,3 +324,34 @@ def test_page_in_headless_chromium_counts_like_the_api(checkpoint, tmp_path):
             driver.quit()
     assert shown == api["count"]
     assert Image.open(screenshot).size[0] > 0
+
+
+def test_slow_clients_cannot_take_the_worker_down(checkpoint):
+    """150 connections that send half a request and wait: each is closed after the receive
+    timeout (or refused at once beyond the connection cap), and /healthz answers again within
+    that time (loopback; before: they stayed open 100 s and more)."""
+    import urllib.request
+
+    with Server("--checkpoint", str(checkpoint), "--receive-timeout", "2",
+                "--max-connections", "64") as server:
+        slow = []
+        for _ in range(150):
+            connection = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            connection.sendall(b"POST /api/count HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
+            slow.append(connection)
+        started = time.monotonic()
+        while True:  # the first /healthz that gets through
+            try:
+                with urllib.request.urlopen(f"{server.url}/healthz", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() - started < 8, "/healthz still down"
+            time.sleep(0.2)
+        for connection in slow:  # every slow client was let go: EOF (after a 503, or not)
+            connection.settimeout(8)
+            while connection.recv(4096):
+                pass
+            connection.close()
+        assert time.monotonic() - started < 12

@@ -216,7 +216,10 @@ def _serve(args: argparse.Namespace) -> int:
                              max_upload_bytes=int(args.max_upload_mb * 2**20),
                              max_pixels=args.max_pixels, max_side=args.max_side,
                              max_in_flight=args.max_in_flight, max_waiting=args.max_waiting,
-                             timeout_s=args.timeout, device=args.device)
+                             timeout_s=args.timeout, receive_timeout_s=args.receive_timeout,
+                             max_connections=args.max_connections,
+                             allowed_hosts=tuple(args.allowed_hosts) if args.allowed_hosts
+                             else None, device=args.device)
     serve(settings, host=args.host, port=args.port, workers=args.workers)
     return 0
 
@@ -541,6 +544,17 @@ def _add_serve(commands) -> None:
     serve.add_argument("--timeout", type=float, default=settings.timeout_s,
                        help="seconds a request may take, waiting included (default "
                             f"{settings.timeout_s:g})")
+    serve.add_argument("--receive-timeout", type=float, default=settings.receive_timeout_s,
+                       metavar="SECONDS",
+                       help="seconds a request may take to arrive whole, headers and body; "
+                            f"slower connections are closed (default "
+                            f"{settings.receive_timeout_s:g})")
+    serve.add_argument("--max-connections", type=_whole(1), default=settings.max_connections,
+                       help="open connections per worker; more get 503 at once (default "
+                            f"{settings.max_connections})")
+    serve.add_argument("--allowed-hosts", nargs="+", metavar="HOST",
+                       help="answer only requests whose Host header is one of these (e.g. "
+                            "crowds.example.org; default: any)")
     serve.add_argument("--device", default=settings.device,
                        help=f"cpu, cuda or auto (default {settings.device})")
     serve.set_defaults(run=_serve)
@@ -553,7 +567,8 @@ def _add_demo(commands) -> None:
     demo.add_argument("--seed", type=_whole(0), default=0,
                       help="weights, data order and augmentation all follow from it")
     demo.add_argument("overrides", nargs="*", metavar="key=value",
-                      help="overrides of configs/demo.yaml, e.g. train.epochs=2")
+                      help="overrides of the demo config (src/maskfocal/demo.yaml), e.g. "
+                           "train.epochs=2")
     demo.set_defaults(run=_demo)
 
 

@@ -1,6 +1,6 @@
 """``maskfocal demo``: the main job on built-in synthetic data, on a fresh machine, offline.
 
-Trains CenterNet-R18 with Mask Focal Loss on synthetic crowds (``configs/demo.yaml``; drawn on
+Trains CenterNet-R18 with Mask Focal Loss on synthetic crowds (``src/maskfocal/demo.yaml``; drawn on
 the fly, nothing downloaded), calibrates the counting threshold on validation, evaluates on the
 test scenes next to a naive baseline that always predicts the mean training count, and saves a
 test overlay and the training curves.
@@ -23,7 +23,7 @@ from maskfocal.io import OutputFolder, atomic_write_bytes, save_png
 from maskfocal.metrics import counting_errors
 from maskfocal.visualize import draw_heads
 
-DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+DEMO_CONFIG = Path(__file__).with_name("demo.yaml")  # package data: the demo runs from a wheel
 
 
 def training_curves(metrics_csv: Path, out: Path) -> None:

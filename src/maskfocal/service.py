@@ -25,7 +25,9 @@ import asyncio
 import base64
 import io
 import json
+import math
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -56,12 +58,16 @@ class ServeSettings:
     max_in_flight: int = 1
     max_waiting: int = 16
     timeout_s: float = 60.0
+    receive_timeout_s: float = 20.0  # a request must arrive whole (headers, body) in this time
+    max_connections: int = 200  # open connections per worker; beyond: 503 at once
+    allowed_hosts: tuple[str, ...] | None = None  # Host headers served (None: any)
     device: str = "cpu"
     threads: int | None = None  # torch threads of this worker (None: torch's default)
 
     def check(self) -> None:
         """A one-line error for a limit that cannot work."""
-        for name in ("max_upload_bytes", "max_pixels", "max_side", "max_in_flight"):
+        for name in ("max_upload_bytes", "max_pixels", "max_side", "max_in_flight",
+                     "max_connections"):
             if getattr(self, name) < 1:
                 raise MaskfocalError(f"{name.replace('_', '-')} must be at least 1, got "
                                      f"{getattr(self, name)}")
@@ -69,6 +75,9 @@ class ServeSettings:
             raise MaskfocalError(f"max-waiting must be >= 0, got {self.max_waiting}")
         if not self.timeout_s > 0:
             raise MaskfocalError(f"timeout must be > 0 seconds, got {self.timeout_s}")
+        if not self.receive_timeout_s > 0:
+            raise MaskfocalError(f"receive timeout must be > 0 seconds, got "
+                                 f"{self.receive_timeout_s}")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise MaskfocalError(f"{self.checkpoint}: no such checkpoint")
 
@@ -134,6 +143,48 @@ def overlay_png(pixels: np.ndarray, result) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+class _OncePerMinute:
+    """A logging filter that lets each message through once a minute, so a flood of one
+    error (a client storm, a full descriptor table) cannot fill the disk with its log."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+
+    def filter(self, record) -> bool:
+        key = f"{record.name}:{record.msg}"
+        now = time.monotonic()
+        if now - self.last.get(key, -math.inf) < 60:
+            return False
+        self.last[key] = now
+        return True
+
+
+def _quiet_logger():
+    import logging
+
+    logger = logging.getLogger("maskfocal.serve")
+    if not logger.filters:
+        logger.addFilter(_OncePerMinute())
+        for name in ("uvicorn.error", "uvicorn.access", "asyncio"):
+            logging.getLogger(name).addFilter(_OncePerMinute())
+    return logger
+
+
+class _LazyLogger:
+    def warning(self, message: str) -> None:
+        _quiet_logger().warning(message)
+
+
+_QUIET = _LazyLogger()
+
+
+def _settings_from_env() -> ServeSettings:
+    saved = json.loads(os.environ.get(ENV_SETTINGS, "{}"))
+    if saved.get("allowed_hosts") is not None:
+        saved["allowed_hosts"] = tuple(saved["allowed_hosts"])
+    return ServeSettings(**saved)
+
+
 def _model_name(checkpoint: str | None) -> str:
     from maskfocal.pretrained import DEFAULT_MODEL
 
@@ -171,13 +222,17 @@ class CountingService:
         return {"status": "ok", "model": self.model_name, "version": __version__,
                 **self.state}
 
-    def count_now(self, data: bytes, threshold: float | None, overlay: bool) -> dict:
-        """Decode and count one upload (in a worker thread): the answer's fields."""
+    def count_now(self, data: bytes, threshold: float | None, overlay: bool,
+                  stop: threading.Event | None = None) -> dict:
+        """Decode and count one upload (in a worker thread): the answer's fields. ``stop``
+        set (the request timed out) ends the count before its next forward pass."""
         started = time.perf_counter()
         pixels = decode_upload(data, self.settings)
         threshold = self.counter.threshold if threshold is None else threshold
         heatmap = overlay and self.counter.has_heatmap
-        result = self.counter(pixels, threshold=threshold, return_heatmap=heatmap)
+        result = self.counter(pixels, threshold=threshold, return_heatmap=heatmap, stop=stop)
+        if stop is not None and stop.is_set():  # no overlay for an answer nobody awaits
+            raise UploadError(504, "stopped at the timeout")
         answer = {
             "count": int(result.count),
             "points": np.round(result.points.astype(np.float64), 2).tolist(),
@@ -214,8 +269,9 @@ class CountingService:
         finally:
             state["waiting"] -= 1
         state["in_flight"] += 1
+        stop = threading.Event()
         future = asyncio.get_running_loop().run_in_executor(
-            self.executor, self.count_now, data, threshold, overlay)
+            self.executor, self.count_now, data, threshold, overlay, stop)
 
         def finished(_):
             state["in_flight"] -= 1
@@ -226,6 +282,7 @@ class CountingService:
             answer = await asyncio.wait_for(asyncio.shield(future),
                                             timeout=max(0.0, deadline - time.monotonic()))
         except TimeoutError:
+            stop.set()  # the worker thread ends at its next forward pass, freeing the slot
             raise UploadError(504, f"counting took longer than {settings.timeout_s:g} s") \
                 from None
         state["served"] += 1
@@ -276,6 +333,10 @@ def create_app(settings: ServeSettings | None = None, counter=None):
     service = CountingService(settings, counter)
     CountResponse, Health = _schemas()
     app = FastAPI(
+        # /docs and /redoc would load their scripts from a CDN, which a closed network cannot
+        # reach and a careful one should not: the schema is at /openapi.json, the fields in
+        # docs/usage.md
+        docs_url=None, redoc_url=None,
         title="maskfocal", version=__version__,
         description="Count people in images by detecting their heads. Limits per worker: "
                     f"uploads up to {settings.max_upload_bytes:,} bytes, images up to "
@@ -284,6 +345,11 @@ def create_app(settings: ServeSettings | None = None, counter=None):
 
     def error(status: int, reason: str, headers: dict | None = None):
         return JSONResponse({"error": reason}, status_code=status, headers=headers)
+
+    if settings.allowed_hosts:  # else any Host header is served (say so: docs/usage.md)
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException):
@@ -346,7 +412,7 @@ def create_app(settings: ServeSettings | None = None, counter=None):
 
 def app_from_env():
     """The app factory each ``uvicorn`` worker calls: settings from :data:`ENV_SETTINGS`."""
-    return create_app(ServeSettings(**json.loads(os.environ.get(ENV_SETTINGS, "{}"))))
+    return create_app(_settings_from_env())
 
 
 def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
@@ -366,13 +432,17 @@ def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
         raise MaskfocalError(f"cannot listen on {host}:{port} ({error.strerror})") from None
     if settings.threads is None:
         settings.threads = max(1, (os.cpu_count() or 1) // workers)
+    os.environ[ENV_SETTINGS] = json.dumps(asdict(settings))  # workers and the protocol read it
+    limits = {"http": "maskfocal.serve_protocol:ReceivingProtocol",
+              "limit_concurrency": settings.max_connections,
+              "timeout_keep_alive": 5, "log_level": "info"}
+    _quiet_logger()
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(settings), host=host, port=port, **limits)
         return
     from maskfocal.inference import Predictor
 
     if settings.checkpoint:  # a bad checkpoint is one line here, not N tracebacks
         Predictor.from_checkpoint(settings.checkpoint, device="cpu")
-    os.environ[ENV_SETTINGS] = json.dumps(asdict(settings))
     uvicorn.run("maskfocal.service:app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level="info")
+                workers=workers, **limits)

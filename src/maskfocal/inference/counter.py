@@ -109,10 +109,11 @@ class Counter:
         return isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4
 
     def __call__(self, images, *, threshold: float | None = None,
-                 return_heatmap: bool = False) -> CountResult | list[CountResult]:
+                 return_heatmap: bool = False, stop=None) -> CountResult | list[CountResult]:
         """Count heads in one image (a path, PIL image, (H, W, 3) array or (3, H, W) tensor)
         or a batch (a list of those, an (N, H, W, 3) array or an (N, 3, H, W) tensor), at
-        ``threshold`` (default: the counter's)."""
+        ``threshold`` (default: the counter's). ``stop`` (a :class:`threading.Event`), once
+        set, ends the work before its next forward pass (``Stopped``)."""
         if threshold is None:
             threshold = self.threshold
         else:
@@ -122,7 +123,7 @@ class Counter:
         batch = self._is_batch(images)
         pixels = [self.read_image(image) for image in images] if batch else [
             self.read_image(images)]
-        found = self.predictor.find(pixels, threshold, heatmaps=return_heatmap)
+        found = self.predictor.find(pixels, threshold, heatmaps=return_heatmap, stop=stop)
         results = [_result(detections, maps) for detections, maps in found]
         return results if batch else results[0]
 

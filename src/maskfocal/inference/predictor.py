@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -163,20 +164,23 @@ class Predictor:
                 and max(height, width) * self.input_scale > self.tile_above)
 
     @torch.no_grad()
-    def find(self, images: Sequence[np.ndarray], threshold: float, *, heatmaps: bool = False
-             ) -> list[tuple[Detections, np.ndarray | None]]:
+    def find(self, images: Sequence[np.ndarray], threshold: float, *, heatmaps: bool = False,
+             stop: threading.Event | None = None) -> list[tuple[Detections, np.ndarray | None]]:
         """Heads of each (H, W, 3) uint8 image in its own pixels (on the CPU) and, with
         ``heatmaps``, its heatmap on the image's stride grid. Images that pad to the same
-        size share a forward pass (the same result as one at a time)."""
+        size share a forward pass (the same result as one at a time). ``stop``, once set,
+        ends the work before the next forward pass with :class:`Stopped` (a caller's
+        deadline: the web service's timeout)."""
         results: list = [None] * len(images)
         fitted: dict[int, tuple[Tensor, float]] = {}
         for i, image in enumerate(images):
             if self.tiled(*image.shape[:2]):
-                results[i] = self._find_tiled(image, threshold, heatmaps)
+                results[i] = self._find_tiled(image, threshold, heatmaps, stop)
             else:
                 fitted[i] = fit_image(to_tensor(image), self.max_side, self.input_scale)
         sizes = {i: tuple(tensor.shape[-2:]) for i, (tensor, _) in fitted.items()}
         for indices in _same_padded_size(sizes, self.batch_size):
+            _check(stop)
             found = self.detect([fitted[i][0] for i in indices], threshold, heatmaps=heatmaps)
             for i, (detections, maps) in zip(indices, found, strict=True):
                 scale = fitted[i][1]
@@ -196,7 +200,8 @@ class Predictor:
                                  f"{self.input_scale:g}")
         return plan_tiles(height, width, size, overlap)
 
-    def _find_tiled(self, image: np.ndarray, threshold: float, heatmap: bool
+    def _find_tiled(self, image: np.ndarray, threshold: float, heatmap: bool,
+                    stop: threading.Event | None = None
                     ) -> tuple[Detections, np.ndarray | None]:
         height, width = image.shape[:2]
         tiles = self.tiles(height, width)
@@ -210,6 +215,7 @@ class Predictor:
         groups = _same_padded_size(shapes, self.batch_size)
         for group in tqdm(groups, desc=f"{len(tiles)} tiles", unit="batch", leave=False,
                           disable=not self.progress or len(groups) < 2):
+            _check(stop)
             crops = [to_tensor(image[tiles[n].y0:tiles[n].y1, tiles[n].x0:tiles[n].x1])
                      for n in group]
             found = self.detect([resize(c, scale) if scale != 1 else c for c in crops],
@@ -279,6 +285,15 @@ class _Pixels(Dataset):
 
     def __getitem__(self, index: int) -> np.ndarray:
         return self.images[index].load_image()
+
+
+class Stopped(MaskfocalError):
+    """The work was stopped by its caller (``stop`` was set) before it finished."""
+
+
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise Stopped("stopped before the count finished")
 
 
 def _as_is(item):
