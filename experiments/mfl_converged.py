@@ -568,7 +568,7 @@ def grid(args) -> None:
                        args.minutes_scale)
         waiting = [c for c in todo if c[2] == "mfl-best"]
         todo = [c for c in todo if c[2] != "mfl-best" and c not in failed
-                and (not args.variants or c[2] in args.variants)]
+                and (not getattr(args, "variants", None) or c[2] in args.variants)]
         if args.max_runs is not None:
             todo = todo[:max(0, args.max_runs - started)]
         if not todo:
