@@ -112,6 +112,9 @@ def test_spreadsheet_formulas_in_names_are_escaped(tmp_path, capsys, monkeypatch
 @pytest.mark.parametrize("argv, says", [
     (["serve", "--port", "99999"], "at most 65535"),
     (["data", "synth", "--out", "x", "--size", "100000x100000"], "at most 8192"),
+    (["serve", "--timeout", "inf"], "number of seconds > 0"),  # siblings: timers, sizes
+    (["serve", "--receive-timeout", "nan"], "number of seconds > 0"),
+    (["serve", "--max-upload-mb", "inf"], "a number > 0"),
 ])
 def test_out_of_range_options_are_one_line(argv, says, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -209,8 +210,8 @@ def _serve(args: argparse.Namespace) -> int:
                              "pip install 'maskfocal[serve]'") from None
     from maskfocal.service import ServeSettings, serve
 
-    if not args.max_upload_mb > 0:
-        raise MaskfocalError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
+    if not (args.max_upload_mb > 0 and math.isfinite(args.max_upload_mb)):
+        raise MaskfocalError(f"--max-upload-mb must be a number > 0, got {args.max_upload_mb}")
     settings = ServeSettings(checkpoint=None if args.checkpoint is None else
                              str(checkpoint_or_shipped(args.checkpoint)),
                              max_upload_bytes=int(args.max_upload_mb * 2**20),
@@ -226,8 +227,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _number(value: float, spec: str) -> str:
     """A metric for people: ``n/a`` where it is undefined (NAE with no heads)."""
-    import math
-
     return format(value, spec) if math.isfinite(value) else "n/a"
 
 

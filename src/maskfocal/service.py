@@ -73,11 +73,11 @@ class ServeSettings:
                                      f"{getattr(self, name)}")
         if self.max_waiting < 0:
             raise MaskfocalError(f"max-waiting must be >= 0, got {self.max_waiting}")
-        if not self.timeout_s > 0:
-            raise MaskfocalError(f"timeout must be > 0 seconds, got {self.timeout_s}")
-        if not self.receive_timeout_s > 0:
-            raise MaskfocalError(f"receive timeout must be > 0 seconds, got "
-                                 f"{self.receive_timeout_s}")
+        for name in ("timeout_s", "receive_timeout_s"):  # finite: the event loop's timers
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise MaskfocalError(f"{name[:-2].replace('_', '-')} must be a number of "
+                                     f"seconds > 0, got {value}")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise MaskfocalError(f"{self.checkpoint}: no such checkpoint")
 
