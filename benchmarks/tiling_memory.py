@@ -116,7 +116,7 @@ def main() -> None:
 
         config = SyntheticConfig(width=2048, height=1536, max_count=2500)
         whole = Counter.from_checkpoint(args.checkpoint, device="cpu", tile_above=None)
-        whole.config.data.max_eval_side = 1 << 30
+        whole.predictor.max_side = 1 << 30  # run whole, however large
         tiles = Counter.from_checkpoint(args.checkpoint, device="cpu", tile_above=0,
                                         tile_size=args.tile_size)
         pairs = []
