@@ -276,30 +276,35 @@ def test_eval_count_counter_and_service_agree_on_a_tiled_image_at_the_model_scal
     (root / "test").mkdir(parents=True)
     Image.fromarray(pixels).save(root / "test" / "wide.png")
     (root / "test" / "wide.json").write_text(json.dumps({"points": [[10.0, 10.0]] * 5}))
-    counter = Counter.from_checkpoint(ck, device="cpu")
+    assert not Counter.from_checkpoint(ck, device="cpu").predictor.tiled(200, 2100)  # default
+    counter = Counter.from_checkpoint(ck, device="cpu", tile_above=2048)
     assert counter.predictor.tiled(200, 2100)
     assert len(counter.predictor.tiles(200, 2100)) == 4  # 682 px tiles: 1,024 once scaled
     expected = counter(pixels).count
     assert expected > 0
     metrics = evaluate_checkpoint(ck, "points", str(root), split="test",
-                                  save_dir=tmp_path / "eval", device="cpu")
+                                  save_dir=tmp_path / "eval", device="cpu", tile_above=2048)
     rows = (tmp_path / "eval" / "per_image.csv").read_text().splitlines()
     assert rows[1].split(",")[3] == str(expected)
     assert metrics["mae"] == abs(expected - 5)
     capsys.readouterr()
     assert main(["count", str(root / "test" / "wide.png"), "--checkpoint", str(ck), "--json",
-                 "--device", "cpu"]) == 0
+                 "--device", "cpu", "--tile-above", "2048"]) == 0
     assert f'"count": {expected}' in capsys.readouterr().out
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
     from maskfocal.service import ServeSettings, create_app
 
-    with TestClient(create_app(ServeSettings(checkpoint=str(ck)))) as client:
+    with TestClient(create_app(ServeSettings(checkpoint=str(ck), tile_above=2048))) as client:
         answer = client.post("/api/count", files={"image": ("wide.png",
                                                         (root / "test" / "wide.png")
                                                         .read_bytes(), "image/png")})
     assert answer.status_code == 200 and answer.json()["count"] == expected
+    # and without tiles (the default: scaled down to data.max_eval_side), the same agreement
+    scaled_down = Counter.from_checkpoint(ck, device="cpu")(pixels).count
+    assert evaluate_checkpoint(ck, "points", str(root), split="test",
+                               device="cpu")["mae"] == abs(scaled_down - 5)
 
 
 def test_eval_of_an_onnx_export_scores_what_its_checkpoint_scores(tmp_path):

@@ -163,7 +163,7 @@ def _eval(args: argparse.Namespace) -> int:
                                   args.root, split=args.split,
                                   save_dir=args.save_dir, overwrite=args.overwrite,
                                   device=args.device, progress=not args.json,
-                                  protocol=args.protocol,
+                                  tile_above=args.tile_above, protocol=args.protocol,
                                   gt_loc=args.gt_loc)
     if args.json:
         print(dumps_json(metrics))
@@ -220,7 +220,7 @@ def _serve(args: argparse.Namespace) -> int:
                              timeout_s=args.timeout, receive_timeout_s=args.receive_timeout,
                              max_connections=args.max_connections,
                              allowed_hosts=tuple(args.allowed_hosts) if args.allowed_hosts
-                             else None, device=args.device)
+                             else None, tile_above=args.tile_above, device=args.device)
     serve(settings, host=args.host, port=args.port, workers=args.workers)
     return 0
 
@@ -455,6 +455,7 @@ def _add_eval(commands) -> None:
                                "(default test, labels not needed) into --out")
     evaluate.add_argument("--out", metavar="DIR", help="the folder for --submit's files")
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    _add_tile_above(evaluate, None)
     evaluate.set_defaults(run=_eval)
 
 
@@ -480,9 +481,7 @@ def _add_count(commands) -> None:
                        help="videos: count every N-th frame (default 10)")
     count.add_argument("--no-video", action="store_true",
                        help="videos: write only the CSV, not the annotated video")
-    count.add_argument("--tile-above", type=_whole(0), default=TILE_ABOVE, metavar="PIXELS",
-                       help="count images whose longer side, at the model's input scale, "
-                            f"exceeds this in tiles (default {TILE_ABOVE})")
+    _add_tile_above(count, TILE_ABOVE)
     count.add_argument("--tile-size", type=_whole(64), default=TILE_SIZE, metavar="PIXELS",
                        help=f"side of each tile at the input scale (default {TILE_SIZE})")
     count.add_argument("--tile-overlap", type=_whole(0), default=TILE_OVERLAP,
@@ -491,9 +490,19 @@ def _add_count(commands) -> None:
                             f"seen whole (default {TILE_OVERLAP}; less than the tile size "
                             "minus 4)")
     count.add_argument("--no-tiles", action="store_true",
-                       help="never tile: scale large images down to data.max_eval_side")
+                       help="never tile (the default): scale large images down to "
+                            "data.max_eval_side")
     count.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     count.set_defaults(run=_count)
+
+
+def _add_tile_above(parser, default: int | None) -> None:
+    parser.add_argument("--tile-above", type=_whole(0), default=default, metavar="PIXELS",
+                        help="count images whose longer side, at the model's input scale, "
+                             "exceeds this in tiles at that scale (default: never; they are "
+                             "scaled down to data.max_eval_side, which counts phone photos "
+                             "best). count, eval and serve give the same heads for the same "
+                             "setting")
 
 
 def _add_export(commands) -> None:
@@ -554,6 +563,7 @@ def _add_serve(commands) -> None:
     serve.add_argument("--allowed-hosts", nargs="+", metavar="HOST",
                        help="answer only requests whose Host header is one of these (e.g. "
                             "crowds.example.org; default: any)")
+    _add_tile_above(serve, settings.tile_above)
     serve.add_argument("--device", default=settings.device,
                        help=f"cpu, cuda or auto (default {settings.device})")
     serve.set_defaults(run=_serve)

@@ -132,6 +132,7 @@ def evaluate_checkpoint(checkpoint: str | Path, format: str, root: str | None, *
                         split: str | None = None, save_dir: str | Path | None = None,
                         overwrite: bool = False, device: str = "auto",
                         progress: bool = False, protocol: str = "maskfocal",
+                        tile_above: int | None = None,
                         gt_loc: str | Path | None = None) -> dict[str, Any]:
     """MAE, RMSE, NAE and localisation P/R/F1 of a checkpoint at its calibrated threshold.
 
@@ -139,8 +140,9 @@ def evaluate_checkpoint(checkpoint: str | Path, format: str, root: str | None, *
     config draws. ``save_dir`` gets ``per_image.csv`` and ``metrics.json``; files there that
     ``maskfocal eval`` did not write are replaced only with ``overwrite``. ``protocol`` adds a
     leaderboard's figures (:data:`PROTOCOLS`); ``gt_loc`` is NWPU's official ground-truth
-    localisation file for ``nwpu-official``. Every option is checked before the model is
-    loaded.
+    localisation file for ``nwpu-official``. ``tile_above``: count images larger than this
+    (at the input scale) in tiles, as ``count --tile-above`` does (default: scale them down).
+    Every option is checked before the model is loaded.
     """
     if protocol not in PROTOCOLS:
         raise MaskfocalError(f"--protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
@@ -162,7 +164,7 @@ def evaluate_checkpoint(checkpoint: str | Path, format: str, root: str | None, *
         outputs = OutputFolder(save_dir, "eval", option="--save-dir", overwrite=overwrite)
         for name in OUTPUTS:
             outputs.check(name)
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, tile_above=tile_above)
     threshold = predictor.threshold
     if format == "synthetic":
         images = build_splits(predictor.config.data, seed=predictor.config.train.seed)[

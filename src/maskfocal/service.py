@@ -61,6 +61,7 @@ class ServeSettings:
     receive_timeout_s: float = 20.0  # a request must arrive whole (headers, body) in this time
     max_connections: int = 200  # open connections per worker; beyond: 503 at once
     allowed_hosts: tuple[str, ...] | None = None  # Host headers served (None: any)
+    tile_above: int | None = None  # count larger images in tiles (None: scale them down)
     device: str = "cpu"
     threads: int | None = None  # torch threads of this worker (None: torch's default)
 
@@ -206,8 +207,9 @@ class CountingService:
 
             torch.set_num_threads(settings.threads)
         if counter is None:
-            counter = Counter.from_checkpoint(settings.checkpoint, device=settings.device) \
-                if settings.checkpoint else Counter.from_pretrained(device=settings.device)
+            options = {"device": settings.device, "tile_above": settings.tile_above}
+            counter = Counter.from_checkpoint(settings.checkpoint, **options) \
+                if settings.checkpoint else Counter.from_pretrained(**options)
         self.settings = settings
         self.counter = counter
         self.model_name = _model_name(settings.checkpoint)
