@@ -244,12 +244,16 @@ def test_a_timed_out_count_stops_and_frees_its_slot(checkpoint):
         try:
             answer = post(test_client, buffer.getvalue())
             assert answer.status_code == 504
-            time.sleep(1.0)
-            health = test_client.get("/healthz").json()
+            deadline = time.monotonic() + 20  # a busy machine: the pass under way may be slow
+            while test_client.get("/healthz").json()["in_flight"] and \
+                    time.monotonic() < deadline:
+                time.sleep(0.1)
+            freed = test_client.get("/healthz").json()["in_flight"] == 0
+            passes = len(calls)
         finally:
             Predictor.detect = original
-    assert health["in_flight"] == 0
-    assert len(calls) <= 2  # of the 3 forward passes its 9 tiles need
+    assert freed
+    assert passes <= 2  # of the 3 forward passes its 9 tiles need: stopped, not finished
 
 
 def test_page_is_served_without_external_resources(client):

@@ -50,12 +50,12 @@ def tile_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int, int
         raise ValueError(f"tile overlap {overlap} must be >= 0")
     if tile <= overlap:
         raise ValueError(f"tile size {tile} must exceed the overlap {overlap}")
-    if length <= tile:
-        return [(0, length, 0, length)]
     step = tile - overlap - ALIGN  # ALIGN spare: flooring a start may take up to ALIGN - 1
-    if step <= 0:
+    if step <= 0:  # refused for every length, not only for those that need a second tile
         raise ValueError(f"tile size {tile} must exceed the overlap {overlap} by more than "
                          f"{ALIGN}")
+    if length <= tile:
+        return [(0, length, 0, length)]
     count = int(np.ceil((length - tile) / step)) + 1
     last = (length - tile) // ALIGN * ALIGN
     starts = sorted({round(i * last / (count - 1)) // ALIGN * ALIGN for i in range(count)})
