@@ -33,7 +33,7 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     counter = Counter.from_checkpoint(args.checkpoint, device="cpu", tile_size=args.tile_size,
                                       tile_above=None if args.mode == "whole" else 2048)
-    counter.config.data.max_eval_side = 1 << 30  # whole means whole: no scaling down
+    counter.predictor.max_side = 1 << 30  # whole means whole: no scaling down
     image = counter.read_image(args.image)
     start = time.perf_counter()
     count = None if args.mode == "load" else counter(image).count
