@@ -14,7 +14,7 @@ import asyncio
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from maskfocal.service import _QUIET, _settings_from_env
+from maskfocal.service import _quiet_logger, _settings_from_env
 
 RECEIVING = (h11.IDLE, h11.SEND_BODY)  # the client's side while a request is on its way
 
@@ -37,7 +37,7 @@ class ReceivingProtocol(H11Protocol):
     def _expired(self) -> None:
         self.deadline = None
         if self.conn.their_state in RECEIVING and not self.transport.is_closing():
-            _QUIET.warning("closed a connection whose request did not arrive in time")
+            _quiet_logger().warning("closed a connection whose request did not arrive in time")
             self.transport.close()
 
     def connection_made(self, transport) -> None:  # type: ignore[override]

@@ -171,14 +171,6 @@ def _quiet_logger():
     return logger
 
 
-class _LazyLogger:
-    def warning(self, message: str) -> None:
-        _quiet_logger().warning(message)
-
-
-_QUIET = _LazyLogger()
-
-
 def _settings_from_env() -> ServeSettings:
     saved = json.loads(os.environ.get(ENV_SETTINGS, "{}"))
     if saved.get("allowed_hosts") is not None:
@@ -414,6 +406,7 @@ def create_app(settings: ServeSettings | None = None, counter=None):
 
 def app_from_env():
     """The app factory each ``uvicorn`` worker calls: settings from :data:`ENV_SETTINGS`."""
+    _quiet_logger()  # a spawned worker's loggers get the once-a-minute filter too
     return create_app(_settings_from_env())
 
 
