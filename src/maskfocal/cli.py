@@ -307,6 +307,25 @@ def _count(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count_archive(args: argparse.Namespace) -> int:
+    from maskfocal.archive import count_archive
+
+    summary = count_archive(
+        args.source, args.out, args.checkpoint, threshold=args.threshold, points=args.points,
+        workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
+        address=args.address, column=args.column,
+        tile_above=None if args.no_tiles else args.tile_above, tile_size=args.tile_size,
+        tile_overlap=args.tile_overlap, flush_rows=args.flush_every)
+    line = (f"{summary.listed} images in {args.source}: {summary.already} already in "
+            f"{summary.results}, {summary.counted} counted now")
+    if summary.counted:
+        line += (f" ({summary.errors} could not be read or counted; "
+                 f"{summary.images_per_second:.2f} images/s)")
+    print(line)
+    return 0
+
+
 def _write_counts_csv(path: Path, results: list[dict]) -> None:
     import csv
     import io
@@ -347,8 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="maskfocal", description="Count people by detecting their heads.")
     parser.add_argument("--version", action="version", version=f"maskfocal {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_data, _add_train, _add_eval, _add_count, _add_export, _add_serve,
-                _add_demo):
+    for add in (_add_data, _add_train, _add_eval, _add_count, _add_count_archive, _add_export,
+                _add_serve, _add_demo):
         add(commands)
     return parser
 
@@ -460,9 +479,7 @@ def _add_eval(commands) -> None:
 
 
 def _add_count(commands) -> None:
-    """``maskfocal count``; the tiling defaults are the Predictor's."""
-    from maskfocal.inference.tiles import TILE_ABOVE, TILE_OVERLAP, TILE_SIZE
-
+    """``maskfocal count``."""
     count = commands.add_parser("count", help="count heads in images, folders or videos")
     count.add_argument("inputs", nargs="+", metavar="INPUT",
                        help="image files, folders of images, or video files")
@@ -481,19 +498,69 @@ def _add_count(commands) -> None:
                        help="videos: count every N-th frame (default 10)")
     count.add_argument("--no-video", action="store_true",
                        help="videos: write only the CSV, not the annotated video")
-    _add_tile_above(count, TILE_ABOVE)
-    count.add_argument("--tile-size", type=_whole(64), default=TILE_SIZE, metavar="PIXELS",
-                       help=f"side of each tile at the input scale (default {TILE_SIZE})")
-    count.add_argument("--tile-overlap", type=_whole(0), default=TILE_OVERLAP,
-                       metavar="PIXELS",
-                       help="least overlap of neighbouring tiles, so a head on a border is "
-                            f"seen whole (default {TILE_OVERLAP}; less than the tile size "
-                            "minus 4)")
-    count.add_argument("--no-tiles", action="store_true",
-                       help="never tile (the default): scale large images down to "
-                            "data.max_eval_side")
+    _add_tiling(count)
     count.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     count.set_defaults(run=_count)
+
+
+def _add_tiling(parser) -> None:
+    """The tiling options of ``count`` and ``count-archive``; defaults: the Predictor's."""
+    from maskfocal.inference.tiles import TILE_ABOVE, TILE_OVERLAP, TILE_SIZE
+
+    _add_tile_above(parser, TILE_ABOVE)
+    parser.add_argument("--tile-size", type=_whole(64), default=TILE_SIZE, metavar="PIXELS",
+                        help=f"side of each tile at the input scale (default {TILE_SIZE})")
+    parser.add_argument("--tile-overlap", type=_whole(0), default=TILE_OVERLAP,
+                        metavar="PIXELS",
+                        help="least overlap of neighbouring tiles, so a head on a border is "
+                             f"seen whole (default {TILE_OVERLAP}; less than the tile size "
+                             "minus 4)")
+    parser.add_argument("--no-tiles", action="store_true",
+                        help="never tile (the default): scale large images down to "
+                             "data.max_eval_side")
+
+
+def _add_count_archive(commands) -> None:
+    """``maskfocal count-archive``; defaults are :func:`maskfocal.archive.count_archive`'s."""
+    from maskfocal.archive import FLUSH_ROWS
+
+    archive = commands.add_parser(
+        "count-archive", help="count a whole archive on Ray Data into Parquet (resumable)",
+        description="Count every image of SOURCE that RESULTS does not hold yet, on a local "
+                    "Ray started here or a running cluster, one Parquet row per image. Run it "
+                    "again after an interruption: it counts only what is missing.")
+    archive.add_argument("source", metavar="SOURCE",
+                         help="a folder (recursive), a glob ('photos/**/*.jpg'), or a "
+                              "manifest: .txt (one path per line) or .csv/.parquet (--column)")
+    archive.add_argument("--out", required=True, metavar="RESULTS",
+                         help="the results folder (a Parquet dataset); a new or empty folder, "
+                              "or one this command wrote with the same model and settings")
+    archive.add_argument("--checkpoint", help="as for count (default: the shipped "
+                         f"{DEFAULT_MODEL})")
+    archive.add_argument("--threshold", type=float, metavar="SCORE",
+                         help="score threshold (default: the checkpoint's)")
+    archive.add_argument("--points", action="store_true",
+                         help="keep each head's (x, y) in a points column")
+    archive.add_argument("--column", default="path",
+                         help="the paths' column in a .csv or .parquet manifest (default path)")
+    archive.add_argument("--address", metavar="ADDRESS",
+                         help="a running Ray cluster (e.g. ray://head:10001 or auto; default "
+                              "$RAY_ADDRESS, else a local Ray started and stopped here)")
+    archive.add_argument("--workers", type=_whole(1), metavar="N",
+                         help="counting actors, each loading the model once (default: as many "
+                              "as the cluster's CPUs, or GPUs, allow)")
+    archive.add_argument("--cpus-per-worker", type=float, default=1, metavar="N",
+                         help="CPUs each actor reserves, and its torch threads (default 1)")
+    archive.add_argument("--gpus-per-worker", type=float, default=0, metavar="N",
+                         help="GPUs each actor reserves; > 0 runs the model on CUDA "
+                              "(default 0)")
+    archive.add_argument("--batch-size", type=_whole(1), default=4, metavar="N",
+                         help="images per actor call (default 4)")
+    archive.add_argument("--flush-every", type=_whole(1), default=FLUSH_ROWS, metavar="ROWS",
+                         help="rows per Parquet file; an interruption loses at most these "
+                              f"(or the last minute's) (default {FLUSH_ROWS})")
+    _add_tiling(archive)
+    archive.set_defaults(run=_count_archive)
 
 
 def _add_tile_above(parser, default: int | None) -> None:

@@ -1,0 +1,494 @@
+"""Count an archive: every image of a folder tree, glob or manifest, on Ray Data, into a
+Parquet dataset; resumable, and with the same heads as ``maskfocal count``.
+
+    maskfocal count-archive SOURCE --out RESULTS [--address ray://... | RAY_ADDRESS=...]
+
+The pipeline (Ray Data's offline batch inference pattern):
+
+1. the driver lists SOURCE, reads which paths RESULTS already holds and keeps the rest;
+2. Ray tasks decode the images (:func:`maskfocal.structures.load_rgb`, as ``count`` reads
+   them), so that a pool of counters is never idle waiting for a decoder;
+3. an actor pool counts them: each actor loads the model once (its bytes travel through the
+   object store, so the nodes of a cluster need the images but not the checkpoint) and runs a
+   :class:`~maskfocal.inference.Counter` built as ``maskfocal count`` builds it;
+4. the rows stream back to the driver, which writes them as Parquet files of
+   ``flush_rows`` rows (or whatever arrived within :data:`FLUSH_SECONDS`), each written whole
+   (a temporary, then a rename). A killed run loses only the rows it had not yet written;
+   the next run over the same RESULTS counts exactly the images that are not in it.
+
+Rows are written by the driver, not by Ray's ``write_parquet``: its files are written in place
+by the tasks, so a killed job leaves half files, and it cannot append without duplicates.
+RESULTS must be reachable from the driver; the images, from every node (a shared mount).
+
+RESULTS holds ``part-*.parquet`` files and :data:`MARKER` (the model, threshold and tiling
+its counts come from: a later run with other settings is refused, so that one dataset never
+mixes two models). Read it with ``pandas.read_parquet(RESULTS)`` or
+``pyarrow.dataset.dataset(RESULTS)``; files starting with ``_`` or ``.`` are not data.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskfocal.errors import DatasetError, MaskfocalError
+from maskfocal.inference.tiles import TILE_ABOVE, TILE_OVERLAP, TILE_SIZE
+from maskfocal.io import atomic_write_bytes, atomic_write_text, remove_stale_temporaries
+
+__all__ = ["MARKER", "ArchiveSummary", "count_archive", "list_source", "read_results"]
+
+MARKER = "_maskfocal_archive.json"
+"""In RESULTS: the settings every row was counted with (model, threshold, tiling, points)."""
+
+MANIFEST_SUFFIXES = (".txt", ".lst", ".csv", ".parquet")
+FLUSH_ROWS = 1000  # rows per Parquet file (a killed run loses at most this many, or ...)
+FLUSH_SECONDS = 60.0  # ... what arrived in the last minute, whichever is less
+BLOCK_ROWS = 16  # paths per decode task: small enough to stream, large enough to amortise
+INSTALL_HINT = "count-archive needs Ray Data: pip install 'maskfocal[scale]'"
+
+
+def _schema():
+    import pyarrow as pa
+
+    return pa.schema([
+        ("path", pa.string()),
+        ("count", pa.int32()),  # null when the image could not be counted
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("threshold", pa.float32()),
+        ("model", pa.string()),
+        ("error", pa.string()),  # null when counted
+        ("points", pa.list_(pa.list_(pa.float32(), 2))),  # x, y; null unless asked for
+    ])
+
+
+@dataclass
+class ArchiveSummary:
+    """What one run did: images listed, already in RESULTS, counted now, of those errors."""
+
+    listed: int
+    already: int
+    counted: int
+    errors: int
+    seconds: float
+    results: Path
+    files: list[Path]
+
+    @property
+    def images_per_second(self) -> float:
+        return self.counted / self.seconds if self.seconds > 0 else 0.0
+
+
+# the source -----------------------------------------------------------------------------------
+def list_source(source: str | Path, column: str = "path") -> list[str]:
+    """Absolute paths of the images in ``source``, each once, in a stable order.
+
+    ``source``: a folder (its images, recursively, not the overlays maskfocal wrote there), a
+    glob (``'photos/**/*.jpg'``, recursive), an image file, or a manifest: ``.txt``/``.lst``
+    (one path per line; blank lines and ``#`` comments skipped) or ``.csv``/``.parquet``
+    (the column ``column``). Relative paths in a manifest are relative to its folder.
+    """
+    from maskfocal.data.readers.common import IMAGE_EXTENSIONS
+
+    text = str(source)
+    path = Path(source)
+    if path.is_dir():
+        paths = _folder_tree(path, IMAGE_EXTENSIONS)
+    elif path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+        paths = _manifest(path, column)
+    elif path.is_file():
+        paths = [str(path)]
+    elif glob.has_magic(text):
+        paths = sorted(p for p in glob.glob(text, recursive=True)
+                       if Path(p).suffix.lower() in IMAGE_EXTENSIONS and Path(p).is_file())
+    else:
+        raise MaskfocalError(f"{source}: no such file, folder or glob match")
+    paths = list(dict.fromkeys(os.path.abspath(p) for p in paths))
+    if not paths:
+        raise MaskfocalError(f"{source}: no images in it")
+    return paths
+
+
+def _folder_tree(folder: Path, extensions: Iterable[str]) -> list[str]:
+    from maskfocal.io import written_here
+
+    extensions = tuple(extensions)
+    found = []
+    for root, folders, files in os.walk(folder):
+        folders[:] = sorted(f for f in folders if not f.startswith("."))
+        ours = written_here(root) if files else {}
+        found += [os.path.join(root, name) for name in sorted(files)
+                  if name.lower().endswith(extensions) and name not in ours]
+    return found
+
+
+def _manifest(path: Path, column: str) -> list[str]:
+    suffix = path.suffix.lower()
+    if suffix in (".txt", ".lst"):
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise MaskfocalError(f"{path}: a manifest must be UTF-8 text, one path per line"
+                                 ) from None
+        entries = [line.strip() for line in lines]
+        entries = [e for e in entries if e and not e.startswith("#")]
+    else:
+        entries = _column(path, column)
+    return [e if os.path.isabs(e) else str(path.parent / e) for e in entries]
+
+
+def _column(path: Path, column: str) -> list[str]:
+    import pyarrow as pa
+
+    _need_ray()
+    try:
+        if path.suffix.lower() == ".csv":
+            import pyarrow.csv as pcsv
+
+            table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
+                column_types={column: pa.string()}))
+        else:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise MaskfocalError(f"{path}: cannot read it as {path.suffix[1:]} ({error})") from None
+    if column not in table.column_names:
+        raise MaskfocalError(f"{path}: no column {column!r} (it has "
+                             f"{', '.join(table.column_names)}); choose one with --column")
+    values = table.column(column).to_pylist()
+    return [str(v) for v in values if v is not None and str(v).strip()]
+
+
+# the results ----------------------------------------------------------------------------------
+class ResultsFolder:
+    """RESULTS: the settings of its counts (:data:`MARKER`) and the Parquet files of rows.
+
+    A missing or empty folder becomes one; a folder with the marker is continued when the
+    settings agree; anything else is the user's and is refused (nothing is written there).
+    """
+
+    def __init__(self, path: str | Path, settings: dict[str, Any]) -> None:
+        from maskfocal.io import writable_folder
+
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise MaskfocalError(f"--out {self.path}: is a file; give a folder for the "
+                                 "Parquet dataset")
+        marker = self.path / MARKER
+        if marker.is_file():
+            try:
+                earlier = json.loads(marker.read_text())
+            except ValueError:
+                raise MaskfocalError(f"{marker}: not JSON; this folder's settings are "
+                                     "unknown, choose another --out") from None
+            changed = [f"{key} {earlier.get(key)!r} -> {value!r}"
+                       for key, value in settings.items() if earlier.get(key) != value]
+            if changed:
+                raise MaskfocalError(f"--out {self.path} holds counts made with other "
+                                     f"settings ({'; '.join(changed)}); one dataset holds one "
+                                     "model's counts, so choose another --out")
+        elif self.path.is_dir() and any(self.path.iterdir()):
+            raise MaskfocalError(f"--out {self.path}: a folder that count-archive did not "
+                                 f"write (no {MARKER}); choose a new or empty folder")
+        writable_folder(self.path, "--out")
+        if not marker.is_file():
+            atomic_write_text(marker, json.dumps(settings, indent=1) + "\n")
+        remove_stale_temporaries(self.path, ["part-*.parquet"])  # a killed run's half file
+        self.token = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        self.written: list[Path] = []
+
+    def done(self) -> set[str]:
+        """The paths that already have a row."""
+        if not any(self.path.glob("part-*.parquet")):
+            return set()
+        return set(read_results(self.path, columns=["path"]).column("path").to_pylist())
+
+    def write(self, table) -> Path:
+        """One Parquet file of rows, whole or not at all."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer, compression="zstd")
+        path = self.path / f"part-{self.token}-{len(self.written):05d}.parquet"
+        atomic_write_bytes(path, buffer.getvalue().to_pybytes())
+        self.written.append(path)
+        return path
+
+
+def read_results(path: str | Path, columns: list[str] | None = None):
+    """RESULTS as one ``pyarrow.Table`` (every run's rows)."""
+    import pyarrow as pa
+    import pyarrow.dataset as pds
+
+    try:
+        return pds.dataset(str(path), format="parquet", schema=_schema()).to_table(
+            columns=columns)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise MaskfocalError(f"{path}: cannot read its Parquet files ({error})") from None
+
+
+# decoding and counting (inside Ray) -----------------------------------------------------------
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    """A Ray Data row ``{path}`` -> ``{path, image, error}``; never raises (a file that
+    cannot be read becomes its error row)."""
+    from maskfocal.structures import load_rgb
+
+    try:
+        image = np.ascontiguousarray(load_rgb(row["path"]))
+        error = ""
+    except DatasetError as problem:
+        image, error = None, problem.reason
+    except Exception as problem:  # one bad file must not end the job
+        image, error = None, f"{type(problem).__name__}: {problem}"
+    if image is None:
+        image = np.zeros((0, 0, 3), np.uint8)
+    return {"path": row["path"], "image": image, "error": error}
+
+
+class _CountWorker:
+    """One actor of the pool: loads the model once, counts batches of decoded images."""
+
+    def __init__(self, model: list, name: str, suffix: str, threshold: float,
+                 options: dict[str, Any], points: bool, threads: int, device: str) -> None:
+        import ray
+        import torch
+
+        from maskfocal.inference import Counter
+
+        torch.set_num_threads(max(1, threads))
+        blob = ray.get(model[0])  # in a list, so that Ray passes the reference, not the bytes
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / f"model{suffix}"
+            path.write_bytes(blob)
+            self.counter = Counter.from_checkpoint(path, device=device, threshold=threshold,
+                                                   **options)
+        self.name, self.threshold, self.points = name, threshold, points
+
+    def __call__(self, batch: dict[str, np.ndarray]):
+        import pyarrow as pa
+
+        rows = []
+        readable = [i for i, error in enumerate(batch["error"]) if not error]
+        images = [batch["image"][i] for i in readable]
+        try:
+            found = dict(zip(readable, self.counter(images), strict=True)) if images else {}
+        except Exception:  # count them one by one to find which one fails
+            found = {}
+            for i, image in zip(readable, images, strict=True):
+                try:
+                    found[i] = self.counter(image)
+                except Exception as problem:
+                    found[i] = f"{type(problem).__name__}: {problem}"
+        for i, path in enumerate(batch["path"]):
+            row = {"path": str(path), "threshold": self.threshold, "model": self.name,
+                   "count": None, "width": None, "height": None, "error": None, "points": None}
+            result = found.get(i)
+            if batch["error"][i] or isinstance(result, str):
+                row["error"] = str(batch["error"][i]) or result
+            else:
+                height, width = batch["image"][i].shape[:2]
+                row.update(count=result.count, width=width, height=height)
+                if self.points:
+                    row["points"] = result.points.astype(np.float32).tolist()
+            rows.append(row)
+        return pa.Table.from_pylist(rows, schema=_schema())
+
+
+# the driver -----------------------------------------------------------------------------------
+def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | None = None,
+                  *, threshold: float | None = None, points: bool = False,
+                  workers: int | None = None, cpus_per_worker: float = 1,
+                  gpus_per_worker: float = 0, batch_size: int = 4, address: str | None = None,
+                  column: str = "path", tile_above: int | None = TILE_ABOVE,
+                  tile_size: int = TILE_SIZE, tile_overlap: int = TILE_OVERLAP,
+                  flush_rows: int = FLUSH_ROWS, progress: bool = True) -> ArchiveSummary:
+    """Count every image of ``source`` not yet in ``out`` on Ray Data (module docstring).
+
+    Args:
+        source: a folder tree, glob, image or manifest (:func:`list_source`).
+        out: the results folder (a Parquet dataset, one row per image).
+        checkpoint: a checkpoint, weights, ONNX file or shipped model name (default: the
+            default shipped model).
+        threshold: the score threshold (default: the checkpoint's).
+        points: keep each head's (x, y) in the ``points`` column.
+        workers: counting actors (default: as many as the cluster's CPUs, or GPUs with
+            ``gpus_per_worker``, allow).
+        cpus_per_worker: CPUs each actor asks Ray for; also its torch threads.
+        gpus_per_worker: GPUs each actor asks for (> 0: the model runs on CUDA).
+        batch_size: images per call of an actor (and per forward pass, where they share a
+            padded size).
+        address: a running Ray cluster (``ray://host:10001``, ``host:6379`` or ``auto``);
+            default ``RAY_ADDRESS``, or a local Ray started here and stopped at the end.
+        column: the paths' column in a CSV or Parquet manifest.
+        tile_above, tile_size, tile_overlap: tiling, as for ``maskfocal count``.
+        flush_rows: rows per Parquet file.
+        progress: a progress bar on stderr.
+    """
+    from maskfocal.inference import Counter, check_tiling
+    from maskfocal.pretrained import DEFAULT_MODEL, MODELS, checkpoint_or_shipped
+
+    _check_options(workers, cpus_per_worker, gpus_per_worker, batch_size, flush_rows)
+    check_tiling(tile_above, tile_size, tile_overlap)
+    _need_ray()
+    paths = list_source(source, column)
+    model_path = checkpoint_or_shipped(checkpoint, say=progress)
+    tiling = {"tile_above": tile_above, "tile_size": tile_size, "tile_overlap": tile_overlap}
+    counter = Counter.from_checkpoint(model_path, device="cpu", threshold=threshold, **tiling)
+    blob = model_path.read_bytes()
+    shipped = checkpoint is None or (str(checkpoint) in MODELS
+                                     and not Path(checkpoint).exists())
+    name = (str(checkpoint or DEFAULT_MODEL)) if shipped else str(checkpoint)
+    settings = {"model": name, "model_sha256": hashlib.sha256(blob).hexdigest(),
+                "threshold": round(counter.threshold, 6),
+                "input_scale": counter.predictor.input_scale, **tiling, "points": points}
+    results = ResultsFolder(out, settings)
+    done = results.done()
+    todo = [p for p in paths if p not in done]
+    started = time.perf_counter()
+    if not todo:
+        return ArchiveSummary(len(paths), len(paths) - len(todo), 0, 0, 0.0, results.path, [])
+    counted = errors = 0
+    with _ray_session(address) as ray:
+        if workers is None:
+            workers = _default_workers(ray, cpus_per_worker, gpus_per_worker)
+        dataset = _pipeline(ray, todo, blob, name, model_path.suffix, counter.threshold,
+                            tiling, points, workers, cpus_per_worker, gpus_per_worker,
+                            batch_size)
+        for table in _flushed(_batches(dataset, len(todo), progress), flush_rows):
+            results.write(table)
+            counted += table.num_rows
+            errors += table.num_rows - table.column("error").null_count
+    return ArchiveSummary(len(paths), len(paths) - len(todo), counted, errors,
+                          time.perf_counter() - started, results.path, results.written)
+
+
+def _check_options(workers, cpus_per_worker, gpus_per_worker, batch_size, flush_rows) -> None:
+    if workers is not None and workers < 1:
+        raise MaskfocalError(f"workers must be at least 1, got {workers}")
+    if not cpus_per_worker > 0:
+        raise MaskfocalError(f"CPUs per worker must be > 0, got {cpus_per_worker}")
+    if not gpus_per_worker >= 0:
+        raise MaskfocalError(f"GPUs per worker must be >= 0, got {gpus_per_worker}")
+    if batch_size < 1 or flush_rows < 1:
+        raise MaskfocalError("batch size and rows per file must be at least 1")
+
+
+def _need_ray() -> None:
+    try:
+        import pyarrow  # noqa: F401
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise MaskfocalError(INSTALL_HINT) from None
+
+
+class _ray_session:
+    """Ray for one run: the cluster at ``address`` (or ``RAY_ADDRESS``), the one this process
+    already joined, or a local one started now and stopped at the end."""
+
+    def __init__(self, address: str | None) -> None:
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.started = False
+
+    def __enter__(self):
+        import logging
+
+        import ray
+        from ray.data import DataContext
+
+        if not ray.is_initialized():
+            options: dict[str, Any] = {"include_dashboard": False,
+                                       "logging_level": logging.WARNING,
+                                       "log_to_driver": False}
+            try:
+                if self.address:
+                    ray.init(address=self.address, **options)
+                else:
+                    ray.init(address="local", num_cpus=os.cpu_count() or 1, **options)
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                where = self.address or "a local Ray"
+                raise MaskfocalError(f"cannot start or join {where} "
+                                     f"({str(error).splitlines()[0]})") from None
+            self.started = True
+        context = DataContext.get_current()
+        context.enable_progress_bars = False  # ours is fed by the rows as they arrive
+        context.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        return ray
+
+    def __exit__(self, *exc) -> None:
+        if self.started:
+            import ray
+
+            ray.shutdown()
+
+
+def _default_workers(ray, cpus_per_worker: float, gpus_per_worker: float) -> int:
+    resources = ray.cluster_resources()
+    if gpus_per_worker > 0:
+        return max(1, int(resources.get("GPU", 0) // gpus_per_worker))
+    return max(1, int(resources.get("CPU", 1) // cpus_per_worker))
+
+
+def _pipeline(ray, todo: list[str], blob: bytes, name: str, suffix: str, threshold: float,
+              tiling: dict, points: bool, workers: int, cpus_per_worker: float,
+              gpus_per_worker: float, batch_size: int):
+    import pyarrow as pa
+    from ray.data import ActorPoolStrategy, TaskPoolStrategy
+
+    blocks = [pa.table({"path": todo[start:start + BLOCK_ROWS]})
+              for start in range(0, len(todo), BLOCK_ROWS)]
+    # Decoding asks for no CPU of its own: counters that hold every CPU would otherwise
+    # starve the decoders that feed them (a deadlock on a 2-core machine); the pool of
+    # decoders is capped instead, at one per counter.
+    decoded = ray.data.from_arrow(blocks).map(
+        _decode, num_cpus=0, compute=TaskPoolStrategy(size=max(1, workers)))
+    device = "cuda" if gpus_per_worker > 0 else "cpu"
+    return decoded.map_batches(
+        _CountWorker, batch_size=batch_size, batch_format="numpy",
+        compute=ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
+        num_gpus=gpus_per_worker or None,
+        fn_constructor_kwargs={"model": [ray.put(blob)], "name": name, "suffix": suffix,
+                               "threshold": threshold, "options": tiling, "points": points,
+                               "threads": max(1, round(cpus_per_worker)), "device": device})
+
+
+def _batches(dataset, total: int, progress: bool) -> Iterator:
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc="counting", unit="img", disable=not progress,
+              file=sys.stderr) as bar:
+        for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            bar.update(table.num_rows)
+            yield table
+
+
+def _flushed(tables: Iterable, rows: int, seconds: float = FLUSH_SECONDS) -> Iterator:
+    """Tables regrouped into ones of ``rows`` rows, or fewer when ``seconds`` passed."""
+    import pyarrow as pa
+
+    pending, count, since = [], 0, time.monotonic()
+    for table in tables:
+        pending.append(table.cast(_schema()))
+        count += table.num_rows
+        while count >= rows or (count and time.monotonic() - since >= seconds):
+            merged = pa.concat_tables(pending)
+            yield merged.slice(0, rows)
+            rest = merged.slice(rows)
+            pending, count, since = ([rest], rest.num_rows, time.monotonic()) if \
+                rest.num_rows else ([], 0, time.monotonic())
+    if count:
+        yield pa.concat_tables(pending)

@@ -1,0 +1,195 @@
+"""Counting an archive on Ray Data: the same heads as ``maskfocal count``, every image once,
+errors as rows, resumable. One local Ray (2 CPUs) serves the whole module."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskfocal.cli import main
+from tests.test_inference import checkpoint, dots
+
+pytest.importorskip("ray.data", reason="the scale extra is not installed")
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+from maskfocal.archive import MARKER, count_archive, list_source, read_results  # noqa: E402
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the module (starting one takes seconds); count_archive joins it."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    """~40 images in a folder tree (one of them large enough to be tiled), a corrupt file,
+    and a tiny CenterNet whose heads follow the dots."""
+    root = tmp_path_factory.mktemp("archive")
+    folder = _mkdir(root / "photos")
+    for n in range(36):
+        pixels, _ = dots(96 + 32 * (n % 3), 128, 4 + n % 9, seed=n)
+        pixels[..., 1] = (n * 7) % 256  # colour differences, so counts differ
+        Image.fromarray(pixels).save(folder / f"{n:03d}.png")
+    big, _ = dots(300, 420, 30, seed=99)
+    Image.fromarray(big).save(folder / "big.png")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg at all")
+    sub = _mkdir(folder / "more")
+    for n in range(3):
+        Image.fromarray(dots(80, 80, 3, seed=200 + n)[0]).save(sub / f"s{n}.png")
+    return root, folder, checkpoint(root, threshold=0.12)
+
+
+def _mkdir(path):
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+TILED = {"tile_above": 256, "tile_size": 192, "tile_overlap": 32}
+
+
+def _cli_counts(capsys, folder, ck) -> dict[str, int]:
+    """What ``maskfocal count --json`` says for the images directly in ``folder``."""
+    capsys.readouterr()
+    assert main(["count", str(folder), "--checkpoint", str(ck), "--json", "--device", "cpu",
+                 "--tile-above", "256", "--tile-size", "192", "--tile-overlap", "32"]) == 0
+    records = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    return {os.path.abspath(r["image"]): r["count"] for r in records}
+
+
+def test_counts_equal_maskfocal_count_and_bad_files_are_rows(archive, local_ray, tmp_path,
+                                                             capsys):
+    _root, folder, ck = archive
+    out = tmp_path / "results"
+    summary = count_archive(folder, out, ck, workers=2, batch_size=3, points=True,
+                            flush_rows=10, progress=False, **TILED)
+    table = read_results(out)
+    rows = {r["path"]: r for r in table.to_pylist()}
+    assert len(rows) == table.num_rows == summary.counted == 41  # 36 + big + broken + 3
+    assert summary.errors == 1 and summary.already == 0
+    broken = rows[str(folder / "broken.jpg")]
+    assert broken["count"] is None and "cannot read image" in broken["error"]
+    single = _cli_counts(capsys, folder, ck)  # broken.jpg is skipped there with a warning
+    assert len(single) == 37
+    assert {p: rows[p]["count"] for p in single} == single
+    assert len({c for c in single.values()}) > 3  # the model sees the images, not a constant
+    big = rows[str(folder / "big.png")]
+    assert (big["width"], big["height"]) == (420, 300)
+    assert len(big["points"]) == big["count"] and big["model"] == str(ck)
+    assert all(r["threshold"] == pytest.approx(0.12) for r in rows.values())
+    assert len(summary.files) == 5  # 41 rows, 10 a file
+    assert json.loads((out / MARKER).read_text())["tile_above"] == 256
+
+
+def test_a_second_run_counts_only_what_is_missing(archive, local_ray, tmp_path):
+    _root, folder, ck = archive
+    paths = list_source(folder)
+    first = tmp_path / "first.txt"
+    first.write_text("# the first 15\n" + "\n".join(paths[:15]) + "\n\n")
+    out = tmp_path / "results"
+    assert count_archive(first, out, ck, workers=1, progress=False).counted == 15
+    (out / ".part-x.parquet.dead.tmp").write_bytes(b"half a file from a killed run")
+    again = count_archive(folder, out, ck, workers=2, progress=False)
+    assert (again.already, again.counted) == (15, len(paths) - 15)
+    assert not (out / ".part-x.parquet.dead.tmp").exists()
+    table = read_results(out, columns=["path"])
+    assert sorted(table.column("path").to_pylist()) == sorted(paths)  # each exactly once
+    third = count_archive(folder, out, ck, progress=False)
+    assert (third.already, third.counted, third.files) == (len(paths), 0, [])
+
+
+def test_manifests_relative_paths_and_columns(archive, tmp_path):
+    root, folder, _ = archive
+    names = ["photos/000.png", "photos/more/s1.png", "photos/000.png"]
+    (root / "list.txt").write_text("\n".join(names))
+    expected = [str(root / "photos/000.png"), str(root / "photos/more/s1.png")]
+    assert list_source(root / "list.txt") == expected  # relative to the manifest, once each
+    pq.write_table(pa.table({"file": names, "n": [1, 2, 3]}), root / "list.parquet")
+    assert list_source(root / "list.parquet", column="file") == expected
+    (root / "list.csv").write_text("file,n\n" + "\n".join(f"{n},1" for n in names))
+    assert list_source(root / "list.csv", column="file") == expected
+    assert len(list_source(str(folder / "**" / "*.png"))) == 40
+    with pytest.raises(ValueError, match=r"list.csv: no column 'path' \(it has file, n\)"):
+        list_source(root / "list.csv")
+
+
+@pytest.mark.parametrize("case", ["empty", "missing", "user folder", "other settings",
+                                  "bad threshold"])
+def test_mistakes_are_one_line_before_any_counting(archive, tmp_path, capsys, case):
+    _root, folder, ck = archive
+    out = tmp_path / "results"
+    source = folder
+    extra = []
+    if case == "empty":
+        source = tmp_path / "empty"
+        source.mkdir()
+    elif case == "missing":
+        source = tmp_path / "nowhere"
+    elif case == "user folder":
+        out.mkdir()
+        (out / "mine.parquet").write_bytes(b"the user's")
+    elif case == "other settings":
+        out.mkdir()
+        (out / MARKER).write_text(json.dumps({"model": "other.pt", "threshold": 0.5}))
+    else:
+        extra = ["--threshold", "1.5"]
+    capsys.readouterr()
+    assert main(["count-archive", str(source), "--out", str(out), "--checkpoint", str(ck),
+                 *extra]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("maskfocal: error:") and "\n" not in error, error
+    if case == "user folder":
+        assert (out / "mine.parquet").read_bytes() == b"the user's"
+        assert not (out / MARKER).exists()
+
+
+@pytest.mark.slow
+def test_kill_9_in_the_middle_then_every_image_is_counted_once(archive, tmp_path):
+    """The CLI in its own process (its own local Ray), killed with SIGKILL once it has
+    written a file, then run again."""
+    _root, folder, ck = archive
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "maskfocal", "count-archive", str(folder), "--out",
+               str(out), "--checkpoint", str(ck), "--flush-every", "4", "--workers", "1",
+               "--batch-size", "1"]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("part-*.parquet")) and time.monotonic() < deadline:
+        assert process.poll() is None, "finished before it could be killed"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    written = read_results(out).num_rows
+    assert 4 <= written < 41
+    assert main(["count-archive", str(folder), "--out", str(out), "--checkpoint",
+                 str(ck)]) == 0
+    paths = read_results(out, columns=["path"]).column("path").to_pylist()
+    assert sorted(paths) == sorted(list_source(folder)) and len(paths) == 41
+
+
+def test_rows_regroup_into_files_of_the_asked_size():
+    from maskfocal.archive import _flushed, _schema
+
+    def table(n):
+        return pa.Table.from_pylist([{"path": str(i)} for i in range(n)],
+                                    schema=_schema())
+
+    sizes = [t.num_rows for t in _flushed([table(3), table(9), table(1)], rows=5)]
+    assert sizes == [5, 5, 3]
+    assert [t.num_rows for t in _flushed([table(2), table(2)], rows=5, seconds=0)] == [2, 2]
+    assert np.sum(sizes) == 13
