@@ -56,6 +56,8 @@ MANIFEST_SUFFIXES = (".txt", ".lst", ".csv", ".parquet")
 FLUSH_ROWS = 1000  # rows per Parquet file (a killed run loses at most this many, or ...)
 FLUSH_SECONDS = 60.0  # ... what arrived in the last minute, whichever is less
 BLOCK_ROWS = 16  # paths per decode task: small enough to stream, large enough to amortise
+QUIET = ("ray._private.authentication.authentication_token_setup",  # a local Ray's token
+         "ray.data._internal.progress")  # "progress bars disabled": ours is fed by the rows
 INSTALL_HINT = "count-archive needs Ray Data: pip install 'maskfocal[scale]'"
 
 
@@ -85,6 +87,13 @@ class ArchiveSummary:
     seconds: float
     results: Path
     files: list[Path]
+    first_rows: tuple[int, float] = (0, 0.0)  # rows in the first batch back, and when
+
+    @property
+    def steady_images_per_second(self) -> float:
+        """Images/s after the first rows came back (start-up and model loading excluded)."""
+        rows, when = self.first_rows
+        return (self.counted - rows) / (self.seconds - when) if self.seconds > when else 0.0
 
     @property
     def images_per_second(self) -> float:
@@ -362,18 +371,21 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
     if not todo:
         return ArchiveSummary(len(paths), len(paths) - len(todo), 0, 0, 0.0, results.path, [])
     counted = errors = 0
+    first: list[tuple[int, float]] = []
     with _ray_session(address) as ray:
         if workers is None:
             workers = _default_workers(ray, cpus_per_worker, gpus_per_worker)
         dataset = _pipeline(ray, todo, blob, name, model_path.suffix, counter.threshold,
                             tiling, points, workers, cpus_per_worker, gpus_per_worker,
                             batch_size)
-        for table in _flushed(_batches(dataset, len(todo), progress), flush_rows):
+        batches = _batches(dataset, len(todo), progress, first, started)
+        for table in _flushed(batches, flush_rows):
             results.write(table)
             counted += table.num_rows
             errors += table.num_rows - table.column("error").null_count
     return ArchiveSummary(len(paths), len(paths) - len(todo), counted, errors,
-                          time.perf_counter() - started, results.path, results.written)
+                          time.perf_counter() - started, results.path, results.written,
+                          first[0] if first else (0, 0.0))
 
 
 def _check_options(workers, cpus_per_worker, gpus_per_worker, batch_size, flush_rows) -> None:
@@ -409,6 +421,8 @@ class _ray_session:
         import ray
         from ray.data import DataContext
 
+        for noise in QUIET:  # warnings about choices made here on purpose
+            logging.getLogger(noise).setLevel(logging.ERROR)
         if not ray.is_initialized():
             options: dict[str, Any] = {"include_dashboard": False,
                                        "logging_level": logging.WARNING,
@@ -426,7 +440,7 @@ class _ray_session:
         context = DataContext.get_current()
         context.enable_progress_bars = False  # ours is fed by the rows as they arrive
         context.print_on_execution_start = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # not each run's INFO lines
         return ray
 
     def __exit__(self, *exc) -> None:
@@ -466,12 +480,16 @@ def _pipeline(ray, todo: list[str], blob: bytes, name: str, suffix: str, thresho
                                "threads": max(1, round(cpus_per_worker)), "device": device})
 
 
-def _batches(dataset, total: int, progress: bool) -> Iterator:
+def _batches(dataset, total: int, progress: bool, first: list, started: float) -> Iterator:
+    """The rows as they arrive; ``first`` gets (rows, seconds since ``started``) of the
+    first batch."""
     from tqdm import tqdm
 
     with tqdm(total=total, desc="counting", unit="img", disable=not progress,
               file=sys.stderr) as bar:
         for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            if not first:
+                first.append((table.num_rows, time.perf_counter() - started))
             bar.update(table.num_rows)
             yield table
 
