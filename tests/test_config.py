@@ -40,7 +40,8 @@ def test_overrides_and_types():
 @pytest.mark.parametrize("override, message", [
     ("model.nope=1", "unknown config key 'model.nope'; valid keys here: model.name"),
     ("nope.x=1", "unknown config key 'nope'"),
-    ("model.name=yolo", "model.name: 'yolo' is not one of: centernet, fcos, retinanet"),
+    ("model.name=yolo",
+     "model.name: 'yolo' is not one of: centernet, fcos, retinanet, faster_rcnn"),
     ("loss.name=dice", "loss.name: 'dice' is not one of: auto, native, mfl"),
     ("train.epochs=many", "train.epochs: expected an integer"),
     ("data.input_size=100", "multiple of 32"),

@@ -325,3 +325,36 @@ def test_eval_of_an_onnx_export_scores_what_its_checkpoint_scores(tmp_path):
     assert any(int(count) > 0 for count in predicted["eager"])  # heads to compare
     assert scored["onnx"]["mae"] == scored["eager"]["mae"]
     assert scored["onnx"]["f1_sigma8"] == scored["eager"]["f1_sigma8"]
+
+
+def test_faster_rcnn_counts_everywhere_and_refuses_onnx_in_one_line(tmp_path, capsys):
+    """The two-stage family through the one prediction path: Counter (tiled, which once
+    failed for every box family: it asked them for a heatmap stride), count and eval agree;
+    export says why it cannot, and writes nothing."""
+    import json
+
+    from maskfocal.evaluation import evaluate_checkpoint
+
+    ck = checkpoint(tmp_path, "model.name=faster_rcnn", threshold=0.5)
+    pixels = np.random.default_rng(5).integers(0, 255, (160, 300, 3), dtype=np.uint8)
+    root = tmp_path / "data"
+    (root / "test").mkdir(parents=True)
+    Image.fromarray(pixels).save(root / "test" / "a.png")
+    (root / "test" / "a.json").write_text(json.dumps({"points": [[10.0, 10.0]] * 3}))
+    tiled = {"tile_above": 256, "tile_size": 192, "tile_overlap": 32}
+    counter = Counter.from_checkpoint(ck, device="cpu", **tiled)
+    assert counter.predictor.tiled(160, 300)
+    result = counter(pixels)
+    assert result.count > 0 and result.boxes is not None and len(result.boxes) == result.count
+    whole = Counter.from_checkpoint(ck, device="cpu")(pixels).count
+    metrics = evaluate_checkpoint(ck, "points", str(root), split="test", device="cpu")
+    assert metrics["mae"] == abs(whole - 3)
+    capsys.readouterr()
+    assert main(["count", str(root / "test" / "a.png"), "--checkpoint", str(ck), "--json",
+                 "--tile-above", "256", "--tile-size", "192", "--tile-overlap", "32"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["count"] == result.count
+    out = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(ck), "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "faster_rcnn is not exported to ONNX" in error and "\n" not in error
+    assert not out.exists()

@@ -61,7 +61,10 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, example_size: tuple[
             raise MaskfocalError(f"{out} exists and is not a maskfocal ONNX export; choose "
                                  "another --out or pass --overwrite to replace it")
     model, config, _ = load_model(checkpoint)
-    graph = _ExportGraph(model, family_for(config)).eval()
+    family = family_for(config)
+    if family.export_refusal:
+        raise MaskfocalError(f"{checkpoint}: {family.export_refusal}")
+    graph = _ExportGraph(model, family).eval()
     names = graph.names
     example = torch.rand(1, 3, *example_size)
     import onnx

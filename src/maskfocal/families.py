@@ -8,9 +8,9 @@ post-processes them, and says which config keys it ignores. The family is chosen
 
 - :class:`CenterNetFamily`: our CenterNet. The model returns raw maps; targets, losses (its own
   penalty-reduced focal loss or MFL) and peak decoding are ours.
-- :class:`BoxFamily` (:class:`FCOSFamily`, :class:`RetinaNetFamily`): torchvision's detectors,
-  which compute their losses (stock, or MFL over their own assignment) and detections
-  themselves; heads are the box centres.
+- :class:`BoxFamily` (:class:`FCOSFamily`, :class:`RetinaNetFamily`, :class:`FasterRCNNFamily`):
+  torchvision's detectors, which compute their losses (stock, or MFL over their own assignment;
+  Faster R-CNN's in its RPN) and detections themselves; heads are the box centres.
 
 Adding a detector is one subclass here and its entry in :data:`FAMILIES` (docs/architecture.md,
 "Architecture").
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 Config = LossConfig = Any
 
 __all__ = ["FAMILIES", "LOSS_NAMES", "BoxFamily", "CenterNetFamily", "DetectorFamily",
-           "build_model", "family_for"]
+           "FasterRCNNFamily", "build_model", "family_for"]
 
 LOSS_NAMES = ("auto", "native", "mfl")
 """``loss.name``: the detector's own loss, Mask Focal Loss, or ``auto`` (the default): the one
@@ -85,6 +85,8 @@ class DetectorFamily:
     """Batches are zero-padded to at least this side (the padding holds no heads)."""
     ignores: ClassVar[dict[str, str]] = {}
     """Config keys this family never reads, and why: setting one is an error."""
+    export_refusal: ClassVar[str | None] = None
+    """Why this family cannot be exported to ONNX; None: it can."""
     default_loss: ClassVar[str]
     """What ``loss.name=auto`` (the default) becomes: the loss the MFL experiment at
     convergence measured best for this detector (docs/experiments/mfl.md, "At convergence")."""
@@ -335,10 +337,65 @@ class RetinaNetFamily(BoxFamily):
     export_outputs = ("cls_logits", "bbox_regression")
 
 
+class FasterRCNNFamily(BoxFamily):
+    """torchvision's two-stage Faster R-CNN: MFL (``loss.name=mfl``) is its RPN's objectness
+    loss over the RPN's own assignment; the RoI head keeps its cross-entropy and box loss."""
+
+    builder = "build_faster_rcnn"
+    loss_keys = ("loss_classifier", "loss_box", "loss_objectness", "loss_rpn_box")
+    torchvision_keys: ClassVar[dict[str, str]] = {
+        "loss_classifier": "loss_classifier", "loss_box_reg": "loss_box",
+        "loss_objectness": "loss_objectness", "loss_rpn_box_reg": "loss_rpn_box"}
+    export_outputs = ()
+    ignores: ClassVar[dict[str, str]] = {
+        **BoxFamily.ignores,
+        "loss.mask": "Faster R-CNN's RPN uses its own assignment as MFL's positive mask",
+        "loss.tau": "loss.tau is the gaussian mask's threshold, which Faster R-CNN's RPN does "
+                    "not use (its own assignment is the mask)",
+        "loss.heatmap_weight": "Faster R-CNN weights its losses itself",
+        "loss.offset_weight": "Faster R-CNN has no offset head",
+        "loss.size_weight": "Faster R-CNN has no size head",
+        "model.size_head": "Faster R-CNN always regresses boxes",
+        "model.head_convs": "Faster R-CNN's RoI head is two fully connected layers, not conv "
+                            "branches",
+        "model.output_stride": "Faster R-CNN proposes on its pyramid's strides (4 to 64)",
+        "decode.peak_window": "Faster R-CNN decodes with NMS, not max-pool peaks",
+    }
+
+    def validate(self) -> None:
+        """No GroupNorm in its heads: any neck width builds."""
+
+    def training_losses(self, model, images, samples, *, call=None):
+        device = images.device
+        targets = [{"boxes": s.boxes.to(device), "real_boxes": torch.tensor(s.has_boxes),
+                    "labels": torch.ones(len(s.boxes), dtype=torch.int64, device=device)}
+                   for s in samples]  # class 1: Faster R-CNN's 0 is the background
+        losses = (call or model)(list(images), targets)
+        return {self.torchvision_keys[key]: value for key, value in losses.items()}
+
+    def candidate_floor(self, model, floor):
+        previous = model.roi_heads.score_thresh
+        model.roi_heads.score_thresh = floor
+        return previous
+
+    export_refusal = (
+        "faster_rcnn is not exported to ONNX: its second stage runs on proposals whose number "
+        "depends on the image (the RPN's NMS and top-k inside the graph), so the graph would "
+        "not be the fixed head-outputs graph every other family exports; count with the "
+        "checkpoint itself, or export centernet, fcos or retinanet")
+
+    def export_forward(self, model, images):
+        raise MaskfocalError(self.export_refusal)
+
+    def from_exported(self, model, outputs, image_size, batch):
+        raise MaskfocalError(self.export_refusal)
+
+
 FAMILIES: dict[str, type[DetectorFamily]] = {
     "centernet": CenterNetFamily,
     "fcos": FCOSFamily,
     "retinanet": RetinaNetFamily,
+    "faster_rcnn": FasterRCNNFamily,
 }
 """``model.name`` -> its family; the vocabulary of ``model.name``."""
 

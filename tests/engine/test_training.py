@@ -103,7 +103,7 @@ def test_schedule_warms_up_then_decays_to_zero():
     assert lr_factor(100, 10, 100) == pytest.approx(0.0)
 
 
-@pytest.mark.parametrize("model_name", ["fcos", "retinanet"])
+@pytest.mark.parametrize("model_name", ["fcos", "retinanet", "faster_rcnn"])
 @pytest.mark.parametrize("loss_name", ["native", "mfl"])
 def test_box_detectors_train_with_each_loss(tmp_path, model_name, loss_name):
     result = train(tiny("train.epochs=1", f"model.name={model_name}", f"loss.name={loss_name}",
@@ -111,7 +111,9 @@ def test_box_detectors_train_with_each_loss(tmp_path, model_name, loss_name):
     with (tmp_path / "metrics.csv").open() as file:
         row = next(csv.DictReader(file))
     keys = {"fcos": ["loss_classification", "loss_box", "loss_centerness"],
-            "retinanet": ["loss_classification", "loss_box"]}[model_name]
+            "retinanet": ["loss_classification", "loss_box"],
+            "faster_rcnn": ["loss_classifier", "loss_box", "loss_objectness",
+                            "loss_rpn_box"]}[model_name]
     assert all(np.isfinite(float(row[key])) for key in keys)
     assert np.isfinite(result["val"]["mae"])
     from maskfocal.inference import Counter

@@ -90,7 +90,7 @@ def test_backbone_strides_channels_and_normalisation():
         0.5, 0.5, 0.5]
 
 
-@pytest.mark.parametrize("name", ["centernet", "fcos", "retinanet"])
+@pytest.mark.parametrize("name", ["centernet", "fcos", "retinanet", "faster_rcnn"])
 def test_every_family_trains_on_efficientnet_lite(name):
     torch.manual_seed(0)
     config = load_config(overrides=[f"model.name={name}", "model.backbone=efficientnet_lite0",

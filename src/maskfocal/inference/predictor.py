@@ -205,7 +205,7 @@ class Predictor:
                     ) -> tuple[Detections, np.ndarray | None]:
         height, width = image.shape[:2]
         tiles = self.tiles(height, width)
-        stride = self.family.stride
+        stride = self.family.stride if heatmap else 1  # only heatmap families have one
         canvas = (np.zeros((-(-height // stride), -(-width // stride)), np.float32)
                   if heatmap else None)
         points, scores, boxes, owners = [], [], [], []

@@ -1,4 +1,5 @@
-"""Mask Focal Loss as the classification loss of FCOS and RetinaNet.
+"""Mask Focal Loss as the classification loss of FCOS and RetinaNet, and as the objectness
+loss of Faster R-CNN's region proposal network.
 
 The detector's own assignment (``matched_idxs``) is the positive mask M (MFL.md's ``assigned``);
 Y at each anchor comes from ``targets.anchors.anchor_heatmap_values``, or is the binary
@@ -78,3 +79,25 @@ def _heatmaps_on_host(targets: list[dict[str, Tensor]], anchors: list[Tensor],
         real = bool(target.get("real_boxes", torch.tensor(True)))
         values.append(anchor_heatmap_values(centers, strides, boxes_i, real, rule))
     return torch.cat(values).to(device, non_blocking=True).split(sizes)
+
+
+def rpn_objectness_loss(objectness: Tensor, targets: list[dict[str, Tensor]],
+                        anchors: list[Tensor], labels: list[Tensor],
+                        options: MaskFocalLossConfig, *, size_to_stride: dict[float, int],
+                        rule: SpreadRule, binary: bool = False) -> Tensor:
+    """MFL as the RPN's objectness loss, over its own assignment.
+
+    ``labels``: per image (A,), the RPN matcher's 1 (a head's anchor: the positive mask),
+    0 (background) and -1 (between its IoU thresholds: left out, as torchvision leaves them).
+    Every labelled anchor counts, not the RPN's sample of 256 per image: the focal weights
+    and Y balance them, as in RetinaNet. Restricting ``labels`` to the sample (the others set
+    to -1) with binary Y, ``gamma=0``, ``weight_power=0``, ``alpha=None`` and
+    ``normalizer="anchors"`` is torchvision's binary cross-entropy exactly (tested).
+    ``objectness``: (B * A,) or (B, A) logits in torchvision's anchor order.
+    """
+    matched = [torch.where(lab == 1, 0, torch.where(lab == 0, -1, BETWEEN_THRESHOLDS))
+               for lab in labels]
+    return detector_classification_loss(objectness.reshape(len(labels), -1, 1), targets,
+                                        anchors, matched, options,
+                                        size_to_stride=size_to_stride, rule=rule,
+                                        per_image=False, binary=binary)

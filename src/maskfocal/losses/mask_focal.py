@@ -21,7 +21,7 @@ from maskfocal.targets.heatmaps import MASK_KINDS, positive_mask
 
 __all__ = ["LOSS_PRESETS", "MaskFocalLoss", "MaskFocalLossConfig", "mask_focal_loss"]
 
-NORMALIZERS = ("objects", "positives", "weighted")
+NORMALIZERS = ("objects", "positives", "weighted", "anchors")
 
 
 def mask_focal_loss(logits: Tensor, heatmap: Tensor, mask: Tensor, *, gamma: float = 2.0,
@@ -39,8 +39,9 @@ def mask_focal_loss(logits: Tensor, heatmap: Tensor, mask: Tensor, *, gamma: flo
         weight_power: w in the positive weight M * Y^w (0 makes every positive count 1).
         alpha: None for a_pos = a_neg = 1; a number for a_pos = alpha, a_neg = 1 - alpha.
         normalizer: ``"objects"`` (``num_objects``, or the count of Y == 1 when None),
-            ``"positives"`` (sum of M) or ``"weighted"`` (sum of M * Y^w); each at least 1,
-            one for the whole batch.
+            ``"positives"`` (sum of M), ``"weighted"`` (sum of M * Y^w) or ``"anchors"``
+            (every element: a mean, as binary cross-entropy takes); each at least 1, one for
+            the whole batch.
         negatives_inside_mask: False drops the negative term where M is set (an ablation that
             trains a flat plateau per head; see MFL.md).
         reduction: ``"mean"`` divides the sum by the normaliser (the loss of MFL.md),
@@ -81,6 +82,8 @@ def _normalizer(kind: str, target: Tensor, positive: Tensor, pos_weight: Tensor,
                 num_objects: int | Tensor | None) -> Tensor:
     if kind == "objects":
         count = (target == 1).sum() if num_objects is None else num_objects
+    elif kind == "anchors":
+        count = target.numel()
     elif kind == "positives":
         count = positive.sum()
     else:  # weighted: sum of M * Y^w

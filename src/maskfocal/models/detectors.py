@@ -1,6 +1,8 @@
-"""FCOS and RetinaNet for heads: torchvision's own implementations, with MFL as an option.
+"""FCOS, RetinaNet and Faster R-CNN for heads: torchvision's own implementations, with MFL as
+an option.
 
-``torchvision.models.detection.FCOS`` and ``RetinaNet`` are used as they are; the only changes:
+``torchvision.models.detection.FCOS``, ``RetinaNet`` and ``FasterRCNN`` are used as they are;
+the only changes:
 
 - the backbone is any of ours with a torchvision FPN on c2..c5 plus a max-pooled P6 (strides 4 to
   64, since heads are small), narrower than the COCO default (``neck_channels``) and with
@@ -11,24 +13,28 @@
   dense scenes (``detections_per_img`` and ``topk_candidates`` of at least 10,000);
 - with ``loss.name=mfl`` the classification loss becomes Mask Focal Loss over the detector's own
   assignment (the ``assigned`` mask); box regression and centerness losses stay as they are.
+  In Faster R-CNN MFL replaces the RPN's objectness loss; the RoI head keeps its own losses.
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from torch import Tensor, nn
-from torchvision.models.detection import FCOS, RetinaNet
+from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.fcos import FCOSHead
 from torchvision.models.detection.retinanet import RetinaNetHead
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops import FeaturePyramidNetwork
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from maskfocal.decode import SCORE_FLOOR
-from maskfocal.losses.detector import detector_classification_loss
+from maskfocal.losses.detector import detector_classification_loss, rpn_objectness_loss
 from maskfocal.losses.mask_focal import MaskFocalLossConfig
 from maskfocal.targets.anchors import level_sizes
 from maskfocal.targets.centernet import SpreadRule
@@ -37,6 +43,11 @@ from .backbones import Backbone
 
 PYRAMID_STRIDES = (4, 8, 16, 32, 64)
 MIN_DETECTIONS = 10000
+# Faster R-CNN's ceilings: proposals kept per level before the RPN's NMS, and after it (so
+# the most heads one image can have); ShanghaiTech A's densest image has 3,139 heads, the
+# dense synthetic scenes up to 1,500. Training keeps fewer: the RoI head samples 512 anyway.
+RPN_PRE_NMS = {"training": 4000, "testing": 8000}
+RPN_POST_NMS = {"training": 2000, "testing": 5000}
 
 
 class PyramidBackbone(nn.Module):
@@ -162,5 +173,74 @@ def build_retinanet(backbone: Backbone, *, channels: int = 128, head_convs: int 
                       anchor_generator=anchors, head=head, score_thresh=score_floor,
                       nms_thresh=nms_threshold, detections_per_img=MIN_DETECTIONS,
                       topk_candidates=MIN_DETECTIONS)
+    model.transform = FixedSizeTransform(backbone.mean, backbone.std)
+    return model
+
+
+class HeadRPN(RegionProposalNetwork):
+    """torchvision's RPN whose objectness loss may be MFL (``objectness_loss``; None: the
+    stock binary cross-entropy over 256 sampled anchors per image); its box loss unchanged.
+
+    torchvision's ``compute_loss`` is not given the anchors and targets MFL needs (Y at each
+    anchor centre), so :meth:`assign_targets_to_anchors`, which ``forward`` calls just before,
+    keeps them for it."""
+
+    def __init__(self, *args, objectness_loss: AnchorMFL | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.objectness_loss = objectness_loss
+        self._assigned = None
+
+    def assign_targets_to_anchors(self, anchors, targets):
+        labels, matched = super().assign_targets_to_anchors(anchors, targets)
+        self._assigned = (anchors, targets, labels)
+        return labels, matched
+
+    def compute_loss(self, objectness, pred_bbox_deltas, labels, regression_targets):
+        objectness_loss, box_loss = super().compute_loss(objectness, pred_bbox_deltas, labels,
+                                                         regression_targets)
+        if self.objectness_loss is not None:
+            anchors, targets, _ = self._assigned
+            mfl = self.objectness_loss
+            objectness_loss = rpn_objectness_loss(
+                objectness, targets, anchors, labels, mfl.options,
+                size_to_stride=mfl.size_to_stride, rule=mfl.spread, binary=mfl.binary)
+        self._assigned = None
+        return objectness_loss, box_loss
+
+
+def build_faster_rcnn(backbone: Backbone, *, channels: int = 128, head_convs: int = 2,
+                      mfl: MaskFocalLossConfig | None = None, binary: bool = False,
+                      spread: SpreadRule | None = None, score_floor: float = SCORE_FLOOR,
+                      nms_threshold: float = 0.5, representation: int = 256) -> FasterRCNN:
+    """torchvision Faster R-CNN for one class (head; label 1, 0 is background) on strides 4 to
+    64: two square anchors per location (stride x 2 and x 2.8), RoIAlign 7x7 on strides 4 to
+    32, a two-layer MLP head of ``representation`` features. ``head_convs`` is unused (the
+    RoI head has no conv branches); it is accepted so every box builder takes the same keys."""
+    sizes = tuple((2.0 * stride, 2.0 * stride * 2 ** 0.5) for stride in PYRAMID_STRIDES)
+    anchors = AnchorGenerator(sizes, ((1.0,),) * len(sizes))
+    pyramid = PyramidBackbone(backbone, channels)
+    model = FasterRCNN(
+        pyramid, num_classes=None, rpn_anchor_generator=anchors,
+        rpn_head=RPNHead(channels, anchors.num_anchors_per_location()[0]),
+        box_roi_pool=MultiScaleRoIAlign(["c2", "c3", "c4", "c5"], output_size=7, sampling_ratio=2),
+        box_head=TwoMLPHead(channels * 7 * 7, representation),
+        box_predictor=FastRCNNPredictor(representation, 2),
+        rpn_pre_nms_top_n_train=RPN_PRE_NMS["training"],
+        rpn_pre_nms_top_n_test=RPN_PRE_NMS["testing"],
+        rpn_post_nms_top_n_train=RPN_POST_NMS["training"],
+        rpn_post_nms_top_n_test=RPN_POST_NMS["testing"],
+        box_score_thresh=score_floor, box_nms_thresh=nms_threshold,
+        box_detections_per_img=MIN_DETECTIONS)
+    rpn = model.rpn
+    model.rpn = HeadRPN(  # the same RPN, torchvision's defaults and all, with MFL possible
+        rpn.anchor_generator, rpn.head, rpn.proposal_matcher.high_threshold,
+        rpn.proposal_matcher.low_threshold, rpn.fg_bg_sampler.batch_size_per_image,
+        rpn.fg_bg_sampler.positive_fraction, dict(rpn._pre_nms_top_n),
+        dict(rpn._post_nms_top_n), rpn.nms_thresh, score_thresh=rpn.score_thresh,
+        objectness_loss=_anchor_mfl(mfl, binary, spread, sizes))
+    if mfl is not None:  # a focal loss over every anchor starts from the prior p = 0.01, as
+        # torchvision's RetinaNet and FCOS classification heads do (Lin et al. 2017, 3.3);
+        # from p = 0.5 the thousands of background anchors swamp the first steps
+        nn.init.constant_(model.rpn.head.cls_logits.bias, -math.log(99))
     model.transform = FixedSizeTransform(backbone.mean, backbone.std)
     return model
