@@ -12,7 +12,7 @@ Cells: dataset x detector x loss variant x seed.
 - Datasets (``DATASETS``): ``dense_synthetic`` (``configs/dense_synthetic.yaml``: 960x540
   frames, hundreds to ~1,500 small heads each, like GTA_Head) for 20 minutes a run, and
   ``shanghaitech_b`` (``configs/shb_cpu.yaml``, the CPU recipe) for 60 minutes.
-- Detectors: centernet and fcos (``--detectors`` adds retinanet).
+- Detectors: centernet and fcos (``--detectors`` adds retinanet and faster_rcnn).
 - Variants: ``native`` (the detector's own loss), ``mfl`` (MFL.md's starting point: gaussian
   mask for CenterNet / the detector's assignment for FCOS and RetinaNet, tau 0.5, w = 1,
   normaliser objects) and ``mfl-best``: among ``CANDIDATES`` (box mask, w = 2, weighted
@@ -93,6 +93,7 @@ CANDIDATES: dict[str, list[str]] = {
     "centernet": ["mfl box", "mfl w=2", "mfl weighted", "mfl box w=2 weighted"],
     "fcos": ["mfl w=2", "mfl weighted", "mfl w=2 weighted"],
     "retinanet": ["mfl w=2", "mfl weighted", "mfl w=2 weighted"],
+    "faster_rcnn": ["mfl w=2", "mfl weighted", "mfl w=2 weighted"],  # MFL on its RPN
 }
 ROLES = ("native", "mfl", "mfl-best")
 
