@@ -95,7 +95,10 @@ def test_counts_equal_maskfocal_count_and_bad_files_are_rows(archive, local_ray,
     assert json.loads((out / MARKER).read_text())["tile_above"] == 256
 
 
-def test_a_second_run_counts_only_what_is_missing(archive, local_ray, tmp_path):
+def test_a_second_run_counts_only_what_is_missing(archive, local_ray, tmp_path, monkeypatch):
+    import maskfocal.archive
+
+    monkeypatch.setattr(maskfocal.archive, "CHUNK_IMAGES", 12)  # several Ray datasets a run
     _root, folder, ck = archive
     paths = list_source(folder)
     first = tmp_path / "first.txt"

@@ -55,7 +55,9 @@ MARKER = "_maskfocal_archive.json"
 MANIFEST_SUFFIXES = (".txt", ".lst", ".csv", ".parquet")
 FLUSH_ROWS = 1000  # rows per Parquet file (a killed run loses at most this many, or ...)
 FLUSH_SECONDS = 60.0  # ... what arrived in the last minute, whichever is less
-BLOCK_ROWS = 16  # paths per decode task: small enough to stream, large enough to amortise
+# Images per Ray Dataset, run one after another: the driver holds one chunk's blocks, not an
+# archive's millions; each chunk starts its actors again (seconds, against hours of counting).
+CHUNK_IMAGES = 20000
 QUIET = ("ray._private.authentication.authentication_token_setup",  # a local Ray's token
          "ray.data._internal.progress")  # "progress bars disabled": ours is fed by the rows
 INSTALL_HINT = "count-archive needs Ray Data: pip install 'maskfocal[scale]'"
@@ -375,10 +377,12 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
     with _ray_session(address) as ray:
         if workers is None:
             workers = _default_workers(ray, cpus_per_worker, gpus_per_worker)
-        dataset = _pipeline(ray, todo, blob, name, model_path.suffix, counter.threshold,
-                            tiling, points, workers, cpus_per_worker, gpus_per_worker,
-                            batch_size)
-        batches = _batches(dataset, len(todo), progress, first, started)
+        model = ray.put(blob)
+        datasets = (_pipeline(ray, todo[start:start + CHUNK_IMAGES], model, name,
+                              model_path.suffix, counter.threshold, tiling, points, workers,
+                              cpus_per_worker, gpus_per_worker, batch_size)
+                    for start in range(0, len(todo), CHUNK_IMAGES))
+        batches = _batches(datasets, len(todo), progress, first, started)
         for table in _flushed(batches, flush_rows):
             results.write(table)
             counted += table.num_rows
@@ -457,14 +461,17 @@ def _default_workers(ray, cpus_per_worker: float, gpus_per_worker: float) -> int
     return max(1, int(resources.get("CPU", 1) // cpus_per_worker))
 
 
-def _pipeline(ray, todo: list[str], blob: bytes, name: str, suffix: str, threshold: float,
+def _pipeline(ray, todo: list[str], model, name: str, suffix: str, threshold: float,
               tiling: dict, points: bool, workers: int, cpus_per_worker: float,
               gpus_per_worker: float, batch_size: int):
     import pyarrow as pa
     from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
-    blocks = [pa.table({"path": todo[start:start + BLOCK_ROWS]})
-              for start in range(0, len(todo), BLOCK_ROWS)]
+    # One block per actor call: a block is Ray Data's unit of work and of output, so blocks of
+    # a batch spread the images over the actors and stream the rows back as each is counted
+    # (blocks of 16 kept one actor busy and the rows back until all 16 were done).
+    blocks = [pa.table({"path": todo[start:start + batch_size]})
+              for start in range(0, len(todo), batch_size)]
     # Decoding asks for no CPU of its own: counters that hold every CPU would otherwise
     # starve the decoders that feed them (a deadlock on a 2-core machine); the pool of
     # decoders is capped instead, at one per counter.
@@ -475,19 +482,21 @@ def _pipeline(ray, todo: list[str], blob: bytes, name: str, suffix: str, thresho
         _CountWorker, batch_size=batch_size, batch_format="numpy",
         compute=ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
         num_gpus=gpus_per_worker or None,
-        fn_constructor_kwargs={"model": [ray.put(blob)], "name": name, "suffix": suffix,
+        fn_constructor_kwargs={"model": [model], "name": name, "suffix": suffix,
                                "threshold": threshold, "options": tiling, "points": points,
                                "threads": max(1, round(cpus_per_worker)), "device": device})
 
 
-def _batches(dataset, total: int, progress: bool, first: list, started: float) -> Iterator:
-    """The rows as they arrive; ``first`` gets (rows, seconds since ``started``) of the
-    first batch."""
+def _batches(datasets: Iterable, total: int, progress: bool, first: list, started: float
+             ) -> Iterator:
+    """The rows of each dataset in turn as they arrive; ``first`` gets (rows, seconds since
+    ``started``) of the first batch."""
     from tqdm import tqdm
 
     with tqdm(total=total, desc="counting", unit="img", disable=not progress,
               file=sys.stderr) as bar:
-        for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for table in (t for dataset in datasets
+                      for t in dataset.iter_batches(batch_size=None, batch_format="pyarrow")):
             if not first:
                 first.append((table.num_rows, time.perf_counter() - started))
             bar.update(table.num_rows)
