@@ -239,6 +239,11 @@ def _count(args: argparse.Namespace) -> int:
     tiling = {"tile_above": None if args.no_tiles else args.tile_above,
               "tile_size": args.tile_size, "tile_overlap": args.tile_overlap}
     check_tiling(**tiling)
+    zones = None
+    if args.zones is not None:
+        from maskfocal.zones import load_zones
+
+        zones = load_zones(args.zones)
     videos = [Path(item) for item in args.inputs if is_video(item)]
     images = expand_inputs([i for i in args.inputs if not is_video(i)]) if \
         len(videos) < len(args.inputs) else []
@@ -261,13 +266,18 @@ def _count(args: argparse.Namespace) -> int:
             print(f"warning: skipped {error}", file=sys.stderr)
             skipped += 1
             continue
-        result = counter(pixels, return_heatmap=heatmap and overlays)
+        result = counter(pixels, return_heatmap=heatmap and overlays, zones=zones)
         record = {"image": str(path), **result.to_json()}
         if not args.json:
-            print(f"{path}: {result.count}")
+            line = f"{path}: {result.count}"
+            if result.zones is not None:
+                line += "  (" + ", ".join(
+                    f"{name}: {n}" + (f" = {result.density[name]:.2f}/m²" if result.density
+                                      else "") for name, n in result.zones.items()) + ")"
+            print(line)
         if overlays:
             overlay = folder.claim(f"{path.stem}.overlay.png", rename=True)
-            picture = draw_overlay(pixels, result)
+            picture = draw_overlay(pixels, result, zones=zones)
             save_png(picture, overlay)
             sheet.append((picture, f"{path.name}: {result.count}"))
             record["overlay"] = overlay.name
@@ -275,7 +285,7 @@ def _count(args: argparse.Namespace) -> int:
     written = []
     if overlays and results:
         written.append(folder.claim("counts.csv", rename=True))
-        _write_counts_csv(written[-1], results)
+        _write_counts_csv(written[-1], results, zones.names if zones is not None else [])
         if len(sheet) > 1:
             written.append(folder.claim("contact_sheet.png", rename=True))
             save_png(contact_sheet(sheet), written[-1])
@@ -286,16 +296,28 @@ def _count(args: argparse.Namespace) -> int:
         csv_path = folder.claim(f"{video.stem}.counts.csv", rename=True)
         video_path = None if args.no_video else folder.claim(f"{video.stem}.overlay.mp4",
                                                              rename=True)
+        plot_path = (folder.claim(f"{video.stem}.zones.png", rename=True)
+                     if zones is not None else None)
         summary = count_video(video, counter, every=args.every, csv_path=csv_path,
-                              video_path=video_path, heatmap=heatmap, progress=True)
+                              video_path=video_path, heatmap=heatmap, progress=True,
+                              zones=zones, plot_path=plot_path)
         line = (f"{video}: {summary.frames_counted} of {summary.frames_read} frames counted, "
                 f"mean {summary.mean_count:.1f} heads -> {summary.csv_path}")
         if summary.video_path:
             line += f", {summary.video_path}"
+        if summary.plot_path:
+            line += f", {summary.plot_path}"
+        if summary.zone_peaks:
+            line += "; peaks: " + ", ".join(f"{name} {n} at {t:.1f} s" for name, (n, t)
+                                            in summary.zone_peaks.items())
         print(line, file=sys.stderr if args.json else sys.stdout)
-        results.append({"video": str(video), "csv": str(summary.csv_path),
-                        "frames_counted": summary.frames_counted,
-                        "mean_count": round(summary.mean_count, 3)})
+        record = {"video": str(video), "csv": str(summary.csv_path),
+                  "frames_counted": summary.frames_counted,
+                  "mean_count": round(summary.mean_count, 3)}
+        if summary.zone_peaks:
+            record["zone_peaks"] = {name: {"count": n, "time_s": round(t, 3)}
+                                    for name, (n, t) in summary.zone_peaks.items()}
+        results.append(record)
     if written:
         print(f"overlays and {', '.join(p.name for p in written)} written to {folder.path}",
               file=sys.stderr)
@@ -326,7 +348,7 @@ def _count_archive(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_counts_csv(path: Path, results: list[dict]) -> None:
+def _write_counts_csv(path: Path, results: list[dict], zones: list[str] = ()) -> None:
     import csv
     import io
 
@@ -334,8 +356,12 @@ def _write_counts_csv(path: Path, results: list[dict]) -> None:
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["image", "count", "overlay"])
-    writer.writerows([csv_safe(r["image"]), r["count"], csv_safe(r.get("overlay", ""))]
+    dense = any("density" in r for r in results)
+    writer.writerow(["image", "count", "overlay", *(csv_safe(f"zone {z}") for z in zones),
+                     *(csv_safe(f"per_m2 {z}") for z in zones if dense)])
+    writer.writerows([csv_safe(r["image"]), r["count"], csv_safe(r.get("overlay", "")),
+                      *(r["zones"][z] for z in zones),
+                      *(r["density"][z] for z in zones if dense)]
                      for r in results)
     atomic_write_text(path, buffer.getvalue())
 
@@ -498,6 +524,10 @@ def _add_count(commands) -> None:
                        help="videos: count every N-th frame (default 10)")
     count.add_argument("--no-video", action="store_true",
                        help="videos: write only the CSV, not the annotated video")
+    count.add_argument("--zones", metavar="FILE",
+                       help="a JSON zone file: heads per named polygon or mask (and people "
+                            "per m² with a ground scale) in the output, CSV and overlays; "
+                            "see docs/usage.md#zones")
     _add_tiling(count)
     count.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     count.set_defaults(run=_count)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from maskfocal.errors import MaskfocalError
+from maskfocal.io import csv_safe
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg",
                               ".mpeg", ".ts", ".wmv"})
@@ -30,6 +31,8 @@ class VideoSummary:
     csv_path: Path
     video_path: Path | None
     mean_count: float
+    zone_peaks: dict[str, tuple[int, float]] | None = None  # zone -> (most heads, at time_s)
+    plot_path: Path | None = None  # the per-zone time series (PNG)
 
 
 def is_video(path: str | Path) -> bool:
@@ -38,12 +41,16 @@ def is_video(path: str | Path) -> bool:
 
 def count_video(path: str | Path, counter, *, every: int = 10, csv_path: str | Path,
                 video_path: str | Path | None = None, heatmap: bool = False,
-                progress: bool = False) -> VideoSummary:
+                progress: bool = False, zones=None,
+                plot_path: str | Path | None = None) -> VideoSummary:
     """Count every ``every``-th frame of ``path`` with ``counter`` (a :class:`Counter`).
 
     Writes ``csv_path`` (frame, time_s, count) and, with ``video_path``, an H.264 video of the
     counted frames with heads and the count drawn (at the source rate divided by ``every``,
-    so it lasts as long as the clip). Both files appear only once complete.
+    so it lasts as long as the clip). Both files appear only once complete. With ``zones``
+    (:class:`~maskfocal.zones.Zones`) the CSV gains a ``zone NAME`` column per zone (and
+    ``per_m2 NAME`` with a ground scale), the video draws them, the summary holds each zone's
+    peak, and ``plot_path`` gets each zone's heads over time (PNG).
     """
     import av
     from tqdm import tqdm
@@ -69,11 +76,15 @@ def count_video(path: str | Path, counter, *, every: int = 10, csv_path: str | P
         writer = _VideoWriter(video_path, rate / every) if video_path else None
         bar = tqdm(total=stream.frames or None, desc=path.name, unit="frame", leave=False,
                    disable=not progress)
-        rows, read = [], 0
+        rows, read, series = [], 0, []
+        names = zones.names if zones is not None else []
+        dense = zones is not None and zones.ground is not None
         try:
             with csv_part.open("w", newline="") as file:
                 table = csv.writer(file)
-                table.writerow(["frame", "time_s", "count"])
+                table.writerow(["frame", "time_s", "count",
+                                *(csv_safe(f"zone {name}") for name in names),
+                                *(csv_safe(f"per_m2 {name}") for name in names if dense)])
                 for index, frame in enumerate(_frames(source, stream, path)):
                     bar.update(1)  # frames read, counted or not
                     read += 1
@@ -82,11 +93,15 @@ def count_video(path: str | Path, counter, *, every: int = 10, csv_path: str | P
                     seconds = (float(frame.pts * time_base) if frame.pts is not None
                                else index / float(rate))
                     pixels = frame.to_ndarray(format="rgb24")
-                    result = counter(pixels, return_heatmap=heatmap)
-                    table.writerow([index, f"{seconds:.3f}", result.count])
+                    result = counter(pixels, return_heatmap=heatmap, zones=zones)
+                    in_zones = [result.zones[name] for name in names]
+                    table.writerow([index, f"{seconds:.3f}", result.count, *in_zones,
+                                    *(f"{result.density[name]:.4f}" for name in names
+                                      if dense)])
                     rows.append(result.count)
+                    series.append((seconds, in_zones))
                     if writer is not None:
-                        writer.write(np.asarray(draw_overlay(pixels, result)))
+                        writer.write(np.asarray(draw_overlay(pixels, result, zones=zones)))
             if writer is not None:
                 writer.close()
             os.replace(csv_part, csv_path)
@@ -97,8 +112,45 @@ def count_video(path: str | Path, counter, *, every: int = 10, csv_path: str | P
                 writer.abort()
     if not rows:
         raise MaskfocalError(f"{path}: no frames could be decoded")
+    peaks = None
+    if zones is not None:
+        peaks = {}
+        for k, name in enumerate(names):
+            best = max(range(len(series)), key=lambda i, k=k: series[i][1][k])
+            peaks[name] = (series[best][1][k], series[best][0])
+        if plot_path is not None:
+            plot_zone_series(series, names, plot_path, title=path.name)
     return VideoSummary(read, len(rows), csv_path, Path(video_path) if video_path else None,
-                        float(np.mean(rows)))
+                        float(np.mean(rows)), peaks, Path(plot_path) if plot_path and peaks
+                        is not None else None)
+
+
+def plot_zone_series(series: list[tuple[float, list[int]]], names: list[str],
+                     path: str | Path, *, title: str = "") -> None:
+    """Heads per zone over time, one line each, as a PNG (written whole)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from maskfocal.io import atomic_write_bytes
+
+    figure, axes = plt.subplots(figsize=(8, 3.5), dpi=100)
+    times = [seconds for seconds, _ in series]
+    for k, name in enumerate(names):
+        axes.plot(times, [counts[k] for _, counts in series], label=name, linewidth=1.5)
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("heads in zone")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _frames(container, stream, path: Path):

@@ -55,13 +55,55 @@ def heads_label(count: int) -> str:
     return f"{count} head" if count == 1 else f"{count} heads"
 
 
-def draw_overlay(image: np.ndarray, result, *, heatmap_alpha: float = 0.5) -> Image.Image:
+def draw_overlay(image: np.ndarray, result, *, heatmap_alpha: float = 0.5,
+                 zones=None) -> Image.Image:
     """A :class:`~maskfocal.inference.CountResult` drawn over its image: the heatmap blended
-    in when the result has one, boxes (or points), the count in the top-left corner."""
+    in when the result has one, boxes (or points), the count in the top-left corner, and with
+    ``zones`` (:class:`~maskfocal.zones.Zones`) each zone's outline and its count."""
     pixels = np.asarray(image, dtype=np.uint8)
     if getattr(result, "heatmap", None) is not None:
         pixels = blend_heatmap(pixels, result.heatmap, heatmap_alpha)
-    return draw_heads(pixels, result.points, result.boxes, label=heads_label(result.count))
+    picture = draw_heads(pixels, result.points, result.boxes, label=heads_label(result.count))
+    if zones is not None and result.zones is not None:
+        draw_zones(picture, zones, result.zones, getattr(result, "density", None))
+    return picture
+
+
+ZONE_COLOURS = ((255, 200, 0), (0, 200, 255), (255, 80, 200), (140, 255, 255), (255, 140, 60))
+
+
+def draw_zones(picture: Image.Image, zones, counts: dict[str, int],
+               density: dict[str, float] | None = None) -> Image.Image:
+    """Each zone's outline (a mask's edge pixels) and ``name: count`` (and people per m²) at
+    its top-left corner, drawn onto ``picture`` in place."""
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default(size=max(11, min(picture.size) // 40))
+    width = max(2, min(picture.size) // 300)
+    for number, zone in enumerate(zones.zones):
+        colour = ZONE_COLOURS[number % len(ZONE_COLOURS)]
+        if zone.polygon is not None:
+            corners = [tuple(map(float, corner)) for corner in zone.polygon]
+            draw.line([*corners, corners[0]], fill=colour, width=width, joint="curve")
+            anchor = zone.polygon.min(axis=0)
+        else:
+            mask = zone.mask
+            edge = mask & ~(np.roll(mask, 1, 0) & np.roll(mask, -1, 0) & np.roll(mask, 1, 1)
+                            & np.roll(mask, -1, 1))
+            ys, xs = np.nonzero(edge)
+            pixels = np.asarray(picture)
+            pixels = pixels.copy()
+            pixels[ys, xs] = colour
+            picture.paste(Image.fromarray(pixels))
+            draw = ImageDraw.Draw(picture)
+            anchor = np.array([xs.min(), ys.min()], dtype=float)
+        text = f"{zone.name}: {counts[zone.name]}"
+        if density is not None:
+            text += f" ({density[zone.name]:.2f}/m²)"
+        position = (float(anchor[0]) + 4, float(anchor[1]) + 4)
+        left, top, right, bottom = draw.textbbox(position, text, font=font)
+        draw.rectangle([left - 3, top - 2, right + 3, bottom + 2], fill=(0, 0, 0))
+        draw.text(position, text, fill=colour, font=font)
+    return picture
 
 
 def contact_sheet(items: list[tuple[Image.Image, str]], *, thumb: int = 320,

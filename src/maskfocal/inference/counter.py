@@ -20,6 +20,7 @@ from maskfocal.decode import Detections
 from maskfocal.errors import MaskfocalError
 from maskfocal.io import written_here
 from maskfocal.structures import as_rgb, load_rgb
+from maskfocal.zones import Zones, load_zones
 
 from .predictor import Predictor
 
@@ -35,10 +36,17 @@ class CountResult:
     scores: np.ndarray  # (n,)
     boxes: np.ndarray | None  # (n, 4) x1 y1 x2 y2, when the model predicts sizes
     heatmap: np.ndarray | None = None  # (ceil(H/4), ceil(W/4)) probabilities, on request
+    zones: dict[str, int] | None = None  # heads per zone, when counted with zones
+    density: dict[str, float] | None = None  # people per m² per zone, with a ground scale
 
     def to_json(self) -> dict:
-        return {"count": self.count,
-                "points": [[round(float(x), 2), round(float(y), 2)] for x, y in self.points]}
+        record = {"count": self.count,
+                  "points": [[round(float(x), 2), round(float(y), 2)] for x, y in self.points]}
+        if self.zones is not None:
+            record["zones"] = self.zones
+        if self.density is not None:
+            record["density"] = {name: round(value, 4) for name, value in self.density.items()}
+        return record
 
 
 class Counter:
@@ -109,11 +117,16 @@ class Counter:
         return isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4
 
     def __call__(self, images, *, threshold: float | None = None,
-                 return_heatmap: bool = False, stop=None) -> CountResult | list[CountResult]:
+                 return_heatmap: bool = False, stop=None,
+                 zones: Zones | str | Path | None = None) -> CountResult | list[CountResult]:
         """Count heads in one image (a path, PIL image, (H, W, 3) array or (3, H, W) tensor)
         or a batch (a list of those, an (N, H, W, 3) array or an (N, 3, H, W) tensor), at
         ``threshold`` (default: the counter's). ``stop`` (a :class:`threading.Event`), once
-        set, ends the work before its next forward pass (``Stopped``)."""
+        set, ends the work before its next forward pass (``Stopped``). ``zones``
+        (:class:`~maskfocal.zones.Zones` or a zone file) adds heads per zone, and people per
+        m² when the file gives a ground scale."""
+        if zones is not None and not isinstance(zones, Zones):
+            zones = load_zones(zones)
         if threshold is None:
             threshold = self.threshold
         else:
@@ -123,8 +136,16 @@ class Counter:
         batch = self._is_batch(images)
         pixels = [self.read_image(image) for image in images] if batch else [
             self.read_image(images)]
+        if zones is not None:  # a zone that does not fit is an error before any work
+            for image in pixels:
+                for zone in zones.zones:
+                    zone.check(*image.shape[:2], zones.source)
         found = self.predictor.find(pixels, threshold, heatmaps=return_heatmap, stop=stop)
         results = [_result(detections, maps) for detections, maps in found]
+        if zones is not None:
+            for result, image in zip(results, pixels, strict=True):
+                result.zones = zones.count(result.points, *image.shape[:2])
+                result.density = zones.density(result.zones)
         return results if batch else results[0]
 
 
