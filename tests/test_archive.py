@@ -196,3 +196,24 @@ def test_rows_regroup_into_files_of_the_asked_size():
     assert sizes == [5, 5, 3]
     assert [t.num_rows for t in _flushed([table(2), table(2)], rows=5, seconds=0)] == [2, 2]
     assert np.sum(sizes) == 13
+
+
+def test_zones_become_a_column_and_a_zone_that_does_not_fit_an_error_row(archive, local_ray,
+                                                                         tmp_path):
+    from maskfocal.inference import Counter
+
+    _root, folder, ck = archive
+    zones = tmp_path / "zones.json"
+    zones.write_text(json.dumps({"zones": [
+        {"name": "corner", "polygon": [[0, 0], [64, 0], [64, 64], [0, 64]]},
+        {"name": "wide", "polygon": [[0, 0], [400, 0], [400, 40], [0, 40]]}]}))
+    out = tmp_path / "results"
+    count_archive(str(folder / "0*.png"), out, ck, progress=False, zones=zones)
+    rows = {r["path"]: r for r in read_results(out).to_pylist()}
+    counter = Counter.from_checkpoint(ck, device="cpu")
+    assert len(rows) == 36
+    for row in rows.values():  # 128 px wide: "wide" reaches outside every one of them
+        assert row["count"] is None and "reaches outside" in row["error"]
+    count_archive(str(folder / "big.png"), tmp_path / "big", ck, progress=False, zones=zones)
+    (row,) = read_results(tmp_path / "big").to_pylist()
+    assert dict(row["zones"]) == counter(folder / "big.png", zones=zones).zones

@@ -91,6 +91,31 @@ def test_count_answers_every_field(client, fmt):
     assert result.get("overlay_png") is None
 
 
+def test_zones_as_a_form_field(client):
+    import json
+
+    zones = {"zones": [{"name": "left", "polygon": [[0, 0], [80, 0], [80, 120], [0, 120]]},
+                       {"name": "all", "polygon": [[0, 0], [160, 0], [160, 120], [0, 120]]}],
+             "ground": {"pixels_per_metre": 10}}
+    data = crowd_image()
+    answer = client.post("/api/count", params={"threshold": 0.05, "overlay": "true"},
+                         files={"image": ("c.png", data)}, data={"zones": json.dumps(zones)})
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    points = np.array(result["points"]).reshape(-1, 2)
+    assert result["zones"] == {"left": int((points[:, 0] <= 80).sum()), "all": result["count"]}
+    assert result["density"]["all"] == pytest.approx(result["count"] / (16 * 12), abs=1e-4)
+    assert result["overlay_png"]
+    for bad, status in (("{not json", 400), (json.dumps({"zones": [{"name": "m", "mask":
+                                                                     "a.png"}]}), 400),
+                        (json.dumps({"zones": [{"name": "far", "polygon": [[0, 0], [999, 0],
+                                                                           [0, 9]]}]}), 400)):
+        refused = client.post("/api/count", files={"image": ("c.png", data)},
+                              data={"zones": bad})
+        assert refused.status_code == status, refused.text
+        assert refused.json()["error"].startswith("zones"), refused.text
+
+
 def test_threshold_and_overlay(client):
     data = crowd_image()
     low = post(client, data, threshold=0.05).json()

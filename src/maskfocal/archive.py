@@ -75,6 +75,8 @@ def _schema():
         ("model", pa.string()),
         ("error", pa.string()),  # null when counted
         ("points", pa.list_(pa.list_(pa.float32(), 2))),  # x, y; null unless asked for
+        ("zones", pa.map_(pa.string(), pa.int32())),  # heads per zone, with --zones
+        ("density", pa.map_(pa.string(), pa.float32())),  # people per m², with a ground
     ])
 
 
@@ -274,7 +276,8 @@ class _CountWorker:
     """One actor of the pool: loads the model once, counts batches of decoded images."""
 
     def __init__(self, model: list, name: str, suffix: str, threshold: float,
-                 options: dict[str, Any], points: bool, threads: int, device: str) -> None:
+                 options: dict[str, Any], points: bool, threads: int, device: str,
+                 zones=None) -> None:
         import ray
         import torch
 
@@ -287,7 +290,7 @@ class _CountWorker:
             path.write_bytes(blob)
             self.counter = Counter.from_checkpoint(path, device=device, threshold=threshold,
                                                    **options)
-        self.name, self.threshold, self.points = name, threshold, points
+        self.name, self.threshold, self.points, self.zones = name, threshold, points, zones
 
     def __call__(self, batch: dict[str, np.ndarray]):
         import pyarrow as pa
@@ -296,17 +299,19 @@ class _CountWorker:
         readable = [i for i, error in enumerate(batch["error"]) if not error]
         images = [batch["image"][i] for i in readable]
         try:
-            found = dict(zip(readable, self.counter(images), strict=True)) if images else {}
+            found = (dict(zip(readable, self.counter(images, zones=self.zones), strict=True))
+                     if images else {})
         except Exception:  # count them one by one to find which one fails
             found = {}
             for i, image in zip(readable, images, strict=True):
                 try:
-                    found[i] = self.counter(image)
+                    found[i] = self.counter(image, zones=self.zones)
                 except Exception as problem:
                     found[i] = f"{type(problem).__name__}: {problem}"
         for i, path in enumerate(batch["path"]):
             row = {"path": str(path), "threshold": self.threshold, "model": self.name,
-                   "count": None, "width": None, "height": None, "error": None, "points": None}
+                   "count": None, "width": None, "height": None, "error": None, "points": None,
+                   "zones": None, "density": None}
             result = found.get(i)
             if batch["error"][i] or isinstance(result, str):
                 row["error"] = str(batch["error"][i]) or result
@@ -315,6 +320,10 @@ class _CountWorker:
                 row.update(count=result.count, width=width, height=height)
                 if self.points:
                     row["points"] = result.points.astype(np.float32).tolist()
+                if result.zones is not None:
+                    row["zones"] = list(result.zones.items())
+                if result.density is not None:
+                    row["density"] = list(result.density.items())
             rows.append(row)
         return pa.Table.from_pylist(rows, schema=_schema())
 
@@ -326,7 +335,8 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
                   gpus_per_worker: float = 0, batch_size: int = 4, address: str | None = None,
                   column: str = "path", tile_above: int | None = TILE_ABOVE,
                   tile_size: int = TILE_SIZE, tile_overlap: int = TILE_OVERLAP,
-                  flush_rows: int = FLUSH_ROWS, progress: bool = True) -> ArchiveSummary:
+                  flush_rows: int = FLUSH_ROWS, progress: bool = True,
+                  zones: str | Path | None = None) -> ArchiveSummary:
     """Count every image of ``source`` not yet in ``out`` on Ray Data (module docstring).
 
     Args:
@@ -348,6 +358,8 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
         tile_above, tile_size, tile_overlap: tiling, as for ``maskfocal count``.
         flush_rows: rows per Parquet file.
         progress: a progress bar on stderr.
+        zones: a zone file (:mod:`maskfocal.zones`): the ``zones`` column (heads per zone)
+            and, with a ground scale, ``density`` (people per m²).
     """
     from maskfocal.inference import Counter, check_tiling
     from maskfocal.pretrained import DEFAULT_MODEL, MODELS, checkpoint_or_shipped
@@ -355,6 +367,11 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
     _check_options(workers, cpus_per_worker, gpus_per_worker, batch_size, flush_rows)
     check_tiling(tile_above, tile_size, tile_overlap)
     _need_ray()
+    zone_set = None
+    if zones is not None:
+        from maskfocal.zones import load_zones
+
+        zone_set = load_zones(zones)
     paths = list_source(source, column)
     model_path = checkpoint_or_shipped(checkpoint, say=progress)
     tiling = {"tile_above": tile_above, "tile_size": tile_size, "tile_overlap": tile_overlap}
@@ -365,7 +382,9 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
     name = (str(checkpoint or DEFAULT_MODEL)) if shipped else str(checkpoint)
     settings = {"model": name, "model_sha256": hashlib.sha256(blob).hexdigest(),
                 "threshold": round(counter.threshold, 6),
-                "input_scale": counter.predictor.input_scale, **tiling, "points": points}
+                "input_scale": counter.predictor.input_scale, **tiling, "points": points,
+                "zones_sha256": None if zones is None else
+                hashlib.sha256(Path(zones).read_bytes()).hexdigest()}
     results = ResultsFolder(out, settings)
     done = results.done()
     todo = [p for p in paths if p not in done]
@@ -380,7 +399,7 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
         model = ray.put(blob)
         datasets = (_pipeline(ray, todo[start:start + CHUNK_IMAGES], model, name,
                               model_path.suffix, counter.threshold, tiling, points, workers,
-                              cpus_per_worker, gpus_per_worker, batch_size)
+                              cpus_per_worker, gpus_per_worker, batch_size, zone_set)
                     for start in range(0, len(todo), CHUNK_IMAGES))
         batches = _batches(datasets, len(todo), progress, first, started)
         for table in _flushed(batches, flush_rows):
@@ -463,7 +482,7 @@ def _default_workers(ray, cpus_per_worker: float, gpus_per_worker: float) -> int
 
 def _pipeline(ray, todo: list[str], model, name: str, suffix: str, threshold: float,
               tiling: dict, points: bool, workers: int, cpus_per_worker: float,
-              gpus_per_worker: float, batch_size: int):
+              gpus_per_worker: float, batch_size: int, zones=None):
     import pyarrow as pa
     from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
@@ -484,7 +503,8 @@ def _pipeline(ray, todo: list[str], model, name: str, suffix: str, threshold: fl
         num_gpus=gpus_per_worker or None,
         fn_constructor_kwargs={"model": [model], "name": name, "suffix": suffix,
                                "threshold": threshold, "options": tiling, "points": points,
-                               "threads": max(1, round(cpus_per_worker)), "device": device})
+                               "threads": max(1, round(cpus_per_worker)), "device": device,
+                               "zones": zones})
 
 
 def _batches(datasets: Iterable, total: int, progress: bool, first: list, started: float

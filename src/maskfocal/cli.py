@@ -338,7 +338,7 @@ def _count_archive(args: argparse.Namespace) -> int:
         gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
         address=args.address, column=args.column,
         tile_above=None if args.no_tiles else args.tile_above, tile_size=args.tile_size,
-        tile_overlap=args.tile_overlap, flush_rows=args.flush_every)
+        tile_overlap=args.tile_overlap, flush_rows=args.flush_every, zones=args.zones)
     line = (f"{summary.listed} images in {args.source}: {summary.already} already in "
             f"{summary.results}, {summary.counted} counted now")
     if summary.counted:
@@ -571,6 +571,9 @@ def _add_count_archive(commands) -> None:
                          help="score threshold (default: the checkpoint's)")
     archive.add_argument("--points", action="store_true",
                          help="keep each head's (x, y) in a points column")
+    archive.add_argument("--zones", metavar="FILE",
+                         help="a JSON zone file: heads per zone in a zones column (and "
+                              "people per m² in density with a ground scale)")
     archive.add_argument("--column", default="path",
                          help="the paths' column in a .csv or .parquet manifest (default path)")
     archive.add_argument("--address", metavar="ADDRESS",

@@ -45,6 +45,7 @@ each worker (:func:`app_from_env`)."""
 
 FORMATS = {"JPEG": "JPEG", "MPO": "JPEG (MPO, as phones save it)", "PNG": "PNG", "WEBP": "WebP"}
 OVERLAY_SIDE = 2048  # overlays are drawn at most this large on their longer side
+MAX_ZONES_CHARS = 100_000  # a zones form field: thousands of corners, not megabytes
 
 
 @dataclass
@@ -132,11 +133,12 @@ def decode_upload(data: bytes, settings: ServeSettings) -> np.ndarray:
                                f"({error})") from None
 
 
-def overlay_png(pixels: np.ndarray, result) -> str:
-    """The overlay of ``result`` on ``pixels`` as base64 PNG, at most OVERLAY_SIDE px."""
+def overlay_png(pixels: np.ndarray, result, zones=None) -> str:
+    """The overlay of ``result`` on ``pixels`` (and ``zones``) as base64 PNG, at most
+    OVERLAY_SIDE px."""
     from maskfocal.visualize import draw_overlay
 
-    picture = draw_overlay(pixels, result)
+    picture = draw_overlay(pixels, result, zones=zones)
     if max(picture.size) > OVERLAY_SIDE:
         picture.thumbnail((OVERLAY_SIDE, OVERLAY_SIDE))
     buffer = io.BytesIO()
@@ -217,14 +219,23 @@ class CountingService:
                 **self.state}
 
     def count_now(self, data: bytes, threshold: float | None, overlay: bool,
-                  stop: threading.Event | None = None) -> dict:
+                  stop: threading.Event | None = None, zones=None) -> dict:
         """Decode and count one upload (in a worker thread): the answer's fields. ``stop``
-        set (the request timed out) ends the count before its next forward pass."""
+        set (the request timed out) ends the count before its next forward pass. ``zones``
+        (:class:`~maskfocal.zones.Zones`): heads per zone too."""
+        from maskfocal.inference.predictor import Stopped
+
         started = time.perf_counter()
         pixels = decode_upload(data, self.settings)
         threshold = self.counter.threshold if threshold is None else threshold
         heatmap = overlay and self.counter.has_heatmap
-        result = self.counter(pixels, threshold=threshold, return_heatmap=heatmap, stop=stop)
+        try:
+            result = self.counter(pixels, threshold=threshold, return_heatmap=heatmap,
+                                  stop=stop, zones=zones)
+        except Stopped:
+            raise
+        except MaskfocalError as error:  # a zone that does not fit this image
+            raise UploadError(400, str(error)) from None
         if stop is not None and stop.is_set():  # no overlay for an answer nobody awaits
             raise UploadError(504, "stopped at the timeout")
         answer = {
@@ -235,16 +246,32 @@ class CountingService:
             np.round(result.boxes.astype(np.float64), 2).tolist(),
             "width": int(pixels.shape[1]), "height": int(pixels.shape[0]),
             "model": self.model_name, "threshold": float(threshold)}
+        if result.zones is not None:
+            answer["zones"] = result.zones
+            if result.density is not None:
+                answer["density"] = {k: round(v, 4) for k, v in result.density.items()}
         if overlay:
-            answer["overlay_png"] = overlay_png(pixels, result)
+            answer["overlay_png"] = overlay_png(pixels, result, zones)
         answer["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
         return answer
 
-    async def count(self, upload, threshold: float | None, overlay: bool) -> dict:
+    async def count(self, upload, threshold: float | None, overlay: bool,
+                    zones: str | None = None) -> dict:
         """Read the upload (an object with ``async read(n)``), wait for a turn, count it in
         the thread pool; busy (503), too large (413) and too slow (504) are refusals."""
         settings, state = self.settings, self.state
         deadline = time.monotonic() + settings.timeout_s
+        if zones:
+            from maskfocal.zones import zones_from_json
+
+            if len(zones) > MAX_ZONES_CHARS:
+                raise UploadError(413, f"zones: over {MAX_ZONES_CHARS:,} characters")
+            try:
+                zones = zones_from_json(zones, "zones")
+            except MaskfocalError as error:
+                raise UploadError(400, str(error)) from None
+        else:
+            zones = None
         if state["waiting"] >= settings.max_waiting and self.slots.locked():
             raise UploadError(503, f"busy: {state['in_flight']} images being counted and "
                                    f"{state['waiting']} waiting; retry later",
@@ -265,7 +292,7 @@ class CountingService:
         state["in_flight"] += 1
         stop = threading.Event()
         future = asyncio.get_running_loop().run_in_executor(
-            self.executor, self.count_now, data, threshold, overlay, stop)
+            self.executor, self.count_now, data, threshold, overlay, stop, zones)
 
         def finished(_):
             state["in_flight"] -= 1
@@ -300,6 +327,10 @@ def _schemas():
         elapsed_ms: float = Field(description="server time for this image: decode and count")
         overlay_png: str | None = Field(
             None, description="with overlay=true: the overlay (heads, heatmap), base64 PNG")
+        zones: dict[str, int] | None = Field(
+            None, description="with a zones field: heads in each named zone")
+        density: dict[str, float] | None = Field(
+            None, description="with zones and a ground scale: people per square metre")
 
     class Health(BaseModel):
         status: str
@@ -390,9 +421,13 @@ def create_app(settings: ServeSettings | None = None, counter=None):
             threshold_form: Annotated[float | None, Form(
                 alias="threshold", gt=0, lt=1, include_in_schema=False)] = None,
             overlay_form: Annotated[bool | None, Form(
-                alias="overlay", include_in_schema=False)] = None):
+                alias="overlay", include_in_schema=False)] = None,
+            zones: Annotated[str | None, Form(
+                description='a zone file\'s JSON, polygons only: {"zones": [{"name": ..., '
+                            '"polygon": [[x, y], ...]}], "ground": {...}}; the answer '
+                            "gains heads (and people per m²) per zone")] = None):
         return await service.count(image, threshold if threshold is not None
-                                   else threshold_form, overlay or bool(overlay_form))
+                                   else threshold_form, overlay or bool(overlay_form), zones)
 
     web = resources.files("maskfocal") / "web"
     app.mount("/static", StaticFiles(directory=str(web)), name="static")

@@ -11,7 +11,8 @@ A zone file (JSON; an example is ``docs/zones_example.json``)::
   **on its boundary** (edges and corners included: shapely's ``covers``).
 - A **mask** names a PNG (relative to the zone file) of the image's size; the head counts when
   the pixel holding its point (``floor(x), floor(y)``) is not black.
-- Zones may overlap or nest: a head counts in every zone that holds it.
+- Zones may overlap or nest: a head counts in every zone that holds it. A head found a
+  fraction of a pixel past the image's border is counted on the border.
 - **ground** (optional) turns counts into people per m²: ``pixels_per_metre`` (a camera looking
   straight down, or a flat scene at one depth), or ``{"image": four [x, y], "metres": four
   [X, Y]}``, four image points with their positions on the ground in metres (a homography).
@@ -31,7 +32,7 @@ import numpy as np
 
 from maskfocal.errors import MaskfocalError
 
-__all__ = ["Ground", "Zone", "Zones", "load_zones"]
+__all__ = ["Ground", "Zone", "Zones", "load_zones", "zones_from_dict", "zones_from_json"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Zone:
         if self.mask is not None:
             height, width = self.mask.shape
             xs, ys = np.floor(points[:, 0]).astype(int), np.floor(points[:, 1]).astype(int)
+            xs[xs == width], ys[ys == height] = width - 1, height - 1  # on the far border
             inside = (xs >= 0) & (ys >= 0) & (xs < width) & (ys < height)
             found = np.zeros(len(points), bool)
             found[inside] = self.mask[ys[inside], xs[inside]]
@@ -102,9 +104,12 @@ class Zones:
         return [zone.name for zone in self.zones]
 
     def count(self, points: np.ndarray, height: int, width: int) -> dict[str, int]:
-        """Heads in each zone, for points of an image of this size."""
+        """Heads in each zone, for points of an image of this size. A point a fraction of a
+        pixel past the image's border (a head on the edge, as a decoder may place it) is
+        moved onto the border first, so a zone that covers the image counts every head."""
         for zone in self.zones:
             zone.check(height, width, self.source)
+        points = np.clip(np.asarray(points, np.float64).reshape(-1, 2), 0, [width, height])
         return {zone.name: int(zone.contains(points).sum()) for zone in self.zones}
 
     def density(self, counts: dict[str, int]) -> dict[str, float] | None:
@@ -131,6 +136,22 @@ def load_zones(path: str | Path) -> Zones:
         raise MaskfocalError(f"{path}: no such zone file") from None
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise MaskfocalError(f"{path}: not a JSON zone file ({error})") from None
+    return zones_from_dict(data, str(path), path.parent)
+
+
+def zones_from_json(text: str, source: str = "zones") -> Zones:
+    """Zones from the text of a zone file (the web service's form field): polygons only, as
+    there is no folder for mask files to be in."""
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise MaskfocalError(f"{source}: not JSON ({error})") from None
+    return zones_from_dict(data, source, None)
+
+
+def zones_from_dict(data, source: str, folder: Path | None) -> Zones:
+    """Zones from a zone file's content; ``folder`` holds its mask files (None: no masks)."""
+    path = source
     if not isinstance(data, dict) or not isinstance(data.get("zones"), list) or not data["zones"]:
         raise MaskfocalError(f'{path}: expected {{"zones": [{{"name": ..., "polygon": '
                              '[[x, y], ...]}, ...]} with at least one zone')
@@ -149,8 +170,11 @@ def load_zones(path: str | Path) -> Zones:
             raise MaskfocalError(f"{where}: give either \"polygon\" or \"mask\"")
         if "polygon" in entry:
             zones.append(Zone(name, polygon=_polygon(entry["polygon"], where)))
+        elif folder is None:
+            raise MaskfocalError(f"{where}: mask zones need a zone file beside the mask; give "
+                                 "polygons here")
         else:
-            zones.append(Zone(name, mask=_mask(path.parent, entry["mask"], where)))
+            zones.append(Zone(name, mask=_mask(folder, entry["mask"], where)))
     ground = _ground(data.get("ground"), f"{path}: ground") if "ground" in data else None
     return Zones(tuple(zones), ground, str(path))
 

@@ -21,6 +21,8 @@ async function countOne(file) {
   const element = card(file);
   const form = new FormData();
   form.append("image", file);
+  const zones = $("zones").value.trim();
+  if (zones) form.append("zones", zones);
   const query = new URLSearchParams({ overlay: $("heatmap").checked });
   if ($("threshold").value) query.set("threshold", $("threshold").value);
   try {
@@ -30,6 +32,14 @@ async function countOne(file) {
     const count = element.querySelector(".count");
     count.textContent = `${answer.count} ${answer.count === 1 ? "head" : "heads"}`;
     count.dataset.count = answer.count;
+    if (answer.zones) {
+      const inZones = document.createElement("div");
+      inZones.className = "zones";
+      inZones.textContent = Object.entries(answer.zones).map(([name, n]) =>
+        `${name}: ${n}` + (answer.density ? ` (${answer.density[name].toFixed(2)}/m²)` : "")
+      ).join(" · ");
+      count.after(inZones);
+    }
     element.dataset.count = answer.count;
     if (answer.overlay_png) {
       const picture = document.createElement("img");
