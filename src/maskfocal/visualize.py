@@ -98,7 +98,7 @@ def draw_zones(picture: Image.Image, zones, counts: dict[str, int],
             anchor = np.array([xs.min(), ys.min()], dtype=float)
         text = f"{zone.name}: {counts[zone.name]}"
         if density is not None:
-            text += f" ({density[zone.name]:.2f}/m²)"
+            text += f" ({density[zone.name]:.2f}/m2)"
         position = (float(anchor[0]) + 4, float(anchor[1]) + 4)
         left, top, right, bottom = draw.textbbox(position, text, font=font)
         draw.rectangle([left - 3, top - 2, right + 3, bottom + 2], fill=(0, 0, 0))
