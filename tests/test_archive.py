@@ -28,7 +28,9 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray for the module (starting one takes seconds); count_archive joins it."""
+    """One local Ray for the module (starting one takes seconds); count_archive joins it.
+    Its workers at normal priority: Ray's default (nice 15) starves them on a busy machine."""
+    os.environ.setdefault("RAY_worker_niceness", "0")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              logging_level="WARNING")
     yield

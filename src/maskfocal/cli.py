@@ -250,6 +250,10 @@ def _count(args: argparse.Namespace) -> int:
     for video in videos:
         if not video.is_file():
             raise MaskfocalError(f"{video}: no such file")
+    if zones is not None:
+        from maskfocal.zones import check_images
+
+        check_images(zones, images)  # before the model loads, not after half the folder
     folder = None
     if args.out is not None or videos:
         folder = OutputFolder(args.out or "runs/count", "count")

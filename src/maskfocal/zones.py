@@ -32,7 +32,8 @@ import numpy as np
 
 from maskfocal.errors import MaskfocalError
 
-__all__ = ["Ground", "Zone", "Zones", "load_zones", "zones_from_dict", "zones_from_json"]
+__all__ = ["Ground", "Zone", "Zones", "check_images", "load_zones", "zones_from_dict",
+           "zones_from_json"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,24 @@ class Zones:
         if self.ground is None:
             return None
         return {zone.name: self.ground.area(zone.polygon, zone.mask) for zone in self.zones}
+
+
+def check_images(zones: Zones, paths) -> None:
+    """A one-line error, before any counting, when a zone does not fit one of these image
+    files (their upright size is read from the header; unreadable files are left to the
+    caller, which skips them)."""
+    from PIL import Image
+
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+                if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # turned a quarter
+                    width, height = height, width
+        except (OSError, ValueError, SyntaxError):
+            continue
+        for zone in zones.zones:
+            zone.check(height, width, f"{zones.source} on {path}")
 
 
 def load_zones(path: str | Path) -> Zones:
