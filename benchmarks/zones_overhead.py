@@ -69,7 +69,8 @@ def main() -> None:
         zone_step.append(time.perf_counter() - started)
     without, with_zones = (float(np.sum(timings[k])) for k in timings)
     print(f"{args.images} images of {args.size}, {args.checkpoint}, "
-          f"{result.count} heads in the last image; 4 zones (40-corner polygon, a mask, homography)")
+          f"{result.count} heads in the last image; 4 zones (a 40-corner polygon, a mask, "
+          "a homography)")
     print(f"counting without zones {without / args.images * 1000:8.1f} ms/image")
     print(f"counting with zones    {with_zones / args.images * 1000:8.1f} ms/image "
           f"(ratio {with_zones / without:.3f})")
