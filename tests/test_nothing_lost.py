@@ -270,6 +270,7 @@ def _minimal_argv(command: list[str], files: dict[str, Path]) -> list[str]:
         "train": ["--config", TINY],
         "eval": ["--checkpoint", files["ck"], "--format", "synthetic"],
         "count": [files["image"], "--checkpoint", files["ck"]],
+        "count-archive": [files["image"], "--checkpoint", files["ck"]],
         "export": ["--checkpoint", files["ck"]],
         "demo": [],
         "serve": [],
@@ -288,8 +289,8 @@ def test_every_output_option_refuses_files_and_unwritable_places(tmp_path, capsy
     places = {"a file": a_file, "under a file": a_file / "sub",
               "unwritable": Path("/proc/self/maskfocal-out")}
     options = _output_options()
-    assert {" ".join(c) for c, _ in options} == {"train", "eval", "count", "export", "demo",
-                                                 "data show", "data synth"}
+    assert {" ".join(c) for c, _ in options} == {"train", "eval", "count", "count-archive",
+                                                 "export", "demo", "data show", "data synth"}
     for command, option in options:
         for what, place in places.items():
             if command == ["export"] and what == "a file":

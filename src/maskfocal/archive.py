@@ -31,6 +31,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import math
 import os
 import secrets
 import sys
@@ -414,10 +415,10 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
 def _check_options(workers, cpus_per_worker, gpus_per_worker, batch_size, flush_rows) -> None:
     if workers is not None and workers < 1:
         raise MaskfocalError(f"workers must be at least 1, got {workers}")
-    if not cpus_per_worker > 0:
-        raise MaskfocalError(f"CPUs per worker must be > 0, got {cpus_per_worker}")
-    if not gpus_per_worker >= 0:
-        raise MaskfocalError(f"GPUs per worker must be >= 0, got {gpus_per_worker}")
+    if not 0 < cpus_per_worker < math.inf:
+        raise MaskfocalError(f"CPUs per worker must be a number > 0, got {cpus_per_worker}")
+    if not 0 <= gpus_per_worker < math.inf:
+        raise MaskfocalError(f"GPUs per worker must be a number >= 0, got {gpus_per_worker}")
     if batch_size < 1 or flush_rows < 1:
         raise MaskfocalError("batch size and rows per file must be at least 1")
 
