@@ -324,6 +324,10 @@ def test_load_on_loopback_every_request_answered_memory_bounded(checkpoint, work
 # --- the page in a real browser ---------------------------------------------------------------
 
 
+ZONES_TEXT = ('{"zones": [{"name": "left", "polygon": [[0, 0], [160, 0], [160, 240], [0, 240]]},'
+              ' {"name": "top", "polygon": [[0, 0], [320, 0], [320, 80], [0, 80]]}]}')
+
+
 @pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
                     reason="no Chromium/ChromeDriver (Debian: apt-get install chromium "
                            "chromium-driver; `make browser`)")
@@ -349,9 +353,22 @@ def test_page_in_headless_chromium_counts_like_the_api(checkpoint, tmp_path):
             assert not driver.find_element(By.ID, "csv").get_property("disabled")
             screenshot = Path(os.environ.get("MASKFOCAL_SCREENSHOT", tmp_path / "page.png"))
             driver.save_screenshot(str(screenshot))
+            # zones pasted into the page's box travel with the next photo
+            driver.execute_script("document.getElementById('zones').value = arguments[0]",
+                                  ZONES_TEXT)
+            driver.find_element(By.ID, "files").send_keys(str(photo))
+            WebDriverWait(driver, 60).until(
+                lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card.done")) == 2)
+            zoned = driver.find_elements(By.CSS_SELECTOR, ".card.done")[0]
+            zone_text = zoned.find_element(By.CSS_SELECTOR, ".zones").text
         finally:
             driver.quit()
     assert shown == api["count"]
+    from maskfocal.zones import zones_from_json
+
+    expected = zones_from_json(ZONES_TEXT).count(np.array(api["points"]).reshape(-1, 2),
+                                                 240, 320)
+    assert zone_text == " · ".join(f"{name}: {n}" for name, n in expected.items())
     assert Image.open(screenshot).size[0] > 0
 
 
