@@ -239,20 +239,17 @@ def _count(args: argparse.Namespace) -> int:
     tiling = {"tile_above": None if args.no_tiles else args.tile_above,
               "tile_size": args.tile_size, "tile_overlap": args.tile_overlap}
     check_tiling(**tiling)
-    zones = None
-    if args.zones is not None:
-        from maskfocal.zones import load_zones
-
-        zones = load_zones(args.zones)
     videos = [Path(item) for item in args.inputs if is_video(item)]
     images = expand_inputs([i for i in args.inputs if not is_video(i)]) if \
         len(videos) < len(args.inputs) else []
     for video in videos:
         if not video.is_file():
             raise MaskfocalError(f"{video}: no such file")
-    if zones is not None:
-        from maskfocal.zones import check_images
+    zones = None
+    if args.zones is not None:
+        from maskfocal.zones import check_images, load_zones
 
+        zones = load_zones(args.zones)
         check_images(zones, images)  # before the model loads, not after half the folder
     folder = None
     if args.out is not None or videos:

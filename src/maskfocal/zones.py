@@ -104,12 +104,17 @@ class Zones:
     def names(self) -> list[str]:
         return [zone.name for zone in self.zones]
 
+    def check(self, height: int, width: int, where: str | None = None) -> None:
+        """A one-line error when a zone does not fit an image of this size (``where``: what
+        the message names, default the zone file)."""
+        for zone in self.zones:
+            zone.check(height, width, where or self.source)
+
     def count(self, points: np.ndarray, height: int, width: int) -> dict[str, int]:
         """Heads in each zone, for points of an image of this size. A point a fraction of a
         pixel past the image's border (a head on the edge, as a decoder may place it) is
         moved onto the border first, so a zone that covers the image counts every head."""
-        for zone in self.zones:
-            zone.check(height, width, self.source)
+        self.check(height, width)
         points = np.clip(np.asarray(points, np.float64).reshape(-1, 2), 0, [width, height])
         return {zone.name: int(zone.contains(points).sum()) for zone in self.zones}
 
@@ -141,8 +146,7 @@ def check_images(zones: Zones, paths) -> None:
                     width, height = height, width
         except (OSError, ValueError, SyntaxError):
             continue
-        for zone in zones.zones:
-            zone.check(height, width, f"{zones.source} on {path}")
+        zones.check(height, width, f"{zones.source} on {path}")
 
 
 def load_zones(path: str | Path) -> Zones:

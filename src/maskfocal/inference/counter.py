@@ -138,8 +138,7 @@ class Counter:
             self.read_image(images)]
         if zones is not None:  # a zone that does not fit is an error before any work
             for image in pixels:
-                for zone in zones.zones:
-                    zone.check(*image.shape[:2], zones.source)
+                zones.check(*image.shape[:2])
         found = self.predictor.find(pixels, threshold, heatmaps=return_heatmap, stop=stop)
         results = [_result(detections, maps) for detections, maps in found]
         if zones is not None:
