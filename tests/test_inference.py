@@ -260,11 +260,21 @@ def test_onnx_equals_pytorch_on_efficientnet_lite(tmp_path):
         assert a.count == b.count
 
 
+def one_image_dataset(folder, name, pixels, heads):
+    """``folder/data``: a points-format test split of one image with ``heads`` heads."""
+    import json
+
+    root = folder / "data"
+    (root / "test").mkdir(parents=True)
+    Image.fromarray(pixels).save(root / "test" / f"{name}.png")
+    (root / "test" / f"{name}.json").write_text(json.dumps({"points": [[10.0, 10.0]] * heads}))
+    return root
+
+
 def test_eval_count_counter_and_service_agree_on_a_tiled_image_at_the_model_scale(tmp_path,
                                                                                   capsys):
     """One prediction path: a photo large enough to tile at the model's input scale gets the
     same heads from ``eval``, ``count``, :class:`Counter` and the web service."""
-    import json
 
     from maskfocal.evaluation import evaluate_checkpoint
 
@@ -272,10 +282,7 @@ def test_eval_count_counter_and_service_agree_on_a_tiled_image_at_the_model_scal
     # wider than the 2,048 px above which counting tiles (it once tiled at scale 1 there,
     # while eval scaled the whole photo down to 2,048)
     pixels = np.random.default_rng(3).integers(0, 255, (200, 2100, 3), dtype=np.uint8)
-    root = tmp_path / "data"
-    (root / "test").mkdir(parents=True)
-    Image.fromarray(pixels).save(root / "test" / "wide.png")
-    (root / "test" / "wide.json").write_text(json.dumps({"points": [[10.0, 10.0]] * 5}))
+    root = one_image_dataset(tmp_path, "wide", pixels, heads=5)
     assert not Counter.from_checkpoint(ck, device="cpu").predictor.tiled(200, 2100)  # default
     counter = Counter.from_checkpoint(ck, device="cpu", tile_above=2048)
     assert counter.predictor.tiled(200, 2100)
@@ -337,10 +344,7 @@ def test_faster_rcnn_counts_everywhere_and_refuses_onnx_in_one_line(tmp_path, ca
 
     ck = checkpoint(tmp_path, "model.name=faster_rcnn", threshold=0.5)
     pixels = np.random.default_rng(5).integers(0, 255, (160, 300, 3), dtype=np.uint8)
-    root = tmp_path / "data"
-    (root / "test").mkdir(parents=True)
-    Image.fromarray(pixels).save(root / "test" / "a.png")
-    (root / "test" / "a.json").write_text(json.dumps({"points": [[10.0, 10.0]] * 3}))
+    root = one_image_dataset(tmp_path, "a", pixels, heads=3)
     tiled = {"tile_above": 256, "tile_size": 192, "tile_overlap": 32}
     counter = Counter.from_checkpoint(ck, device="cpu", **tiled)
     assert counter.predictor.tiled(160, 300)
