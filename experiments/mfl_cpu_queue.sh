@@ -17,7 +17,7 @@
 #   2. Faster R-CNN on ShanghaiTech B (pretrained Lite0), own loss and MFL, seeds 0 and 1, 240.
 #   3. FCOS's grid on ShanghaiTech B at 240 minutes (its own loss converged there).
 #   4. CenterNet's own loss on ShanghaiTech B at 480 minutes (not converged at 120 or 240).
-set -euo pipefail
+set -uo pipefail  # a step that fails leaves the next to run; its failure is in the log
 python=${PYTHON:-.venv/bin/python}
 [ -x "$python" ] || python=../main/.venv/bin/python
 export PYTHONPATH=src
