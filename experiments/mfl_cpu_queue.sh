@@ -12,8 +12,8 @@
 #
 #   1. Faster R-CNN on the dense synthetic set, own loss and MFL.md's start, seeds 0 and 1, 60
 #      one-thread minutes a run (--minutes-scale 3; CenterNet and FCOS had 20 two-thread
-#      minutes): it trains ~0.4x as fast as CenterNet, and 60 minutes give it ~36 epochs (2
-#      images/s), as CenterNet had 39.
+#      minutes): it trains ~0.4x as fast as CenterNet, and 60 minutes gave it 30 epochs (1.9
+#      images/s), where CenterNet had 39.
 #   2. Faster R-CNN on ShanghaiTech B (pretrained Lite0), own loss and MFL, seeds 0 and 1, 240.
 #   3. FCOS's grid on ShanghaiTech B at 240 minutes (its own loss converged there).
 #   4. CenterNet's own loss on ShanghaiTech B at 480 minutes (not converged at 120 or 240).
