@@ -5,7 +5,9 @@
 # last.pt, so after a stop the same command picks up where the queue was:
 #
 #   git worktree add --detach ../wt-grid HEAD && cd ../wt-grid
-#   nohup bash experiments/mfl_cpu_queue.sh >> ../wt-grid.log 2>&1 &
+#   PYTHON=../main/.venv/bin/python nohup bash experiments/mfl_cpu_queue.sh >> ../wt-grid.log 2>&1 &
+#
+# (PYTHON: the checkout's environment, default .venv/bin/python; a worktree has none of its own)
 #
 # then copy experiments/results/mfl_converged.json back to the main checkout after each run
 # (`python -m experiments.mfl_converged --report` there) and commit it.
@@ -19,7 +21,6 @@
 #   4. CenterNet's own loss on ShanghaiTech B at 480 minutes (not converged at 120 or 240).
 set -uo pipefail  # a step that fails leaves the next to run; its failure is in the log
 python=${PYTHON:-.venv/bin/python}
-[ -x "$python" ] || python=../main/.venv/bin/python
 export PYTHONPATH=src
 grid() { "$python" -m experiments.mfl_converged --jobs 2 --threads 1 "$@"; }
 
