@@ -46,7 +46,8 @@ BUDGET_CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
 """``train.budget_clock``: what ``train.max_minutes`` counts. ``wall`` is the clock on the wall;
 ``process`` is the CPU time this process got (every thread's), so a run that shares its cores
 with other work trains as many steps as one alone, only later: a budget that means the same
-compute on a busy machine."""
+compute on a busy machine. Meant for one-thread runs: waiting OpenMP threads spin, and on busy
+cores their spinning counts too."""
 
 
 
