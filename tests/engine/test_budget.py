@@ -63,7 +63,7 @@ def test_a_process_clock_budget_counts_only_the_cpu_time_the_run_got(tmp_path, m
     work on shared cores) does not count on ``train.budget_clock=process``."""
     from maskfocal.families import CenterNetFamily
 
-    nap, steps = 2.0, []
+    nap, steps = 1.0, []
     losses = CenterNetFamily.training_losses
 
     def sleepy(self, *args, **kwargs):
@@ -74,7 +74,7 @@ def test_a_process_clock_budget_counts_only_the_cpu_time_the_run_got(tmp_path, m
     monkeypatch.setattr(CenterNetFamily, "training_losses", sleepy)
     threads = torch.get_num_threads()  # one, as the clock is meant for: waiting OpenMP
     torch.set_num_threads(1)  # threads spin, and their spinning is CPU time too
-    budget = 0.08  # minutes of CPU time: two or three epochs of tiny
+    budget = 0.05  # minutes of CPU time: three or four epochs of tiny on one thread
     config = tiny(f"train.max_minutes={budget}", "train.warmup_steps=1",
                   "train.budget_clock=process", "data.synthetic.cache=true")
     try:
