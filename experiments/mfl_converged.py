@@ -275,6 +275,18 @@ def save_record(record: dict[str, Any]) -> None:
         atomic_write_text(RESULTS, json.dumps(results, indent=1) + "\n")
 
 
+def merge(paths: list[Path]) -> None:
+    """Bring in the records of other results files, each replacing this file's record of the
+    same cell (dataset, detector, variant, seed and budget)."""
+    for path in paths:
+        if not path.is_file():
+            raise SystemExit(f"{path}: no such results file")
+        records = json.loads(path.read_text())
+        for record in records:
+            save_record(record)
+        print(f"{path}: {len(records)} records merged into {RESULTS}", file=sys.stderr)
+
+
 # why: detection statistics of the finished runs ------------------------------------------
 LOW_FLOOR = 0.01  # decode floor of the analysis; the toolkit's is SCORE_FLOOR (0.05)
 
@@ -535,6 +547,9 @@ def main() -> None:
                         help="CPU threads per run with --jobs > 1 (default: cores / runs)")
     parser.add_argument("--max-runs", type=int, help="stop after this many runs")
     parser.add_argument("--report", action="store_true", help="only rebuild table and figures")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="RESULTS",
+                        help="add the records of other results files (a worktree's queue, a GPU "
+                             "call's), replacing this file's of the same cells; then the report")
     parser.add_argument("--analyse", action="store_true",
                         help="add detection statistics to the finished runs' records")
     parser.add_argument("--analyse-device", default="cpu", help="where --analyse runs (cuda)")
@@ -549,7 +564,9 @@ def main() -> None:
         dataset, detector, variant, seed = args.cell
         save_record(run_cell(dataset, detector, variant, int(seed), args))
         return
-    if args.analyse:
+    if args.merge:
+        merge(args.merge)
+    elif args.analyse:
         analyse(args)
     elif not args.report:
         real = [d for d in args.datasets if d.startswith("shanghaitech_b")]

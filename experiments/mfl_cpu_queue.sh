@@ -7,8 +7,10 @@
 #   git worktree add --detach ../wt-grid HEAD && cd ../wt-grid
 #   PYTHON=../main/.venv/bin/python nohup bash experiments/mfl_cpu_queue.sh >> ../wt-grid.log 2>&1 &
 #
-# then copy experiments/results/mfl_converged.json back to the main checkout after each run
-# (`python -m experiments.mfl_converged --report` there) and commit it.
+# then, in the main checkout after each run, merge its results (table and figures follow) and
+# commit them:
+#
+#   python -m experiments.mfl_converged --merge ../wt-grid/experiments/results/mfl_converged.json
 #
 # Lanes, not waves of two: the budgets differ (CenterNet's own loss runs 480 minutes, the rest
 # 240), and a wave of one leaves a core idle for its whole budget. The lanes never share a

@@ -66,6 +66,23 @@ def test_records_are_judged_by_the_current_rule(grid, tmp_path, monkeypatch):
     assert "last_quarter_val_mae" not in run
 
 
+def test_merge_adds_other_files_records_and_replaces_the_same_cells(grid, tmp_path,
+                                                                    monkeypatch):
+    monkeypatch.setattr(grid, "RESULTS", tmp_path / "results.json")
+    rows = curve([(12, 20.2), (14, 19.8), (16, 19.8), (20, 19.4)])
+    kept, old, new, added = ({**record("dense_synthetic", "fcos", variant, seed, val),
+                              "val_curve": rows, "epochs": 20}
+                             for variant, seed, val in (("native", 0, 1.0), ("mfl", 0, 2.0),
+                                                        ("mfl", 0, 3.0), ("mfl", 1, 4.0)))
+    grid.RESULTS.write_text(json.dumps([kept, old]))
+    other = tmp_path / "worktree.json"
+    other.write_text(json.dumps([new, added]))
+    grid.merge([other])
+    assert sorted(r["best_val_mae"] for r in grid.load_results()) == [1.0, 3.0, 4.0]
+    with pytest.raises(SystemExit, match="no such results file"):
+        grid.merge([tmp_path / "missing.json"])
+
+
 def record(dataset, detector, variant, seed, val, budget=20):
     return {"dataset": dataset, "detector": detector, "variant": variant, "seed": seed,
             "budget_minutes": budget, "best_val_mae": val}
