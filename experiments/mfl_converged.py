@@ -277,13 +277,18 @@ def save_record(record: dict[str, Any]) -> None:
 
 def merge(paths: list[Path]) -> None:
     """Bring in the records of other results files, each replacing this file's record of the
-    same cell (dataset, detector, variant, seed and budget)."""
+    same cell (dataset, detector, variant, seed and budget); where both are the same run (one
+    learning curve), what only this file's has (``--analyse``'s statistics) stays."""
+    key = ("dataset", "detector", "variant", "seed", "budget_minutes")
     for path in paths:
         if not path.is_file():
             raise SystemExit(f"{path}: no such results file")
         records = json.loads(path.read_text())
+        here = {tuple(r[k] for k in key): r for r in load_results()}
         for record in records:
-            save_record(record)
+            twin = here.get(tuple(record[k] for k in key), {})
+            save_record({**twin, **record} if twin.get("val_curve") == record["val_curve"]
+                        else record)
         print(f"{path}: {len(records)} records merged into {RESULTS}", file=sys.stderr)
 
 

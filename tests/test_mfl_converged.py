@@ -74,11 +74,14 @@ def test_merge_adds_other_files_records_and_replaces_the_same_cells(grid, tmp_pa
                               "val_curve": rows, "epochs": 20}
                              for variant, seed, val in (("native", 0, 1.0), ("mfl", 0, 2.0),
                                                         ("mfl", 0, 3.0), ("mfl", 1, 4.0)))
-    grid.RESULTS.write_text(json.dumps([kept, old]))
+    analysed = {**kept, "precision_8px": 0.5}  # --analyse ran here, not in the worktree
+    grid.RESULTS.write_text(json.dumps([analysed, old]))
     other = tmp_path / "worktree.json"
-    other.write_text(json.dumps([new, added]))
+    other.write_text(json.dumps([kept, new, added]))
     grid.merge([other])
-    assert sorted(r["best_val_mae"] for r in grid.load_results()) == [1.0, 3.0, 4.0]
+    merged = grid.load_results()
+    assert sorted(r["best_val_mae"] for r in merged) == [1.0, 3.0, 4.0]
+    assert [r.get("precision_8px") for r in merged if r["best_val_mae"] == 1.0] == [0.5]
     with pytest.raises(SystemExit, match="no such results file"):
         grid.merge([tmp_path / "missing.json"])
 
