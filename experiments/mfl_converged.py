@@ -96,6 +96,7 @@ CANDIDATES: dict[str, list[str]] = {
     "faster_rcnn": ["mfl w=2", "mfl weighted", "mfl w=2 weighted"],  # MFL on its RPN
 }
 ROLES = ("native", "mfl", "mfl-best")
+CELL = ("dataset", "detector", "variant", "seed", "budget_minutes")  # what names one run
 
 
 def variant_overrides(variant: str, detector: str) -> list[str]:
@@ -166,8 +167,7 @@ def planned(results: list[dict[str, Any]], datasets: list[str], detectors: list[
     """The runs still to do, seed by seed, dataset by dataset: own loss, MFL.md's start, then
     (seed ``SELECTION_SEED``) the candidates, then ``mfl-best``, which stays the placeholder
     ``"mfl-best"`` until every candidate of that dataset and budget has run."""
-    done = {(r["dataset"], r["detector"], r["variant"], r["seed"], r["budget_minutes"])
-            for r in results}
+    done = {tuple(r[k] for k in CELL) for r in results}
     todo = []
     for seed in seeds:
         for dataset in datasets:
@@ -264,14 +264,13 @@ def save_record(record: dict[str, Any]) -> None:
     """Add (or replace) one run's record, under a lock, so parallel jobs keep each other's."""
     from maskfocal.io import atomic_write_text
 
-    key = ("dataset", "detector", "variant", "seed", "budget_minutes")
     RESULTS.parent.mkdir(exist_ok=True)
     with open(RESULTS.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         results = [r for r in load_results()
-                   if tuple(r[k] for k in key) != tuple(record[k] for k in key)]
+                   if tuple(r[k] for k in CELL) != tuple(record[k] for k in CELL)]
         results.append(record)
-        results.sort(key=lambda r: tuple(r[k] for k in key))
+        results.sort(key=lambda r: tuple(r[k] for k in CELL))
         atomic_write_text(RESULTS, json.dumps(results, indent=1) + "\n")
 
 
@@ -279,14 +278,13 @@ def merge(paths: list[Path]) -> None:
     """Bring in the records of other results files, each replacing this file's record of the
     same cell (dataset, detector, variant, seed and budget); where both are the same run (one
     learning curve), what only this file's has (``--analyse``'s statistics) stays."""
-    key = ("dataset", "detector", "variant", "seed", "budget_minutes")
     for path in paths:
         if not path.is_file():
             raise SystemExit(f"{path}: no such results file")
         records = json.loads(path.read_text())
-        here = {tuple(r[k] for k in key): r for r in load_results()}
+        here = {tuple(r[k] for k in CELL): r for r in load_results()}
         for record in records:
-            twin = here.get(tuple(record[k] for k in key), {})
+            twin = here.get(tuple(record[k] for k in CELL), {})
             save_record({**twin, **record} if twin.get("val_curve") == record["val_curve"]
                         else record)
         print(f"{path}: {len(records)} records merged into {RESULTS}", file=sys.stderr)
@@ -632,8 +630,8 @@ def grid(args) -> None:
                 log = (args.runs / f"{key}.log").read_text().strip().splitlines()
                 print(f"{key}: FAILED (exit {status}): {' | '.join(log[-3:])}", flush=True)
                 continue
-            record = next(r for r in load_results() if cell_key(  # saved by its run
-                r["dataset"], r["detector"], r["variant"], r["seed"], r["budget_minutes"]) == key)
+            record = next(r for r in load_results()  # saved by its run
+                          if cell_key(*(r[k] for k in CELL)) == key)
             print(f"{key}: test MAE {record['test_mae']:.2f}, converged "
                   f"{record['converged']} ({record['epochs']} epochs, "
                   f"{record['training_images_per_second']:.0f} img/s)", flush=True)
