@@ -21,14 +21,17 @@
 #      minutes): it trains ~0.4x as fast as CenterNet, and 60 minutes give it ~30 epochs, as
 #      CenterNet had 39.
 #   A. Faster R-CNN's own loss on ShanghaiTech B (pretrained Lite0), seeds 0 and 1, 240 min;
-#      then FCOS's seed-0 cells at 240 (its own loss converged there): MFL.md's start and the
-#      three ablation candidates, whose best on validation is mfl-best (seed 0's is the
+#      then FCOS's seed-0 cells at 240 (its own loss converged there): MFL.md's start and two
+#      of the three ablation candidates, whose best on validation is mfl-best (seed 0's is the
 #      candidate's own run); then mfl-best of seed 1 (named by the candidates: the chosen one
-#      is the only seed-1 cell among them).
-#   B. Faster R-CNN's MFL there, seeds 0 and 1; CenterNet's own loss at 480 minutes (not
-#      converged at 120 or 240: its budget); FCOS's seed-1 own loss and MFL.
-#   About 28 and 24 hours. CenterNet's grid follows once lane B tells whether its own loss
-#   converges at 480.
+#      is the only seed-1 cell among them; nothing runs while a candidate is missing); then
+#      the same for Faster R-CNN (two candidates, then its mfl-best of seed 1).
+#   B. Faster R-CNN's MFL there, seeds 0 and 1; FCOS's third candidate, then its seed-1 own
+#      loss and MFL; Faster R-CNN's third candidate; last, CenterNet's own loss at 480 minutes
+#      (not converged at 120 or 240), which only decides whether its nine cells at 480 or more
+#      (72 CPU hours) are worth queueing on this machine at all.
+#   About 32 and 28 CPU hours of budget, ~40 and ~35 hours on the wall (a run gets ~0.8 of
+#   its core beside the other lane).
 set -uo pipefail  # a step that fails leaves the next to run; its failure is in the log
 python=${PYTHON:-.venv/bin/python}
 export PYTHONPATH=src OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -36,6 +39,7 @@ grid() { "$python" -m experiments.mfl_converged --threads 1 "$@"; }
 # the budget counts each run's CPU time (train.budget_clock=process): what the end-of-session
 # test suite and other work take from a run no longer costs it epochs (a 120-minute CenterNet
 # run got 46 epochs beside them, the 240-minute one 166)
+candidates=("mfl w=2" "mfl weighted" "mfl w=2 weighted")  # FCOS's and Faster R-CNN's
 shb=(--datasets shanghaitech_b_lite0 --set train.budget_clock=process)
 
 grid --jobs 2 --datasets dense_synthetic --detectors faster_rcnn --variants native mfl \
@@ -43,14 +47,17 @@ grid --jobs 2 --datasets dense_synthetic --detectors faster_rcnn --variants nati
 
 lane_a() {
     grid "${shb[@]}" --detectors faster_rcnn --variants native --seeds 0 1
-    local candidates=("mfl w=2" "mfl weighted" "mfl w=2 weighted")
-    grid "${shb[@]}" --detectors fcos --variants mfl "${candidates[@]}" --seeds 0
+    grid "${shb[@]}" --detectors fcos --variants mfl "mfl w=2" "mfl weighted" --seeds 0
     grid "${shb[@]}" --detectors fcos --variants "${candidates[@]}" --seeds 1
+    grid "${shb[@]}" --detectors faster_rcnn --variants "mfl w=2" "mfl w=2 weighted" --seeds 0
+    grid "${shb[@]}" --detectors faster_rcnn --variants "${candidates[@]}" --seeds 1
 }
 lane_b() {
     grid "${shb[@]}" --detectors faster_rcnn --variants mfl --seeds 0 1
-    grid "${shb[@]}" --detectors centernet --variants native --seeds 0 --minutes-scale 2
+    grid "${shb[@]}" --detectors fcos --variants "mfl w=2 weighted" --seeds 0
     grid "${shb[@]}" --detectors fcos --variants native mfl --seeds 1
+    grid "${shb[@]}" --detectors faster_rcnn --variants "mfl weighted" --seeds 0
+    grid "${shb[@]}" --detectors centernet --variants native --seeds 0 --minutes-scale 2
 }
 lane_a > >(sed -u 's/^/[A] /') 2>&1 &
 lane_b > >(sed -u 's/^/[B] /') 2>&1 &
