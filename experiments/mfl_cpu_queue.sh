@@ -2,15 +2,18 @@
 # The MFL grid's open cells on this project's 2-core CPU: two lanes of one-thread runs side by
 # side (the way every shanghaitech_b_lite0 run trained). Each step is experiments/mfl_converged.py,
 # which skips finished cells and continues a stopped run from its last.pt, so after a stop the
-# same command picks up where the queue was:
+# same command picks up where the queue was. Run it from a clone outside the folder that holds
+# the checkout, with shared/ linked beside it: a machine can hand a later session a fresh
+# checkout folder (with it went a worktree beside main and two runs' 67 minutes of last.pt), and
+# a clone, unlike a worktree, does not need the checkout's .git:
 #
-#   git worktree add --detach ../wt-grid HEAD && cd ../wt-grid
-#   PYTHON=../main/.venv/bin/python nohup bash experiments/mfl_cpu_queue.sh >> ../wt-grid.log 2>&1 &
+#   git clone -q . /root/grid && ln -sfn "$PWD/../shared" /root/shared && cd /root/grid
+#   PYTHON=$OLDPWD/.venv/bin/python nohup bash experiments/mfl_cpu_queue.sh >> ../grid.log 2>&1 &
 #
 # then, in the main checkout after each run, merge its results (table and figures follow) and
 # commit them:
 #
-#   python -m experiments.mfl_converged --merge ../wt-grid/experiments/results/mfl_converged.json
+#   python -m experiments.mfl_converged --merge /root/grid/experiments/results/mfl_converged.json
 #
 # Lanes, not waves of two: the budgets differ (two own-loss runs take 480 minutes, the rest
 # 240), and a wave of one leaves a core idle for its whole budget. The lanes never share a
