@@ -42,15 +42,20 @@ def peak_statistics(counter, images) -> dict[str, float | None]:
     """Over the test split at the calibrated threshold: signed count error, localisation at
     8 px, extra peaks near a matched head (one head, two peaks) and, for a heatmap model, the
     predicted score at true head centres and 2 feature px away (how peaked the map is)."""
+    found = (counter(image.load_image(), return_heatmap=counter.has_heatmap) for image in images)
+    return detection_statistics(((result.points, result.heatmap) for result in found), images)
+
+
+def detection_statistics(found, images) -> dict[str, float | None]:
+    """:func:`peak_statistics` from what was found in each image: (points, heatmap or None)."""
     from scipy.spatial import cKDTree
 
     from maskfocal.metrics import match_points
 
     errors, matched, predicted, truth, doubles, centre, ring = [], 0, 0, 0, 0, [], []
-    for image in images:
-        result = counter(image.load_image(), return_heatmap=counter.has_heatmap)
-        points, gt = result.points, image.points
-        errors.append(result.count - len(gt))
+    for (points, heat), image in zip(found, images, strict=True):
+        gt = image.points
+        errors.append(len(points) - len(gt))
         matched += match_points(points, gt, 8.0)[0]
         predicted += len(points)
         truth += len(gt)
@@ -58,7 +63,6 @@ def peak_statistics(counter, images) -> dict[str, float | None]:
             distance, nearest = cKDTree(gt).query(points, k=1)
             close = nearest[distance < 6.0]
             doubles += len(close) - len(np.unique(close))
-        heat = result.heatmap
         for x, y in gt if heat is not None else ():
             column, row = int(x // 4), int(y // 4)
             if 2 <= row < heat.shape[0] - 2 and 2 <= column < heat.shape[1] - 2:

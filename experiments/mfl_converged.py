@@ -301,7 +301,7 @@ def analyse(args) -> None:
     threshold from ``LOW_FLOOR`` (how much the threshold calibrated on validation gives
     away), and the test MAE with the threshold calibrated on validation from ``LOW_FLOOR``
     rather than the toolkit's floor (whether that floor capped the count)."""
-    from experiments.mfl_analysis import peak_statistics
+    from experiments.mfl_analysis import detection_statistics, peak_statistics
     from maskfocal import Counter
     from maskfocal.data import build_splits
 
@@ -313,24 +313,27 @@ def analyse(args) -> None:
         counter = Counter.from_checkpoint(folder / "best.pt", device=args.analyse_device)
         config = counter.config
         _, val, test = build_splits(config.data, seed=config.train.seed)
-        record["analysis"] = {**peak_statistics(counter, test),  # before the floor drops
-                              **below_floor(counter.predictor, val, test)}
+        predictions = counter.predictor.candidates(test, floor=LOW_FLOOR)
+        if counter.has_heatmap:  # the scores at head centres need the map: a pass of its own
+            peaks = peak_statistics(counter, test)
+        else:  # counting at the threshold keeps the candidates above it: no second pass
+            peaks = detection_statistics(
+                ((found.above(counter.threshold).points.numpy(), None)
+                 for found in predictions.detections), test)
+        record["analysis"] = {**peaks, **below_floor(counter.predictor, val, predictions)}
         save_record(record)
         print(f"analysed {folder.name}", flush=True)
 
 
-def below_floor(predictor, val, test) -> dict[str, Any]:
-    """The model's candidates down to ``LOW_FLOOR``: test MAE at thresholds 0.01-0.95 and
-    the threshold calibrated on ``val`` over that wider range, with its test MAE."""
+def below_floor(predictor, val, predictions) -> dict[str, Any]:
+    """From the model's test candidates down to ``LOW_FLOOR`` (``predictions``): test MAE at
+    thresholds 0.01-0.95 and the threshold calibrated on ``val`` over that wider range, with
+    its test MAE."""
     from maskfocal.inference import calibrate_threshold
     from maskfocal.metrics import counting_errors
 
-    def on(images):
-        return predictor.candidates(images, floor=LOW_FLOOR)
-
     grid = np.round(np.arange(LOW_FLOOR, 0.951, 0.01), 4)
-    threshold, _ = calibrate_threshold(on(val), grid)
-    predictions = on(test)
+    threshold, _ = calibrate_threshold(predictor.candidates(val, floor=LOW_FLOOR), grid)
 
     def mae(t):
         return round(counting_errors(predictions.counts(t), predictions.gt_counts)["mae"], 3)

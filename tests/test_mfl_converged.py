@@ -155,3 +155,27 @@ def test_grid_records_every_cell_then_analyses_and_reports_it(grid, tmp_path, mo
         assert 0 <= analysis["recall_8px"] <= 1
     grid.write_report()
     assert "mfl box" in (tmp_path / "r.md").read_text()
+
+
+@pytest.mark.parametrize("detector", ["fcos", "faster_rcnn"])
+def test_a_box_detectors_statistics_from_its_candidates_are_its_counts(tmp_path, detector):
+    """--analyse reads a box detector's peak statistics off the test candidates it keeps for
+    the threshold sweep, instead of counting the split a second time: both give the same."""
+    from experiments.mfl_analysis import detection_statistics, peak_statistics
+    from maskfocal import Counter
+    from maskfocal.config import load_config
+    from maskfocal.data import build_splits
+    from maskfocal.engine import train
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml",
+                         [f"model.name={detector}", "train.epochs=1"])
+    train(config, tmp_path, progress=False)
+    test = build_splits(config.data, seed=config.train.seed)[2]
+    predictor = Counter.from_checkpoint(tmp_path / "best.pt").predictor
+    predictions = predictor.candidates(test, floor=0.01)
+    scores = sorted(float(s) for found in predictions.detections for s in found.scores)
+    threshold = scores[len(scores) // 2]  # half of the candidates are heads: something to match
+    counter = Counter(predictor, threshold)
+    found = [(d.above(threshold).points.numpy(), None) for d in predictions.detections]
+    assert sum(len(points) for points, _ in found) > 0
+    assert detection_statistics(found, test) == peak_statistics(counter, test)
