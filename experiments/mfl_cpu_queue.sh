@@ -31,8 +31,10 @@
 #      Faster R-CNN's own loss at 480 minutes: neither of its seed-0 runs converged at 240
 #      (the line through their second halves still fell 19 % and 51 % a quarter), so its
 #      ablation candidates wait, as CenterNet's do, for the budget at which its own loss does.
-#   B. Faster R-CNN's MFL there, seeds 0 and 1; FCOS's third candidate, then its seed-1 own
-#      loss and MFL; last, CenterNet's own loss at 480 minutes (not converged at 120 or 240).
+#   B. Faster R-CNN's MFL there, seeds 0 and 1; CenterNet's own loss at 480 minutes (not
+#      converged at 120 or 240; moved ahead of FCOS's cells on 2026-12-03, when FCOS's third
+#      candidate had 20 of its 240 minutes, which it keeps in its last.pt); then FCOS's third
+#      candidate, its seed-1 own loss and MFL.
 #      The two 480-minute runs only decide whether each detector's cells at 480 or more
 #      (9 runs each, 72 CPU hours) are worth queueing on this machine at all.
 #   32 and 28 CPU hours of budget in all (28 and 24 left after the seed-0 Faster R-CNN pair),
@@ -59,9 +61,11 @@ lane_a() {
 }
 lane_b() {
     grid "${shb[@]}" --detectors faster_rcnn --variants mfl --seeds 0 1
+    # measured first (the order): whether CenterNet's own loss converges at 480 decides
+    # whether its 9 cells (72 CPU hours) are queued here at all
+    grid "${shb[@]}" --detectors centernet --variants native --seeds 0 --minutes-scale 2
     grid "${shb[@]}" --detectors fcos --variants "mfl w=2 weighted" --seeds 0
     grid "${shb[@]}" --detectors fcos --variants native mfl --seeds 1
-    grid "${shb[@]}" --detectors centernet --variants native --seeds 0 --minutes-scale 2
 }
 lane_a > >(sed -u 's/^/[A] /') 2>&1 &
 lane_b > >(sed -u 's/^/[B] /') 2>&1 &
