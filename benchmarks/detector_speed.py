@@ -3,7 +3,13 @@
     .venv/bin/python benchmarks/detector_speed.py [--size 512 | 1024x768] [--backbone resnet18]
 
 Every detector gets the same synthetic crowd batch and the default config with ``--loss`` (mfl
-unless told); ratios are against CenterNet measured in this run.
+unless told); ratios are against CenterNet measured in this run. ``--loss both`` instead trains
+each detector with its own loss and with MFL, one step of each in turn, and prints what a
+training step with MFL costs against one with the detector's own loss (the MFL grid gives both
+the same minutes)::
+
+    .venv/bin/python benchmarks/detector_speed.py --loss both --size 256 --batch 8 \
+        --backbone efficientnet_lite0 --heads 20 --detectors centernet fcos --threads 1
 """
 
 from __future__ import annotations
@@ -29,41 +35,71 @@ def median_time(function, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def training_step(name: str, backbone: str, loss: str, images: torch.Tensor, samples: list):
+    """(config, model, one optimiser step on the batch) for one detector and loss."""
+    torch.manual_seed(0)
+    config = load_config(None, [f"model.name={name}", f"model.backbone={backbone}",
+                                f"loss.name={loss}"])
+    family = family_for(config)
+    model = family.build()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        model.train()
+        total = sum(family.training_losses(model, images, samples).values())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+
+    return config, model, step
+
+
+def compare_losses(args: argparse.Namespace, images: torch.Tensor, samples: list) -> None:
+    """Each detector's training step with MFL against its own loss, alternating step by step."""
+    print(f"{'detector':<12} {'own img/s':>10} {'MFL img/s':>10} {'MFL step / own step':>20}")
+    for name in args.detectors:
+        steps = {loss: training_step(name, args.backbone, loss, images, samples)[2]
+                 for loss in ("native", "mfl")}
+        times: dict[str, list[float]] = {loss: [] for loss in steps}
+        for step in steps.values():  # warm-up
+            step()
+        for _ in range(args.repeats):
+            for loss, step in steps.items():
+                times[loss].append(median_time(step, 1))
+        own, mfl = (sorted(times[loss])[len(times[loss]) // 2] for loss in ("native", "mfl"))
+        print(f"{name:<12} {args.batch / own:>10.2f} {args.batch / mfl:>10.2f} "
+              f"{mfl / own:>19.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", default="512", help="SIDE or WIDTHxHEIGHT")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--loss", default="mfl", choices=["mfl", "native"])
+    parser.add_argument("--loss", default="mfl", choices=["mfl", "native", "both"])
+    parser.add_argument("--heads", type=int, default=150, help="heads per image")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--detectors", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     width, height = (int(v) for v in (args.size.split("x") if "x" in args.size
                                       else (args.size, args.size)))
-    scenes = [generate_scene(SyntheticConfig(width=width, height=height), 0, i, count=150)
+    scenes = [generate_scene(SyntheticConfig(width=width, height=height), 0, i, count=args.heads)
               for i in range(args.batch)]
     samples = [to_sample(scene) for scene in scenes]
     images = torch.stack([sample.image for sample in samples])
+    if args.loss == "both":
+        compare_losses(args, images, samples)
+        return
     print(f"{width}x{height}, batch {args.batch} for training, 1 for inference, "
           f"{args.backbone}, loss {args.loss}, {torch.get_num_threads()} CPU threads")
     print(f"{'detector':<12} {'train img/s':>12} {'infer img/s':>12} {'train vs CN':>12} "
           f"{'infer vs CN':>12}")
     reference = None
     for name in args.detectors:
-        torch.manual_seed(0)
-        config = load_config(None, [f"model.name={name}", f"model.backbone={args.backbone}",
-                                    f"loss.name={args.loss}"])
-        family = family_for(config)
-        model = family.build()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def step(model=model, optimizer=optimizer, family=family):
-            model.train()
-            loss = sum(family.training_losses(model, images, samples).values())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-
+        config, model, step = training_step(name, args.backbone, args.loss, images, samples)
         predictor = Predictor(model, config)
 
         def infer(model=model, predictor=predictor):
