@@ -71,7 +71,7 @@ def test_a_process_clock_budget_counts_only_the_cpu_time_the_run_got(tmp_path, m
     work on shared cores) does not count on ``train.budget_clock=process``."""
     from maskfocal.families import CenterNetFamily
 
-    nap, steps = 1.0, []
+    nap, steps = 2.0, []  # two naps (the fewest: two epochs) outlast the whole budget
     losses = CenterNetFamily.training_losses
 
     def sleepy(self, *args, **kwargs):
