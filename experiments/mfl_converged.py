@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import linregress
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -117,7 +118,11 @@ def convergence(curve: list[list[float]], epochs: int) -> dict[str, Any]:
     before (this grid's first rule, kept as ``quarters_improvement``): with 30 validation
     frames, neighbouring readings of a flat curve differ by up to 9 %, and two or three
     readings a quarter made the verdict turn on one of them (the first dense run read 191,
-    208, 199 then 191, 189, 194: "3.9 % better" by quarters, 1.8 % by the line)."""
+    208, 199 then 191, 189, 194: "3.9 % better" by quarters, 1.8 % by the line).
+
+    ``improvement_se`` is the line's standard error on the same scale: how far the readings'
+    scatter leaves the verdict from certain. It does not change the verdict (the rule is the
+    issue's); the report prints it beside it."""
     half = np.array([(epoch, mae) for epoch, _, mae in curve if epoch > 0.5 * epochs])
     before = [mae for epoch, _, mae in curve if 0.5 * epochs < epoch <= 0.75 * epochs]
     last = [mae for epoch, _, mae in curve if epoch > 0.75 * epochs]
@@ -125,13 +130,15 @@ def convergence(curve: list[list[float]], epochs: int) -> dict[str, Any]:
                 if before and last else None)
     if len(half) < 3:
         return {"converged": False, "rule": "too few validations", "improvement": None,
-                "quarters_improvement": quarters}
-    slope = np.polyfit(half[:, 0], half[:, 1], 1)[0]
-    improvement = -slope * epochs / 4 / half[:, 1].mean()
+                "improvement_se": None, "quarters_improvement": quarters}
+    line = linregress(half[:, 0], half[:, 1])
+    scale = epochs / 4 / half[:, 1].mean()  # MAE a epoch -> share of the mean over a quarter
+    improvement = -line.slope * scale
     return {"converged": bool(improvement < CONVERGED_BELOW),
             "rule": f"line through val MAE of epochs > 50 %, over a quarter of the epochs, "
                     f"improves < {CONVERGED_BELOW:.0%}",
             "improvement": round(float(improvement), 4),
+            "improvement_se": round(float(line.stderr * scale), 4),
             "quarters_improvement": quarters}
 
 
@@ -430,7 +437,9 @@ def report(results: list[dict[str, Any]]) -> str:
              f"({len(results)} runs). A run is converged when a least-squares line through the "
              "validation MAEs of the second half of its epochs, carried over a quarter of its "
              f"epochs, improves by less than {CONVERGED_BELOW:.0%}; runs that are not are "
-             "listed but left out of the comparisons.", ""]
+             "listed but left out of the comparisons. The line's standard error, beside its "
+             "verdict in the last table, is how much of that verdict the readings' scatter "
+             "could make.", ""]
     lines += ["## Test MAE / RMSE / F1 at 8 px, converged runs only (mean ± sd over seeds)", "",
               "| dataset | detector | budget min | variant | setting | seeds (converged/run) "
               "| MAE | RMSE | F1 at 8 px |", "|---|---|---|---|---|---|---|---|---|"]
@@ -451,11 +460,14 @@ def report(results: list[dict[str, Any]]) -> str:
     lines += why_table(grouped)
     lines += ["", "## Every run", "",
               "| dataset | detector | variant | seed | budget min | epochs | images/s | converged "
-              "(line; quarters) | best val MAE | test MAE | RMSE | F1 at 8 px | machine |",
+              "(line ± its standard error; quarters) | best val MAE | test MAE | RMSE "
+              "| F1 at 8 px | machine |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     clock = ", budget in CPU time"  # train.budget_clock=process; else the wall clock
     for r in results:
         improvement = "-" if r["improvement"] is None else f"{r['improvement']:+.1%}"
+        if r.get("improvement_se") is not None:
+            improvement += f" ± {r['improvement_se']:.1%}"
         if r.get("quarters_improvement") is not None:
             improvement += f"; quarters {r['quarters_improvement']:+.1%}"
         lines.append(

@@ -46,6 +46,18 @@ def test_one_noisy_reading_does_not_decide(grid):
     assert verdict["converged"] and verdict["quarters_improvement"] > grid.CONVERGED_BELOW
 
 
+def test_the_verdict_carries_the_lines_standard_error(grid):
+    # epochs 12-20 zigzag 20, 24, 20, 24, 20 about a flat line: slope 0 (converged), residual
+    # variance 19.2 / 3 = 6.4 over sum (x - 16)^2 = 40, slope error sqrt(0.16) = 0.4 MAE a
+    # epoch, 2.0 over a quarter (5 epochs), 9.3 % of the mean 21.6: more than the 3 % it decides on
+    zigzag = grid.convergence(curve([(4, 40), (12, 20), (14, 24), (16, 20), (18, 24), (20, 20)]),
+                              20)
+    assert zigzag["converged"] and zigzag["improvement"] == pytest.approx(0, abs=1e-9)
+    assert zigzag["improvement_se"] == pytest.approx(2.0 / 21.6, abs=1e-4)
+    straight = grid.convergence(curve([(12, 30), (14, 28), (17, 25), (20, 22)]), 20)
+    assert straight["improvement_se"] == pytest.approx(0, abs=1e-9)
+
+
 def test_worse_at_the_end_counts_as_flat(grid):  # overfitting: more epochs would not help
     assert grid.convergence(curve([(12, 20), (16, 21), (20, 22)]), 20)["converged"]
 
