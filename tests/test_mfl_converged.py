@@ -103,6 +103,21 @@ def record(dataset, detector, variant, seed, val, budget=20):
             "budget_minutes": budget, "best_val_mae": val}
 
 
+def test_longer_budgets_of_one_cell_are_set_side_by_side(grid):
+    def run(budget, epochs, val, test, converged, seed=0):
+        return {**record("shanghaitech_b_lite0", "centernet", "native", seed, val, budget),
+                "epochs": epochs, "test_mae": test, "converged": converged}
+
+    lines = grid.doublings([run(480, 330, 16.0, 13.0, True), run(120, 46, 16.0, 15.0, False),
+                            run(240, 166, 20.0, 14.0, False), run(240, 160, 9.0, 9.0, False, 1)])
+    rows = [line for line in lines if line.startswith("| shanghaitech")]
+    assert len(rows) == 2  # 120 -> 240 -> 480 of seed 0; seed 1 has one budget
+    assert "| 120 -> 240 | 46 -> 166 | 16.00 -> 20.00 (+25.0%) | 15.00 -> 14.00 (-6.7%) | no |" \
+        in rows[0]
+    assert "| 240 -> 480 |" in rows[1] and rows[1].endswith("(-7.1%) | no |")
+    assert grid.doublings([run(240, 166, 20.0, 14.0, False)]) == []  # nothing to set beside
+
+
 def test_plan_runs_candidates_before_choosing_on_validation(grid):
     plan = grid.planned([], ["dense_synthetic"], ["fcos"], [0, 1], 1.0)
     assert plan[:5] == [("dense_synthetic", "fcos", v, 0) for v in
