@@ -4,6 +4,7 @@
     .venv/bin/python -m experiments.mfl_converged --datasets dense_synthetic --seeds 0 1
     .venv/bin/python -m experiments.mfl_converged --analyse             # why: detection statistics
     .venv/bin/python -m experiments.mfl_converged --report              # table, chart, curves
+    .venv/bin/python -m experiments.mfl_converged --status              # unfinished runs
     .venv/bin/python -m experiments.mfl_converged --jobs 4 --minutes-scale 0.1 \\
         --set train.device=cuda data.augment_on_device=true            # on a lent GPU
 
@@ -296,6 +297,40 @@ def merge(paths: list[Path]) -> None:
             save_record({**twin, **record} if twin.get("val_curve") == record["val_curve"]
                         else record)
         print(f"{path}: {len(records)} records merged into {RESULTS}", file=sys.stderr)
+
+
+def status(runs: Path) -> list[str]:
+    """Where each unfinished run under ``runs`` stands (no ``test_metrics.json`` yet): budget
+    minutes used, epochs, its validation readings, and the rule's verdict so far, on the
+    epochs its pace projects for the whole budget; provisional, since the verdict reads the
+    second half of the run's epochs and a cosine schedule still has to reach zero."""
+    import yaml
+
+    from maskfocal.engine.run_folder import read_metrics
+
+    lines = []
+    for folder in sorted(p.parent for p in runs.glob("*/metrics.csv")):
+        if (folder / "test_metrics.json").is_file() or not (folder / "config.yaml").is_file():
+            continue
+        budget = yaml.safe_load((folder / "config.yaml").read_text())["train"]["max_minutes"]
+        rows = read_metrics(folder / "metrics.csv")
+        if not rows:
+            continue
+        epochs, minutes = len(rows), float(rows[-1]["minutes"])
+        curve = [[int(row["epoch"]) + 1, float(row["minutes"]), float(row["val_mae"])]
+                 for row in rows if row.get("val_mae")]
+        line = f"{folder.name}: {minutes:.0f} of {budget or 0:g} min, {epochs} epochs"
+        if curve:
+            readings = ", ".join(f"{mae:.2f} ({epoch})" for epoch, _, mae in curve)
+            line += f"; val MAE (epoch): {readings}; best {min(c[2] for c in curve):.2f}"
+        if budget and minutes > 0 and curve:
+            verdict = convergence(curve, max(epochs, round(epochs * budget / minutes)))
+            if verdict["improvement"] is not None:
+                line += (f"; so far, on {round(epochs * budget / minutes)} projected epochs: "
+                         f"{verdict['improvement']:+.1%} ± {verdict['improvement_se']:.1%} "
+                         f"a quarter")
+        lines.append(line)
+    return lines or [f"{runs}: no unfinished runs"]
 
 
 # why: detection statistics of the finished runs ------------------------------------------
@@ -595,6 +630,8 @@ def main() -> None:
                         help="CPU threads per run with --jobs > 1 (default: cores / runs)")
     parser.add_argument("--max-runs", type=int, help="stop after this many runs")
     parser.add_argument("--report", action="store_true", help="only rebuild table and figures")
+    parser.add_argument("--status", action="store_true",
+                        help="where the unfinished runs under --runs stand; trains nothing")
     parser.add_argument("--merge", type=Path, nargs="+", metavar="RESULTS",
                         help="add the records of other results files (a worktree's queue, a GPU "
                              "call's), replacing this file's of the same cells; then the report")
@@ -608,6 +645,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.results != RESULTS:
         use_results(args.results)
+    if args.status:
+        print("\n".join(status(args.runs)))
+        return
     if args.cell:
         dataset, detector, variant, seed = args.cell
         save_record(run_cell(dataset, detector, variant, int(seed), args))

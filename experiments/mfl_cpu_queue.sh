@@ -15,6 +15,10 @@
 #
 #   python -m experiments.mfl_converged --merge /root/grid/experiments/results/mfl_converged.json
 #
+# and, meanwhile, where the unfinished runs stand (validation readings, the rule's verdict so far):
+#
+#   python -m experiments.mfl_converged --status --runs /root/grid/runs/mfl_converged
+#
 # Lanes, not waves of two: the budgets differ (two own-loss runs take 480 minutes, the rest
 # 240), and a wave of one leaves a core idle for its whole budget. The lanes never share a
 # cell (each names its detectors, variants and seeds), so they never train the same folder.
