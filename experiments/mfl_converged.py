@@ -324,9 +324,10 @@ def status(runs: Path) -> list[str]:
             readings = ", ".join(f"{mae:.2f} ({epoch})" for epoch, _, mae in curve)
             line += f"; val MAE (epoch): {readings}; best {min(c[2] for c in curve):.2f}"
         if budget and minutes > 0 and curve:
-            verdict = convergence(curve, max(epochs, round(epochs * budget / minutes)))
+            projected = max(epochs, round(epochs * budget / minutes))
+            verdict = convergence(curve, projected)
             if verdict["improvement"] is not None:
-                line += (f"; so far, on {round(epochs * budget / minutes)} projected epochs: "
+                line += (f"; so far, on {projected} projected epochs: "
                          f"{verdict['improvement']:+.1%} ± {verdict['improvement_se']:.1%} "
                          f"a quarter")
         lines.append(line)
