@@ -306,7 +306,7 @@ def status(runs: Path) -> list[str]:
     second half of the run's epochs and a cosine schedule still has to reach zero."""
     import yaml
 
-    from maskfocal.engine.run_folder import read_metrics
+    from maskfocal.engine.run_folder import read_metrics, val_curve
 
     lines = []
     for folder in sorted(p.parent for p in runs.glob("*/metrics.csv")):
@@ -317,8 +317,7 @@ def status(runs: Path) -> list[str]:
         if not rows:
             continue
         epochs, minutes = len(rows), float(rows[-1]["minutes"])
-        curve = [[int(row["epoch"]) + 1, float(row["minutes"]), float(row["val_mae"])]
-                 for row in rows if row.get("val_mae")]
+        curve = val_curve(rows)
         line = f"{folder.name}: {minutes:.0f} of {budget or 0:g} min, {epochs} epochs"
         if curve:
             readings = ", ".join(f"{mae:.2f} ({epoch})" for epoch, _, mae in curve)

@@ -15,7 +15,8 @@ from typing import Any
 from maskfocal.errors import MaskfocalError
 from maskfocal.io import MANIFEST, OutputFolder, atomic_write_text, remove_stale_temporaries
 
-__all__ = ["RUN_FILES", "RunFolder", "default_run_folder", "read_metrics", "run_summary"]
+__all__ = ["RUN_FILES", "RunFolder", "default_run_folder", "read_metrics", "run_summary",
+           "val_curve"]
 
 
 RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.csv", "test_metrics.json", "tb")
@@ -89,8 +90,7 @@ def run_summary(out: str | Path) -> dict[str, Any]:
     rows = read_metrics(out / "metrics.csv")
     seconds = sum(float(row["seconds"]) for row in rows)
     images = sum(float(row["seconds"]) * float(row["images_per_second"]) for row in rows)
-    curve = [[int(row["epoch"]) + 1, float(row["minutes"]), float(row["val_mae"])]
-             for row in rows if row.get("val_mae")]
+    curve = val_curve(rows)
     return {"test": test, "epochs": int(test.get("epochs") or len(rows)),
             "minutes": test.get("minutes"), "budget_minutes": test.get("budget_minutes"),
             "training_images": round(images),
@@ -98,6 +98,13 @@ def run_summary(out: str | Path) -> dict[str, Any]:
             "val_curve": curve, "best_val_mae": min((c[2] for c in curve), default=None),
             "train_loss_curve": [[int(row["epoch"]) + 1, round(float(row["loss"]), 5)]
                                  for row in rows]}
+
+
+def val_curve(rows: list[dict[str, str]]) -> list[list[float]]:
+    """``[[epoch (from 1), minutes, val_mae], ...]`` of the ``metrics.csv`` rows that were
+    validated (a run's finished or not)."""
+    return [[int(row["epoch"]) + 1, float(row["minutes"]), float(row["val_mae"])]
+            for row in rows if row.get("val_mae")]
 
 
 def default_run_folder(base: str | Path = "runs/train") -> Path:
