@@ -10,6 +10,13 @@ the same minutes)::
 
     .venv/bin/python benchmarks/detector_speed.py --loss both --size 256 --batch 8 \
         --backbone efficientnet_lite0 --heads 20 --detectors centernet fcos --threads 1
+
+``--precision both`` instead times each detector's training step in float32 and under bfloat16
+autocast on the CPU (channels_last, as the CPU recipes train), alternating step by step, and
+prints the speed-up: what a bf16 CPU recipe would buy a run of the MFL grid::
+
+    .venv/bin/python benchmarks/detector_speed.py --precision both --size 256 --batch 8 \
+        --backbone efficientnet_lite0 --heads 20 --detectors centernet fcos --threads 1
 """
 
 from __future__ import annotations
@@ -60,15 +67,38 @@ def compare_losses(args: argparse.Namespace, images: torch.Tensor, samples: list
     for name in args.detectors:
         steps = {loss: training_step(name, args.backbone, loss, images, samples)[2]
                  for loss in ("native", "mfl")}
-        times: dict[str, list[float]] = {loss: [] for loss in steps}
-        for step in steps.values():  # warm-up
-            step()
-        for _ in range(args.repeats):
-            for loss, step in steps.items():
-                times[loss].append(median_time(step, 1))
-        own, mfl = (sorted(times[loss])[len(times[loss]) // 2] for loss in ("native", "mfl"))
+        median = alternate(steps, args.repeats)
+        own, mfl = median["native"], median["mfl"]
         print(f"{name:<12} {args.batch / own:>10.2f} {args.batch / mfl:>10.2f} "
               f"{mfl / own:>19.2f}x")
+
+
+def alternate(steps: dict, repeats: int) -> dict[str, float]:
+    """The median seconds of each step, timed in turn (a neighbour's load hits every one)."""
+    times: dict[str, list[float]] = {key: [] for key in steps}
+    for step in steps.values():  # warm-up
+        step()
+    for _ in range(repeats):
+        for key, step in steps.items():
+            times[key].append(median_time(step, 1))
+    return {key: sorted(values)[len(values) // 2] for key, values in times.items()}
+
+
+def compare_precisions(args: argparse.Namespace, images: torch.Tensor, samples: list) -> None:
+    """Each detector's training step in float32 against bfloat16 autocast, on the CPU."""
+    images = images.contiguous(memory_format=torch.channels_last)
+    print(f"{'detector':<12} {'fp32 img/s':>10} {'bf16 img/s':>10} {'bf16 speed-up':>14}")
+    for name in args.detectors:
+        _, model, step = training_step(name, args.backbone, args.loss, images, samples)
+        model.to(memory_format=torch.channels_last)
+
+        def bf16(step=step) -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                step()
+
+        median = alternate({"fp32": step, "bf16": bf16}, args.repeats)
+        print(f"{name:<12} {args.batch / median['fp32']:>10.2f} "
+              f"{args.batch / median['bf16']:>10.2f} {median['fp32'] / median['bf16']:>13.2f}x")
 
 
 def main() -> None:
@@ -78,6 +108,8 @@ def main() -> None:
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--loss", default="mfl", choices=["mfl", "native", "both"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "both"],
+                        help="both: float32 against bfloat16 autocast on the CPU")
     parser.add_argument("--heads", type=int, default=150, help="heads per image")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--detectors", nargs="+", default=list(FAMILIES), choices=FAMILIES)
@@ -90,6 +122,11 @@ def main() -> None:
               for i in range(args.batch)]
     samples = [to_sample(scene) for scene in scenes]
     images = torch.stack([sample.image for sample in samples])
+    if args.precision == "both":
+        if args.loss == "both":
+            parser.error("--precision both times one loss; give --loss mfl or native")
+        compare_precisions(args, images, samples)
+        return
     if args.loss == "both":
         compare_losses(args, images, samples)
         return
