@@ -27,44 +27,6 @@ import time
 from pathlib import Path
 
 
-def source_of(image, roots: list[str | None]) -> str:
-    """The dataset root (of ``roots``) that holds ``image``'s file."""
-    for root in roots:
-        if root is not None and image.image_path is not None and Path(
-                image.image_path).resolve().is_relative_to(Path(root).resolve()):
-            return str(root)
-    return "other"
-
-
-def per_source(predictions, threshold: float, sources: list[str]) -> dict:
-    """Each source's MAE, mean count and images at ``threshold``, and the mean relative MAE."""
-    import numpy as np
-
-    counts, truths = predictions.counts(threshold), predictions.gt_counts
-    labels = np.array(sources)
-    result = {}
-    for source in dict.fromkeys(sources):
-        chosen = labels == source
-        error = np.abs(counts[chosen] - truths[chosen])
-        result[source] = {"images": int(chosen.sum()), "mae": round(float(error.mean()), 3),
-                          "mean_count": round(float(truths[chosen].mean()), 2)}
-    relative = [r["mae"] / max(r["mean_count"], 1.0) for r in result.values()]
-    return {"per_source": result, "val_relative_mae": round(float(np.mean(relative)), 4)}
-
-
-def balanced_threshold(predictions, sources: list[str]) -> float:
-    """The threshold (of training's calibration grid) with the lowest mean relative MAE over
-    sources (:func:`per_source`), ties to the middle of the run."""
-    import numpy as np
-
-    from maskfocal.inference import CALIBRATION_GRID
-
-    errors = np.array([per_source(predictions, t, sources)["val_relative_mae"]
-                       for t in CALIBRATION_GRID])
-    best = np.flatnonzero(errors == errors.min())
-    return float(CALIBRATION_GRID[best[len(best) // 2]])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="a file, or a shipped model's name")
@@ -83,9 +45,14 @@ def main() -> None:
 
     from maskfocal.checkpoint import load_checkpoint, save_weights
     from maskfocal.config import load_config
-    from maskfocal.data.readers import extra_source
-    from maskfocal.data.splits import build_splits
-    from maskfocal.inference import Predictor, calibrate_threshold, score
+    from maskfocal.data.splits import build_splits, sources
+    from maskfocal.inference import (
+        Predictor,
+        balanced_threshold,
+        calibrate_threshold,
+        per_source,
+        score,
+    )
     from maskfocal.pretrained import MODELS, pretrained_path
 
     torch.set_num_threads(args.threads)
@@ -95,8 +62,7 @@ def main() -> None:
     config = predictor.config
     data = load_config(args.splits_config).data if args.splits_config else config.data
     _, val, _ = build_splits(data, seed=config.train.seed)
-    roots = [data.root, *(extra_source(source)[1] for source in data.extra_train)]
-    sources = [source_of(image, roots) for image in val]
+    labels = sources(data, val)
     print(f"{len(val)} validation images")
     rows = []
     for scale in args.scales:
@@ -104,17 +70,17 @@ def main() -> None:
         predictions = predictor.at_scale(scale).candidates(val)
         if args.keep_threshold:
             threshold = predictor.threshold
-        elif len(set(sources)) > 1:
-            threshold = balanced_threshold(predictions, sources)
+        elif len(set(labels)) > 1:
+            threshold = balanced_threshold(predictions, labels)[0]
         else:
             threshold = calibrate_threshold(predictions)[0]
         metrics = score(predictions, threshold)
         rows.append({"scale": scale, "threshold": threshold, "val_mae": metrics["mae"],
                      "val_rmse": metrics["rmse"], "f1_sigma8": metrics["f1_sigma8"],
-                     **per_source(predictions, threshold, sources),
+                     **per_source(predictions, threshold, labels),
                      "seconds": round(time.perf_counter() - started, 1)})
         print(json.dumps(rows[-1]))
-    key = "val_relative_mae" if len(set(sources)) > 1 else "val_mae"
+    key = "val_relative_mae" if len(set(labels)) > 1 else "val_mae"
     best = min(rows, key=lambda row: row[key])
     result = {"checkpoint": str(args.checkpoint), "validation_images": len(val),
               "scales": rows, "chosen": best}

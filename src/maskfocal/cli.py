@@ -129,7 +129,10 @@ def _train(args: argparse.Namespace) -> int:
                                  "the same folder")
         out = default_run_folder()
         print(f"writing the run to {out} (--out to choose)", file=sys.stderr)
-    result = train_from_files(args.config, out, args.overrides, resume=args.resume,
+    overrides = list(args.overrides)
+    if args.init is not None:
+        overrides.append(f"model.init_from={args.init}")
+    result = train_from_files(args.config, out, overrides, resume=args.resume,
                               overwrite=args.overwrite, progress=not args.quiet)
     if "test" in result:
         test = result["test"]
@@ -377,6 +380,19 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mine(args: argparse.Namespace) -> int:
+    from maskfocal.mining import mine_to_file
+
+    summary = mine_to_file(args.checkpoint, args.out, config_path=args.config,
+                           overrides=args.overrides, threshold=args.threshold,
+                           min_distance=args.min_distance, device=args.device,
+                           overwrite=args.overwrite, progress=not args.quiet)
+    print(f"{summary['false_heads']} false heads on {summary['images_mined']} training images "
+          f"-> {args.out} (data.hard_negatives={args.out} data.hard_negative_crops=0.2 to "
+          "train on them)")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from maskfocal.demo import run_demo
 
@@ -393,8 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="maskfocal", description="Count people by detecting their heads.")
     parser.add_argument("--version", action="version", version=f"maskfocal {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_data, _add_train, _add_eval, _add_count, _add_count_archive, _add_export,
-                _add_serve, _add_demo):
+    for add in (_add_data, _add_train, _add_mine, _add_eval, _add_count, _add_count_archive,
+                _add_export, _add_serve, _add_demo):
         add(commands)
     return parser
 
@@ -461,9 +477,38 @@ def _add_train(commands) -> None:
     train.add_argument("--overwrite", action="store_true",
                        help="replace the run already in OUT (default: refuse)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--init", metavar="MODEL",
+                       help=f"start from these weights (model.init_from): a .pt, a .safetensors "
+                            f"or a shipped model ({SHIPPED}); with a fresh optimiser. To "
+                            "continue a shipped model, use a recipe with a lower learning rate "
+                            "(configs/crowd_lite0_continue.yaml)")
     train.add_argument("overrides", nargs="*", metavar="key=value",
                        help="config overrides, e.g. train.epochs=5 model.backbone=resnet34")
     train.set_defaults(run=_train)
+
+
+def _add_mine(commands) -> None:
+    """``maskfocal mine``."""
+    from maskfocal.mining import MIN_DISTANCE
+
+    mine = commands.add_parser("mine", help="find a model's false heads on its training "
+                                            "images (hard negatives for the next run)")
+    mine.add_argument("--checkpoint", required=True,
+                      help=f"a .pt, .safetensors or a shipped model's name ({SHIPPED})")
+    mine.add_argument("--config", help="whose training images (default: the checkpoint's own "
+                                       "config); its validation images are never mined")
+    mine.add_argument("--out", required=True, help="the JSON file to write (data.hard_negatives)")
+    mine.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    mine.add_argument("--threshold", type=float,
+                      help="score a head needs (default: the model's calibrated threshold)")
+    mine.add_argument("--min-distance", type=float, default=MIN_DISTANCE, metavar="PIXELS",
+                      help="how far from every annotated head a false head lies (default "
+                           f"{MIN_DISTANCE:g} px of the image)")
+    mine.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    mine.add_argument("--quiet", action="store_true", help="no progress bar")
+    mine.add_argument("overrides", nargs="*", metavar="key=value",
+                      help="config overrides, e.g. data.extra_train=[]")
+    mine.set_defaults(run=_mine)
 
 
 def _add_eval(commands) -> None:

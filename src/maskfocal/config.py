@@ -302,6 +302,7 @@ RANGES: dict[str, Range] = {
     "data.max_scale": POSITIVE,
     "data.color_jitter": FRACTION,
     "data.empty_crops": FRACTION,
+    "data.hard_negative_crops": Range(0, 1, open_high=True),
     "data.negative_textures": NON_NEGATIVE,
     "data.max_eval_side": Range(64),
     "data.batch_size": AT_LEAST_ONE,
@@ -364,6 +365,8 @@ def _validate(config: Config) -> None:
          "pretrain.fraction is a share of train.max_minutes: set train.max_minutes"),
         (not (config.pretrain.fraction and config.model.init_from),
          "pretrain.fraction and model.init_from both choose the starting weights: give one"),
+        (not config.data.hard_negative_crops or config.data.hard_negatives,
+         "data.hard_negative_crops needs data.hard_negatives: a file of `maskfocal mine`"),
         (not (config.model.pretrained != "none" and config.model.weights),
          "model.pretrained and model.weights both choose the backbone's weights: give one"),
     ]

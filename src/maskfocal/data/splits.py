@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,18 @@ def build_splits(data: DataConfig, *, seed: int = 0) -> Splits:
             val += held
         train += [image for image in images if image.labelled]
     return train, val, splits[2]
+
+
+def sources(data: DataConfig, images: Sequence[AnnotatedImage]) -> list[str]:
+    """The source of each image: the root (``data.root`` or one of ``data.extra_train``'s)
+    whose folder holds its file, ``"other"`` for images without one (textures, synthetic
+    scenes). Selection and calibration over several sources weigh each source the same
+    (:func:`maskfocal.inference.scoring.balanced_threshold`)."""
+    roots = [data.root, *(extra_source(source)[1] for source in data.extra_train)]
+    folders = [(str(root), Path(root).resolve()) for root in roots if root is not None]
+    return [next((root for root, folder in folders if image.image_path is not None
+                  and Path(image.image_path).resolve().is_relative_to(folder)), "other")
+            for image in images]
 
 
 def _carve(images: Sequence[AnnotatedImage], fraction: float, seed: int

@@ -16,6 +16,7 @@ from maskfocal.errors import DatasetError, MaskfocalError
 from maskfocal.geometry import pseudo_boxes
 from maskfocal.structures import AnnotatedImage
 
+from .hard_negatives import MAX_WEIGHT, hard_negative_table
 from .transforms import Sample, augment, to_tensor
 
 
@@ -41,6 +42,8 @@ class AugmentOptions:
     flip: bool = True
     color_jitter: float = 0.3
     empty_crops: float = 0.0  # share of crops placed where no head is (when the image has room)
+    hard_negatives: str | None = None  # a `maskfocal mine` file: false heads on training images
+    hard_negative_crops: float = 0.0  # share of each epoch's crops placed around one of them
     cache_images: bool = False  # keep decoded training images in memory (each process)
     augment_on_device: bool = False  # keep them on the training device and augment there
 
@@ -69,6 +72,15 @@ class TrainingSet(Dataset):
         self.epoch = 0
         self.reported: set[str] = set()
         self.cache: dict[int, Sample] = {}
+        self.hard: list[tuple[int, np.ndarray]] = []  # (image position, false-head positions)
+        self.extra = 0  # entries after the images: crops around a hard negative each
+        if options.hard_negatives and options.hard_negative_crops > 0:
+            self.hard = hard_negative_table(images, options.hard_negatives)
+            share = options.hard_negative_crops
+            self.extra = round(len(images) * share / (1 - share)) if self.hard else 0
+            counts = np.array([min(len(points), MAX_WEIGHT) for _, points in self.hard],
+                              dtype=np.float64)
+            self.hard_weights = counts / counts.sum() if self.hard else counts
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -87,7 +99,7 @@ class TrainingSet(Dataset):
         return Sample(kept.image.float().div_(255), kept.points, kept.boxes, kept.has_boxes)
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.images) + self.extra
 
     def __getitem__(self, index: int | tuple[int, int]) -> Sample:
         """The augmented crop of image ``index``; an image that cannot be read (truncated,
@@ -97,8 +109,13 @@ class TrainingSet(Dataset):
         epoch = self.epoch
         if isinstance(index, tuple):
             epoch, index = index
+        rng = np.random.default_rng([self.seed, epoch, index])
+        focus, start = None, index
+        if index >= len(self.images):  # a crop around a false head the model found
+            start, points = self.hard[int(rng.choice(len(self.hard), p=self.hard_weights))]
+            focus = tuple(points[int(rng.integers(len(points)))])
         for offset in range(len(self.images)):
-            position = (index + offset) % len(self.images)
+            position = (start + offset) % len(self.images)
             try:
                 sample = self._sample(position)
             except DatasetError as error:
@@ -106,13 +123,12 @@ class TrainingSet(Dataset):
                     self.reported.add(str(error))
                     print(f"warning: skipped in training: {error}", file=sys.stderr)
                 continue
-            rng = np.random.default_rng([self.seed, epoch, index])
             o = self.options
-            empty_crop = o.empty_crops > 0 and rng.random() < o.empty_crops
+            empty_crop = focus is None and o.empty_crops > 0 and rng.random() < o.empty_crops
             return augment(sample, size=o.input_size, min_scale=o.min_scale,
                            max_scale=o.max_scale, flip=o.flip, jitter=o.color_jitter, rng=rng,
-                           empty_crop=empty_crop)
-        raise DatasetError(self.images[index].image_path or "dataset",
+                           empty_crop=empty_crop, focus=focus if position == start else None)
+        raise DatasetError(self.images[start].image_path or "dataset",
                            "no training image could be read")
 
 

@@ -63,6 +63,16 @@ def random_crop(sample: Sample, size: int, rng: np.random.Generator,
     return Sample(canvas, points[keep], boxes, sample.has_boxes)
 
 
+def window_around(x: float, y: float, height: int, width: int, size: int,
+                  rng: np.random.Generator) -> tuple[int, int]:
+    """The top-left corner (top, left) of a ``size`` window in a ``height`` x ``width`` image
+    that holds (x, y) in its middle half where the image allows (shifted inside otherwise)."""
+    top = round(y - size * float(rng.uniform(0.25, 0.75)))
+    left = round(x - size * float(rng.uniform(0.25, 0.75)))
+    return (int(min(max(top, 0), max(height - size, 0))),
+            int(min(max(left, 0), max(width - size, 0))))
+
+
 def hflip(sample: Sample) -> Sample:
     width = sample.image.shape[-1]
     points = sample.points.clone()
@@ -82,16 +92,22 @@ def color_jitter(image: Tensor, strength: float, rng: np.random.Generator) -> Te
 
 
 def augment(sample: Sample, *, size: int, min_scale: float, max_scale: float, flip: bool,
-            jitter: float, rng: np.random.Generator, empty_crop: bool = False) -> Sample:
+            jitter: float, rng: np.random.Generator, empty_crop: bool = False,
+            focus: tuple[float, float] | None = None) -> Sample:
     """Training augmentation: scale, crop to ``size``, flip, colour jitter; heads follow.
     ``empty_crop``: a window with no head in it, where the image has one
-    (:func:`~maskfocal.data.negatives.head_free_window`; otherwise a random one)."""
+    (:func:`~maskfocal.data.negatives.head_free_window`; otherwise a random one).
+    ``focus``: a point (x, y, in the image's pixels) that the window holds, somewhere in its
+    middle half (a hard negative's crop)."""
     scale = float(rng.uniform(min_scale, max_scale))
     image = resize(sample.image, scale)
     sample = Sample(image, sample.points * scale, sample.boxes * scale, sample.has_boxes)
     at = None
     if empty_crop:
         at = head_free_window(sample.points.numpy(), image.shape[1], image.shape[2], size, rng)
+    elif focus is not None:
+        at = window_around(focus[0] * scale, focus[1] * scale, image.shape[1], image.shape[2],
+                           size, rng)
     sample = random_crop(sample, size, rng, at)
     if flip and rng.random() < 0.5:
         sample = hflip(sample)

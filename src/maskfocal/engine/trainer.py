@@ -27,11 +27,18 @@ from torch.utils.data import DataLoader
 
 from maskfocal.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from maskfocal.config import Config, load_config
-from maskfocal.data.splits import build_splits
+from maskfocal.data.splits import build_splits, sources
 from maskfocal.data.training import TrainingSet, collate
 from maskfocal.errors import MaskfocalError
 from maskfocal.families import DetectorFamily, family_for
-from maskfocal.inference import Predictions, Predictor, calibrate_threshold, score
+from maskfocal.inference import (
+    Predictions,
+    Predictor,
+    balanced_threshold,
+    calibrate_threshold,
+    per_source,
+    score,
+)
 from maskfocal.io import (
     atomic_write_text,
     dumps_json,
@@ -54,7 +61,7 @@ cores their spinning counts too."""
 
 def metric_columns(family: DetectorFamily) -> tuple[str, ...]:
     return ("epoch", "step", "loss", *family.loss_keys, "lr", "val_mae", "val_rmse",
-            "val_nae", "threshold", "images_per_second", "seconds", "minutes")
+            "val_nae", "val_relative_mae", "threshold", "images_per_second", "seconds", "minutes")
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -283,9 +290,12 @@ class _Session:
         return self.model if self.ema is None else self.ema.module
 
     def _initialise(self, path: str) -> None:
-        """Start from the weights of another run (``model.init_from``): synthetic
-        pre-training, then fine-tuning on real data."""
-        state = load_checkpoint(path)
+        """Start from the weights of another run (``model.init_from``: a ``.pt``, a
+        ``.safetensors`` or a shipped model's name, e.g. ``crowd-lite0``): synthetic
+        pre-training then real data, or a shipped model trained on."""
+        from maskfocal.pretrained import checkpoint_or_shipped
+
+        state = load_checkpoint(checkpoint_or_shipped(path))
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as error:
@@ -299,6 +309,9 @@ class _Session:
         config = self.config
         train_images, self.val_images, self.test_images = build_splits(
             config.data, seed=config.train.seed)
+        # validation over several sources (data.extra_train) weighs each source the same
+        self.val_sources = sources(config.data, self.val_images)
+        self.balanced = len(set(self.val_sources)) > 1
         self.dataset = TrainingSet(train_images, config.data, seed=config.train.seed,
                                    device=self.device)
         self.batch_size = min(config.data.batch_size, len(self.dataset))
@@ -445,28 +458,40 @@ class _Session:
         return int(self.elapsed / interval) > int(self.epoch_started_at / interval)
 
     def validate(self, epoch: int) -> dict[str, Any]:
-        """Validation errors at the threshold calibrated this epoch; a better MAE makes this
-        epoch's weights ``best.pt`` and its threshold the run's."""
+        """Validation errors at the threshold calibrated this epoch; a better error makes this
+        epoch's weights ``best.pt`` and its threshold the run's. The error is the MAE, or,
+        when the validation images come from several sources, the mean relative MAE over
+        them (each source's MAE over its mean count), for the threshold and for ``best.pt``:
+        a pooled MAE would follow the source with the biggest crowds alone."""
         config = self.config
         started = self.clock()
         torch.backends.cudnn.benchmark = False
         predictions = _predict_shared(Predictor(self.eval_model, config, self.device),
                                       self.val_images, self.distributed,
                                       progress=self.progress)
-        threshold = (calibrate_threshold(predictions)[0] if config.decode.calibrate
-                     else config.decode.threshold)
+        if not config.decode.calibrate:
+            threshold = config.decode.threshold
+        elif self.balanced:
+            threshold = balanced_threshold(predictions, self.val_sources)[0]
+        else:
+            threshold = calibrate_threshold(predictions)[0]
         self.val_metrics = score(predictions, threshold)
+        if self.balanced:
+            self.val_metrics.update(per_source(predictions, threshold, self.val_sources))
+        error = self.val_metrics["val_relative_mae" if self.balanced else "mae"]
         cost = self.clock() - started
         self.elapsed += cost
         self.validation_costs.append(cost)
-        if self.val_metrics["mae"] < self.best_mae:
-            self.best_mae = self.val_metrics["mae"]
+        if error < self.best_mae:
+            self.best_mae = error  # the selection error: relative when balanced
             self.config.decode.threshold = threshold  # the threshold's one home
             if self.main:
                 atomic_write_text(self.run.out / "config.yaml", config.to_yaml())
                 save_checkpoint(self.run.best, self._checkpoint(epoch, best=True))
         return {"val_mae": self.val_metrics["mae"], "val_rmse": self.val_metrics["rmse"],
-                "val_nae": self.val_metrics["nae"], "threshold": threshold}
+                "val_nae": self.val_metrics["nae"],
+                "val_relative_mae": self.val_metrics.get("val_relative_mae"),
+                "threshold": threshold}
 
     def end_epoch(self, epoch: int, row: dict[str, Any], final: bool) -> None:
         """Checkpoints, ``metrics.csv``, TensorBoard and the epoch's line."""
@@ -555,8 +580,10 @@ def _epoch_line(row: dict[str, Any], epochs: int | None) -> str:
     text = (f"epoch {row['epoch'] + 1}{where}  loss {row['loss']:.4f}  "
             f"{row['images_per_second']:.1f} img/s")
     if row.get("val_mae") is not None:
-        text += (f"  val MAE {row['val_mae']:.2f}  RMSE {row['val_rmse']:.2f}  "
-                 f"(threshold {row['threshold']:.2f})")
+        text += f"  val MAE {row['val_mae']:.2f}  RMSE {row['val_rmse']:.2f}"
+        if row.get("val_relative_mae") is not None:
+            text += f"  relative {row['val_relative_mae']:.3f}"
+        text += f"  (threshold {row['threshold']:.2f})"
     return text
 
 

@@ -10,10 +10,12 @@ import importlib
 _HOMES = {"Counter": "counter", "CountResult": "counter", "expand_inputs": "counter",
           "Predictor": "predictor", "check_tiling": "predictor",
           "CALIBRATION_GRID": "scoring", "Predictions": "scoring",
-          "calibrate_threshold": "scoring", "score": "scoring"}
+          "calibrate_threshold": "scoring", "score": "scoring",
+          "balanced_threshold": "scoring", "per_source": "scoring"}
 
 __all__ = ["CALIBRATION_GRID", "CountResult", "Counter", "Predictions", "Predictor",
-           "calibrate_threshold", "check_tiling", "expand_inputs", "score"]
+           "balanced_threshold", "calibrate_threshold", "check_tiling", "expand_inputs",
+           "per_source", "score"]
 
 
 def __getattr__(name: str):
