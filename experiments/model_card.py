@@ -12,7 +12,8 @@
   public-domain/CC0 photos: a brick wall, grass, gravel, coffee, a cat, an astronaut's
   portrait, the cameraman, a rocket, the Hubble deep field).
 - Heads found on head-free crops of the test photos (``head_free_crops``): from each
-  ShanghaiTech B and SCUT-HEAD B test image, up to ``--crops-per-image`` windows of 256 x 256
+  ShanghaiTech B and SCUT-HEAD B test image and each of the 30 ShanghaiTech A validation
+  photos (:func:`sha_validation`), up to ``--crops-per-image`` windows of 256 x 256
   px (at the photo's own resolution) with no annotated head centre within 32 px of the window
   (head boxes are larger than 8 px, so the margin keeps a head's face and hair out), drawn at
   random (seed 0) by :func:`maskfocal.data.negatives.head_free_window`; each crop is counted on
@@ -103,6 +104,22 @@ def picture(counter, image, path: Path, side: int = 640) -> None:
     overlay.save(path, optimize=True)
 
 
+def sha_validation(data: Path) -> list:
+    """The 30 ShanghaiTech A photos that ``configs/crowd_lite0_cpu.yaml`` holds out (seed 0):
+    Part A's test split is kept back from this project, and no shipped model trained on these
+    (dense crowds under trees and roofs)."""
+    from maskfocal.config import load_config
+    from maskfocal.data.splits import build_splits, sources
+
+    root = data / "ShanghaiTech" / "part_A"
+    config = load_config("configs/crowd_lite0_cpu.yaml", [
+        f"data.root={data / 'ShanghaiTech' / 'part_B'}", "data.negative_textures=0",
+        f"data.extra_train=[shanghaitech:{root}, voc:{data / 'SCUT-HEAD-PartB'}]"])
+    _, val, _ = build_splits(config.data, seed=config.train.seed)
+    return [image for image, source in zip(val, sources(config.data, val), strict=True)
+            if source == str(root)]
+
+
 PARTS = ("test", "speed", "nobody")
 
 
@@ -157,7 +174,9 @@ def main() -> None:
     if "nobody" in args.parts:
         card["head_free_crops"] = {
             "shb_test": head_free_crops(counter, shb, args.crops_per_image),
-            "scut_head_b_test": head_free_crops(counter, scut, args.crops_per_image)}
+            "scut_head_b_test": head_free_crops(counter, scut, args.crops_per_image),
+            "sha_val": head_free_crops(counter, sha_validation(args.data),
+                                       args.crops_per_image)}
         nobody = {}
         try:
             from skimage import data as stock
