@@ -85,6 +85,7 @@ class DataConfig(AugmentOptions):
     val_fraction: float = 0.1
     extra_train: list[str] = field(default_factory=list)  # FORMAT:ROOT each
     negative_textures: int = 0  # head-free texture images added to train (data/negatives.py)
+    read_scale: float = 1.0  # images and heads read from files resized by this (experiments)
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
     max_eval_side: int = 2048
     batch_size: int = 8
@@ -135,6 +136,7 @@ class TrainConfig:
     max_minutes: float | None = None
     budget_clock: str = "wall"  # what max_minutes counts: wall, or process (CPU time got)
     channels_last: bool = False
+    cpu_bf16: bool = False  # bfloat16 autocast for training steps on the CPU (train.amp: CUDA)
     ema_decay: float | None = None  # e.g. 0.998: validate, test and release an EMA of weights
 
 
@@ -304,6 +306,7 @@ RANGES: dict[str, Range] = {
     "data.empty_crops": FRACTION,
     "data.hard_negative_crops": Range(0, 1, open_high=True),
     "data.negative_textures": NON_NEGATIVE,
+    "data.read_scale": Range(0, 1, open_low=True),
     "data.max_eval_side": Range(64),
     "data.batch_size": AT_LEAST_ONE,
     "data.workers": NON_NEGATIVE,
@@ -365,6 +368,9 @@ def _validate(config: Config) -> None:
          "pretrain.fraction is a share of train.max_minutes: set train.max_minutes"),
         (not (config.pretrain.fraction and config.model.init_from),
          "pretrain.fraction and model.init_from both choose the starting weights: give one"),
+        (config.data.read_scale == 1 or config.data.format != "synthetic",
+         "data.read_scale resizes images read from files; synthetic scenes have "
+         "data.synthetic.width and height"),
         (not config.data.hard_negative_crops or config.data.hard_negatives,
          "data.hard_negative_crops needs data.hard_negatives: a file of `maskfocal mine`"),
         (not (config.model.pretrained != "none" and config.model.weights),

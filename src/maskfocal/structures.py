@@ -199,6 +199,8 @@ class AnnotatedImage:
         meta: per-image facts (split, sequence, frame, scene labels, ...).
         labelled: ``False`` for images whose annotations are withheld (NWPU-Crowd test).
         pixels: (H, W, 3) uint8 RGB held in memory, when there is no file.
+        read_scale: the file's pixels are resized by this when loaded (:meth:`rescaled`: the
+            heads, boxes and size above are already in the resized pixels).
     """
 
     image_path: Path | None
@@ -210,6 +212,7 @@ class AnnotatedImage:
     meta: dict[str, Any] = field(default_factory=dict)
     labelled: bool = True
     pixels: np.ndarray | None = field(default=None, repr=False)
+    read_scale: float = 1.0
 
     def __post_init__(self) -> None:
         self.points = _as_array(self.points, 2, "points")
@@ -242,7 +245,25 @@ class AnnotatedImage:
             return self.pixels
         if self.image_path is None:
             raise ValueError("an AnnotatedImage needs image_path or pixels")
-        return load_rgb(self.image_path)
+        pixels = load_rgb(self.image_path)
+        if self.read_scale == 1.0:
+            return pixels
+        return np.asarray(Image.fromarray(pixels).resize((self.width, self.height),
+                                                         Image.Resampling.BILINEAR))
+
+    def rescaled(self, factor: float) -> AnnotatedImage:
+        """The same image and heads resized by ``factor`` (its pixels when loaded): a
+        reduced-resolution dataset with nothing written to disk."""
+        width, height = max(1, round(self.width * factor)), max(1, round(self.height * factor))
+        pixels = None
+        if self.pixels is not None:
+            pixels = np.asarray(Image.fromarray(self.pixels).resize(
+                (width, height), Image.Resampling.BILINEAR))
+        return AnnotatedImage(
+            image_path=self.image_path, points=self.points * factor, width=width,
+            height=height, boxes=None if self.boxes is None else self.boxes * factor,
+            attributes=dict(self.attributes), meta=dict(self.meta), labelled=self.labelled,
+            pixels=pixels, read_scale=self.read_scale * factor)
 
     def select(self, keep: np.ndarray) -> AnnotatedImage:
         """A copy that keeps the heads where the boolean (N,) array ``keep`` is true."""
@@ -257,4 +278,5 @@ class AnnotatedImage:
             meta=dict(self.meta),
             labelled=self.labelled,
             pixels=self.pixels,
+            read_scale=self.read_scale,
         )

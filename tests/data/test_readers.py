@@ -318,3 +318,40 @@ def test_scut_head_train_counts(shared_data):
     assert len(dataset) == 400
     assert sum(image.num_heads for image in dataset.images) == 7456
     assert dataset.report.counts["declared size 0 x 0 (real image size used)"] > 0
+
+
+def test_a_dataset_read_at_half_resolution(tmp_path):
+    """``data.read_scale``: pixels, heads, boxes and size resized when read, nothing written."""
+    from PIL import Image
+
+    from maskfocal.config import load_config
+    from maskfocal.data.splits import build_splits
+    from maskfocal.errors import MaskfocalError
+    from maskfocal.structures import AnnotatedImage
+
+    path = tmp_path / "a.png"
+    pixels = np.zeros((60, 80, 3), np.uint8)
+    pixels[20:30, 40:50] = 255
+    Image.fromarray(pixels).save(path)
+    image = AnnotatedImage(path, np.array([[45.0, 25.0]]), 80, 60,
+                           boxes=np.array([[40.0, 20.0, 50.0, 30.0]]))
+    half = image.rescaled(0.5)
+    assert (half.width, half.height, half.read_scale) == (40, 30, 0.5)
+    assert half.points.tolist() == [[22.5, 12.5]] and half.boxes.tolist() == [[20, 10, 25, 15]]
+    loaded = half.load_image()
+    assert loaded.shape == (30, 40, 3)
+    assert loaded[12, 22].min() > 200 and loaded[2, 2].max() == 0  # the square moved with it
+    assert image.load_image().shape == (60, 80, 3)  # the original untouched
+    assert half.rescaled(0.5).read_scale == 0.25
+    for split in ("train", "test"):
+        (tmp_path / "mine" / split).mkdir(parents=True)
+        for k in range(4):
+            Image.fromarray(pixels).save(tmp_path / "mine" / split / f"{k}.png")
+            (tmp_path / "mine" / split / f"{k}.json").write_text('{"points": [[45, 25]]}')
+    config = load_config(None, ["data.format=points", f"data.root={tmp_path / 'mine'}",
+                                "data.val_split=null", "data.read_scale=0.5"])
+    train, val, test = build_splits(config.data)
+    assert len(train) == 3 and len(val) == 1 and len(test) == 4
+    assert all(i.width == 40 and i.points.tolist() == [[22.5, 12.5]] for i in [*train, *test])
+    with pytest.raises(MaskfocalError, match="read_scale"):
+        load_config(None, ["data.read_scale=0.5"])  # synthetic scenes: their own size

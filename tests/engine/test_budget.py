@@ -269,3 +269,27 @@ def test_carved_validation_holds_out_a_share_of_every_source(tmp_path):
     train_images, val, test = build_splits(data, seed=0)
     assert len(val) == len(train_images) == 2  # one of the two held out per source
     assert [image.name for image in test] == ["b.jpg"]  # test: data.root alone
+
+
+def test_cpu_bf16_autocast_trains_on_the_cpu_and_is_off_by_default(tmp_path, monkeypatch):
+    """``train.cpu_bf16``: the training step runs under bfloat16 autocast on the CPU; off by
+    default (every landed CPU recipe keeps float32)."""
+    assert load_config(TINY).train.cpu_bf16 is False
+    seen = []
+    original = torch.autocast.__init__
+
+    def spy(self, device_type, dtype=None, enabled=True, **options):
+        seen.append((device_type, dtype, enabled))
+        original(self, device_type, dtype=dtype, enabled=enabled, **options)
+
+    monkeypatch.setattr(torch.autocast, "__init__", spy)
+    train(tiny("train.epochs=1", "train.device=cpu"), tmp_path / "fp32", progress=False)
+    assert seen and not any(enabled for _, _, enabled in seen)
+    seen.clear()
+    train(tiny("train.epochs=1", "train.device=cpu", "train.cpu_bf16=true"),
+          tmp_path / "bf16", progress=False)
+    assert ("cpu", torch.bfloat16, True) in seen
+    fp32 = load_checkpoint(tmp_path / "fp32" / "last.pt")["model"]
+    bf16 = load_checkpoint(tmp_path / "bf16" / "last.pt")["model"]
+    assert all(torch.isfinite(t).all() for t in bf16.values() if t.is_floating_point())
+    assert any(not torch.equal(fp32[k], bf16[k]) for k in fp32 if fp32[k].is_floating_point())

@@ -31,6 +31,7 @@ def build_splits(data: DataConfig, *, seed: int = 0) -> Splits:
         splits, carved = _synthetic_splits(data), False
     else:
         splits, carved = _read_splits(data, seed)
+        splits = tuple(_rescaled(images, data.read_scale) for images in splits)
     if data.negative_textures:
         from .negatives import TextureImages
 
@@ -43,11 +44,17 @@ def build_splits(data: DataConfig, *, seed: int = 0) -> Splits:
     for source in data.extra_train:
         format, root = extra_source(source)
         images = read_dataset(format, root, split=data.train_split).images
+        images = _rescaled(images, data.read_scale)
         if carved:
             held, images = _carve(images, data.val_fraction, seed)
             val += held
         train += [image for image in images if image.labelled]
     return train, val, splits[2]
+
+
+def _rescaled(images: Sequence[AnnotatedImage], factor: float) -> Sequence[AnnotatedImage]:
+    """``images`` resized by ``factor`` when read (``data.read_scale``)."""
+    return images if factor == 1 else [image.rescaled(factor) for image in images]
 
 
 def sources(data: DataConfig, images: Sequence[AnnotatedImage]) -> list[str]:

@@ -341,6 +341,8 @@ class _Session:
         self.amp = train.amp and self.device.type == "cuda"
         self.amp_dtype = (torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported()
                           else torch.float16)
+        if train.cpu_bf16 and self.device.type == "cpu":
+            self.amp, self.amp_dtype = True, torch.bfloat16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and
                                            self.amp_dtype == torch.float16)
 
