@@ -76,11 +76,12 @@ class TrainingSet(Dataset):
         self.extra = 0  # entries after the images: crops around a hard negative each
         if options.hard_negatives and options.hard_negative_crops > 0:
             self.hard = hard_negative_table(images, options.hard_negatives)
+        if self.hard:
             share = options.hard_negative_crops
-            self.extra = round(len(images) * share / (1 - share)) if self.hard else 0
-            counts = np.array([min(len(points), MAX_WEIGHT) for _, points in self.hard],
-                              dtype=np.float64)
-            self.hard_weights = counts / counts.sum() if self.hard else counts
+            self.extra = round(len(images) * share / (1 - share))
+            weights = np.array([min(len(points), MAX_WEIGHT) for _, points in self.hard],
+                               dtype=np.float64)
+            self.hard_weights = weights / weights.sum()  # an image's share of those crops
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
