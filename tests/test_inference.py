@@ -362,3 +362,70 @@ def test_faster_rcnn_counts_everywhere_and_refuses_onnx_in_one_line(tmp_path, ca
     error = capsys.readouterr().err.strip()
     assert "faster_rcnn is not exported to ONNX" in error and "\n" not in error
     assert not out.exists()
+
+
+def grid_of_dots(spacing: int, height: int = 240, width: int = 320) -> np.ndarray:
+    pixels = np.zeros((height, width, 3), np.uint8)
+    pixels[spacing // 2::spacing, spacing // 2::spacing] = 255
+    return pixels
+
+
+def test_auto_scale_brings_the_spacing_of_heads_to_the_target():
+    from maskfocal.decode import Detections
+
+    predictor = dot_counter(input_scale="auto").predictor
+    assert predictor.scale_target == 18.0 and predictor.input_scale == 1.0
+
+    def spaced(step: float, n: int = 6) -> Detections:
+        points = torch.tensor([[x * step, 0.0] for x in range(n)])
+        return Detections(points, torch.ones(n), None)
+
+    assert predictor.auto_scale(spaced(12)) == 1.5  # 18 / 12
+    assert predictor.auto_scale(spaced(10)) == 1.75  # 1.8: the nearest of the scales
+    assert predictor.auto_scale(spaced(4)) == 2.0  # at most 2
+    assert predictor.auto_scale(spaced(40)) == 1.0  # at least 1
+    assert predictor.auto_scale(spaced(12, n=4)) == 1.0  # too few heads: the fixed scale
+    assert predictor.at_scale(1.5).scale_target is None  # a chosen scale is every photo's
+
+
+def test_auto_counts_each_photo_at_its_chosen_scale():
+    counter = dot_counter(input_scale="auto", tile_above=None)
+    for spacing, scale in ((30, 1.0), (12, 1.5)):
+        pixels = grid_of_dots(spacing)
+        first = counter.predictor.at_scale(1.0).find([pixels], 0.5)[0][0]
+        assert counter.predictor.auto_scale(first) == scale
+        fixed = Counter(counter.predictor.at_scale(scale), 0.5)(pixels)
+        auto = counter(pixels)
+        assert auto.count == fixed.count > 0
+        assert np.allclose(by_position(auto.points), by_position(fixed.points))
+
+
+def test_a_models_scale_target_makes_auto_its_default(tmp_path):
+    path = checkpoint(tmp_path, "decode.scale_target=12")
+    assert Predictor.from_checkpoint(path, device="cpu").scale_target == 12.0
+    assert Predictor.from_checkpoint(path, device="cpu", input_scale=1.25).scale_target is None
+    (tmp_path / "plain").mkdir()
+    plain = checkpoint(tmp_path / "plain")
+    assert Predictor.from_checkpoint(plain, device="cpu").scale_target is None
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "big", "nan"])
+def test_a_bad_scale_is_a_one_line_error(tmp_path, capsys, value):
+    image = tmp_path / "a.png"
+    Image.fromarray(grid_of_dots(20)).save(image)
+    assert main(["count", str(image), "--checkpoint", str(checkpoint(tmp_path)),
+                 "--scale", value]) == 2
+    assert "--scale" in capsys.readouterr().err
+
+
+def test_count_takes_scale_auto_or_a_number_and_eval_checks_it(tmp_path, capsys):
+    image = tmp_path / "a.png"
+    Image.fromarray(grid_of_dots(20)).save(image)
+    path = checkpoint(tmp_path, threshold=0.12)
+    assert main(["count", str(image), "--checkpoint", str(path), "--scale", "auto",
+                 "--json"]) == 0
+    assert main(["count", str(image), "--checkpoint", str(path), "--scale", "1.5",
+                 "--json"]) == 0
+    assert main(["eval", "--checkpoint", str(path), "--format", "synthetic",
+                 "--scale", "zero"]) == 2
+    assert "--scale" in capsys.readouterr().err

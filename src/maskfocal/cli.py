@@ -167,7 +167,7 @@ def _eval(args: argparse.Namespace) -> int:
                                   save_dir=args.save_dir, overwrite=args.overwrite,
                                   device=args.device, progress=not args.json,
                                   tile_above=args.tile_above, protocol=args.protocol,
-                                  gt_loc=args.gt_loc)
+                                  gt_loc=args.gt_loc, input_scale=args.scale)
     if args.json:
         print(dumps_json(metrics))
     else:
@@ -259,7 +259,8 @@ def _count(args: argparse.Namespace) -> int:
         folder = OutputFolder(args.out or "runs/count", "count")
         folder.protect([*images, *videos])  # never written over, whoever wrote them
     counter = Counter.from_checkpoint(checkpoint_or_shipped(args.checkpoint),
-                                      device=args.device, progress=True, **tiling)
+                                      device=args.device, progress=True,
+                                      input_scale=args.scale, **tiling)
     heatmap = args.heatmap and counter.has_heatmap
     overlays = args.out is not None
     results, skipped, sheet = [], 0, []
@@ -546,6 +547,7 @@ def _add_eval(commands) -> None:
                                "(default test, labels not needed) into --out")
     evaluate.add_argument("--out", metavar="DIR", help="the folder for --submit's files")
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    _add_scale(evaluate)
     _add_tile_above(evaluate, None)
     evaluate.set_defaults(run=_eval)
 
@@ -574,9 +576,32 @@ def _add_count(commands) -> None:
                        help="a JSON zone file: heads per named polygon or mask (and people "
                             "per m² with a ground scale) in the output, CSV and overlays; "
                             "see docs/usage.md#zones")
+    _add_scale(count)
     _add_tiling(count)
     count.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     count.set_defaults(run=_count)
+
+
+def _scale(text: str) -> float | str:
+    """``--scale``: ``auto`` or a number > 0."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected auto or a number > 0, got {text!r}")
+    return value
+
+
+def _add_scale(parser) -> None:
+    parser.add_argument("--scale", type=_scale, metavar="auto|FACTOR",
+                        help="resize each photo by FACTOR before counting (default: the "
+                             "model's decode.input_scale, chosen on its validation), or auto: "
+                             "a first pass at 1, then the scale (1 to 2) that brings the "
+                             "spacing of the heads found to the model's decode.scale_target "
+                             "(18 px where it has none)")
 
 
 def _add_tiling(parser) -> None:

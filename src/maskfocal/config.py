@@ -148,6 +148,7 @@ class DecodeConfig:
     max_detections: int = 10000
     calibrate: bool = True
     input_scale: float = 1.0
+    scale_target: float | None = None  # count --scale auto: the head spacing aimed at, px
 
 
 @dataclass
@@ -343,6 +344,7 @@ RANGES: dict[str, Range] = {
     "decode.nms_threshold": FRACTION,
     "decode.max_detections": Range(10000),
     "decode.input_scale": Range(0.25, 4),
+    "decode.scale_target": POSITIVE,
 }
 """Every numeric key's valid values, checked before any work starts (a test pins that every
 numeric key has one)."""

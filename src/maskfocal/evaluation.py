@@ -133,7 +133,8 @@ def evaluate_checkpoint(checkpoint: str | Path, format: str, root: str | None, *
                         overwrite: bool = False, device: str = "auto",
                         progress: bool = False, protocol: str = "maskfocal",
                         tile_above: int | None = None,
-                        gt_loc: str | Path | None = None) -> dict[str, Any]:
+                        gt_loc: str | Path | None = None,
+                        input_scale: float | str | None = None) -> dict[str, Any]:
     """MAE, RMSE, NAE and localisation P/R/F1 of a checkpoint at its calibrated threshold.
 
     ``format="synthetic"`` scores a split (default ``test``) of the scenes the checkpoint's
@@ -142,6 +143,7 @@ def evaluate_checkpoint(checkpoint: str | Path, format: str, root: str | None, *
     leaderboard's figures (:data:`PROTOCOLS`); ``gt_loc`` is NWPU's official ground-truth
     localisation file for ``nwpu-official``. ``tile_above``: count images larger than this
     (at the input scale) in tiles, as ``count --tile-above`` does (default: scale them down).
+    ``input_scale``: a number, or ``"auto"`` (a scale per photo), instead of the model's.
     Every option is checked before the model is loaded.
     """
     if protocol not in PROTOCOLS:
@@ -164,7 +166,8 @@ def evaluate_checkpoint(checkpoint: str | Path, format: str, root: str | None, *
         outputs = OutputFolder(save_dir, "eval", option="--save-dir", overwrite=overwrite)
         for name in OUTPUTS:
             outputs.check(name)
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, tile_above=tile_above)
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, tile_above=tile_above,
+                                          input_scale=input_scale)
     threshold = predictor.threshold
     if format == "synthetic":
         images = build_splits(predictor.config.data, seed=predictor.config.train.seed)[

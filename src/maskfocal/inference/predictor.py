@@ -43,7 +43,16 @@ from .tiles import (
     plan_tiles,
 )
 
-__all__ = ["Predictor", "check_tiling"]
+__all__ = ["AUTO_SCALES", "AUTO_TARGET", "Predictor", "check_tiling"]
+
+AUTO_SCALES = (1.0, 1.25, 1.5, 1.75, 2.0)
+"""The scales a photo may be counted at with ``input_scale="auto"``."""
+AUTO_TARGET = 18.0
+"""Median spacing of neighbouring heads (px at the network's input) that ``auto`` aims for,
+where the model's config has no ``decode.scale_target``: crowd-lite0's, chosen on its
+validation photos (experiments/results/crowd_lite0/auto_scale.json)."""
+AUTO_MIN_HEADS = 5
+"""Fewer heads than this in the first pass: no spacing to read; the fixed scale counts."""
 
 
 def check_tiling(tile_above: int | None, tile_size: int, tile_overlap: int) -> None:
@@ -64,7 +73,10 @@ class Predictor:
     """A detector with everything that decides what it sees: ``find(images, threshold)``.
 
     Every image is scaled by ``input_scale`` (the test-time scale chosen on validation,
-    ``decode.input_scale``). When the scaled image's longer side exceeds ``tile_above``, it
+    ``decode.input_scale``), or, with ``input_scale="auto"`` (or ``decode.scale_target`` set),
+    by a scale chosen per photo from its heads (:meth:`auto_scale`: a first pass at scale 1,
+    then the scale of :data:`AUTO_SCALES` nearest to the target over the spacing of the heads
+    it found). When the scaled image's longer side exceeds ``tile_above``, it
     is run in overlapping tiles of ``tile_size`` scaled pixels (the tiles are cut from the
     original and scaled one by one, so memory is bounded by a tile, whatever the photo);
     otherwise it is run whole, and scaled further down if its longer side would exceed
@@ -76,7 +88,8 @@ class Predictor:
         device: where the model runs.
         runner: runs a padded (B, 3, H, W) batch and returns what the family's ``forward``
             would (:class:`maskfocal.export.OnnxRunner`); default: ``model`` itself.
-        input_scale: overrides ``config.decode.input_scale``.
+        input_scale: overrides ``config.decode.input_scale``; ``"auto"``: a scale per photo
+            (``decode.scale_target``, or :data:`AUTO_TARGET` where the model has none).
         tile_above, tile_size, tile_overlap: in scaled pixels (what the network sees);
             ``tile_above=None`` never tiles.
         merge_radius: heads of two tiles closer than this (original pixels) are one head.
@@ -86,7 +99,7 @@ class Predictor:
 
     def __init__(self, model: nn.Module, config: Config, device: torch.device | str = "cpu",
                  *, runner: Callable[[Tensor], object] | None = None,
-                 input_scale: float | None = None, tile_above: int | None = TILE_ABOVE,
+                 input_scale: float | str | None = None, tile_above: int | None = TILE_ABOVE,
                  tile_size: int = TILE_SIZE, tile_overlap: int = TILE_OVERLAP,
                  merge_radius: float = MERGE_RADIUS,
                  batch_size: int = 4, progress: bool = False) -> None:
@@ -95,9 +108,14 @@ class Predictor:
             raise MaskfocalError(f"merge radius must be >= 0, got {merge_radius}")
         if batch_size < 1:
             raise MaskfocalError(f"batch size must be at least 1, got {batch_size}")
+        self.scale_target = config.decode.scale_target
+        if input_scale == "auto":
+            input_scale, self.scale_target = None, self.scale_target or AUTO_TARGET
+        elif input_scale is not None:
+            self.scale_target = None  # a number: that scale for every photo
         scale = config.decode.input_scale if input_scale is None else input_scale
-        if not scale > 0:
-            raise MaskfocalError(f"input scale must be > 0, got {scale}")
+        if not isinstance(scale, (int, float)) or not scale > 0:
+            raise MaskfocalError(f"input scale must be a number > 0 or auto, got {scale!r}")
         self.device = torch.device(device)
         self.model = model.eval() if runner is not None else model.eval().to(self.device)
         self.config = config
@@ -138,10 +156,27 @@ class Predictor:
         return self.family.has_heatmap
 
     def at_scale(self, input_scale: float) -> Predictor:
-        """The same model seeing images at another input scale (for choosing one)."""
+        """The same model seeing every image at another input scale (for choosing one)."""
         other = copy.copy(self)
         other.input_scale = float(input_scale)
+        other.scale_target = None
         return other
+
+    def auto_scale(self, detections: Detections) -> float:
+        """The scale to count a photo at, from the heads found in it at scale 1: the one of
+        :data:`AUTO_SCALES` nearest to ``scale_target`` over the median distance between
+        neighbouring heads (px of the photo); ``input_scale`` where fewer than
+        :data:`AUTO_MIN_HEADS` were found. Measured on crowd-lite0's 110 validation photos:
+        experiments/auto_scale.py, docs/MODEL.md."""
+        kept = detections.above(self.threshold)
+        if kept.count < AUTO_MIN_HEADS:
+            return self.input_scale
+        from scipy.spatial import cKDTree
+
+        points = kept.points.numpy()
+        distance, _ = cKDTree(points).query(points, k=2)
+        spacing = max(float(np.median(distance[:, 1])), 1e-3)
+        return min(AUTO_SCALES, key=lambda s: abs(s - self.scale_target / spacing))
 
     # the detection core --------------------------------------------------------------------
     @torch.no_grad()
@@ -159,7 +194,8 @@ class Predictor:
 
     # whole images --------------------------------------------------------------------------
     def tiled(self, height: int, width: int) -> bool:
-        """Whether an image of this size is counted in tiles."""
+        """Whether an image of this size is counted in tiles (at ``input_scale``, also when
+        the scale is chosen per photo)."""
         return (self.tile_above is not None
                 and max(height, width) * self.input_scale > self.tile_above)
 
@@ -176,6 +212,8 @@ class Predictor:
         for i, image in enumerate(images):
             if self.tiled(*image.shape[:2]):
                 results[i] = self._find_tiled(image, threshold, heatmaps, stop)
+            elif self.scale_target is not None:
+                results[i] = self._find_auto(image, threshold, heatmaps, stop)
             else:
                 fitted[i] = fit_image(to_tensor(image), self.max_side, self.input_scale)
         sizes = {i: tuple(tensor.shape[-2:]) for i, (tensor, _) in fitted.items()}
@@ -188,6 +226,19 @@ class Predictor:
                     maps = _rescaled(maps, images[i].shape[:2], self.family.stride)
                 results[i] = (_on_cpu(detections.scaled(1 / scale)), maps)
         return results
+
+    def _find_auto(self, image: np.ndarray, threshold: float, heatmap: bool,
+                   stop: threading.Event | None) -> tuple[Detections, np.ndarray | None]:
+        """One photo at the scale :meth:`auto_scale` chooses from a first pass at scale 1
+        (which is the count where the choice is 1)."""
+        first = self.at_scale(1.0)
+        floor = min(threshold, self.threshold)
+        (detections, maps), = first.find([image], floor, heatmaps=heatmap, stop=stop)
+        scale = self.auto_scale(detections)
+        if scale != 1.0:
+            (detections, maps), = self.at_scale(scale).find([image], threshold,
+                                                            heatmaps=heatmap, stop=stop)
+        return detections.above(threshold), maps
 
     def tiles(self, height: int, width: int) -> list[Tile]:
         """The tiles of an image of this size, in its own pixels: ``tile_size`` and
