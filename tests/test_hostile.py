@@ -229,3 +229,39 @@ def test_the_demo_config_is_package_data():
     assert DEMO_CONFIG.parent == Path(maskfocal.__file__).parent and DEMO_CONFIG.is_file()
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert DEMO_CONFIG.name in project["tool"]["setuptools"]["package-data"]["maskfocal"]
+
+
+def test_a_nan_poisoned_onnx_file_is_refused_not_counted_as_nobody(tmp_path, capsys):
+    """Issue 53, 1: one initializer set to NaN counted 0 everywhere, exit 0."""
+    import onnx
+    from onnx import numpy_helper
+
+    clean = tmp_path / "clean.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint(tmp_path)), "--out", str(clean)]) == 0
+    model = onnx.load(str(clean))
+    target = next(t for t in model.graph.initializer if t.name.endswith("bias"))
+    values = numpy_helper.to_array(target).copy()
+    values.flat[0] = np.nan
+    target.CopyFrom(numpy_helper.from_array(values, target.name))
+    poisoned = tmp_path / "nan_model.onnx"
+    onnx.save(model, str(poisoned))
+    image = write_image(tmp_path / "photo.png", 96, 64)
+    capsys.readouterr()
+    assert run(["count", image, "--checkpoint", clean, "--json"], capsys)[0] == 0
+    status, _, err = run(["count", image, "--checkpoint", poisoned, "--json"], capsys)
+    assert status == 2 and one_line(err)
+    assert "nan_model.onnx" in err and "NaN" in err and target.name in err
+
+
+def test_a_symlink_loop_in_a_folder_is_skipped_with_out_too(tmp_path, capsys):
+    """Issue 53, 2: ``count d --out o`` raised RuntimeError: Symlink loop."""
+    folder = tmp_path / "d"
+    folder.mkdir()
+    write_image(folder / "real.png", 96, 64)
+    (folder / "lb.jpg").symlink_to("la.jpg")
+    (folder / "la.jpg").symlink_to("lb.jpg")
+    ck = checkpoint(tmp_path)
+    for extra in ([], ["--out", tmp_path / "o"]):
+        status, _, err = run(["count", folder, "--checkpoint", ck, *extra], capsys)
+        assert status == 0 and "Traceback" not in err
+    assert (tmp_path / "o" / "real.overlay.png").is_file()

@@ -99,6 +99,19 @@ def is_maskfocal_onnx(path: str | Path) -> bool:
     return any(entry.key == "maskfocal_version" for entry in proto.metadata_props)
 
 
+def non_finite_weights(path: str | Path) -> list[str]:
+    """The names of the ONNX file's floating-point initializers (its weights) that hold NaN
+    or infinity: as the ``.pt`` and ``.safetensors`` loaders refuse them (a model that counts
+    0 everywhere is worse than an error)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    return [tensor.name for tensor in model.graph.initializer
+            if np.issubdtype((values := numpy_helper.to_array(tensor)).dtype, np.floating)
+            and not np.isfinite(values).all()]
+
+
 class OnnxRunner:
     """Runs an exported model with ONNX Runtime; called like the eager model in
     :class:`maskfocal.Counter` (returns what its family's ``forward`` would).
@@ -139,6 +152,11 @@ class OnnxRunner:
         if not 0 < self.config.decode.threshold < 1:
             raise MaskfocalError(f"{path}: its threshold {self.config.decode.threshold!r} is "
                                  "not in (0, 1)")
+        damaged = non_finite_weights(path)
+        if damaged:
+            raise MaskfocalError(f"{path}: {len(damaged)} weight tensors hold NaN or infinity "
+                                 f"(first: {damaged[0]}); export the model again from a "
+                                 "sound checkpoint")
         self.family = family_for(self.config)
         self.model = self.family.build(pretrained=False).eval()
 

@@ -51,6 +51,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def _resolved(path: str | Path) -> Path:
+    """``path`` with its links followed; a link that loops (or cannot be followed) stays as it
+    is, made absolute: it names no file, so nothing is written through it."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: "Symlink loop" (Python 3.11/3.12)
+        return Path(os.path.abspath(path))
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -169,7 +178,7 @@ class OutputFolder:
 
     def protect(self, paths: Iterable[str | Path]) -> None:
         """Never write over these (the inputs of this run), whoever wrote them."""
-        self._protected |= {Path(p).resolve() for p in paths}
+        self._protected |= {_resolved(p) for p in paths}
 
     def owns(self, name: str) -> bool:
         """Whether ``name`` was written here by this command (this run or an earlier one)."""
@@ -178,7 +187,7 @@ class OutputFolder:
     def is_free(self, name: str) -> bool:
         """Whether this command may write ``name`` now without losing anything."""
         path = self.path / name
-        if name in self._claimed or path.resolve() in self._protected:
+        if name in self._claimed or _resolved(path) in self._protected:
             return False
         if not path.exists() and not path.is_symlink():
             return True
@@ -186,7 +195,7 @@ class OutputFolder:
 
     def _unused(self, name: str) -> bool:
         path = self.path / name
-        return (name not in self._claimed and path.resolve() not in self._protected
+        return (name not in self._claimed and _resolved(path) not in self._protected
                 and not path.exists() and not path.is_symlink())
 
     def check(self, name: str) -> None:
@@ -228,7 +237,7 @@ class OutputFolder:
 
     def _taken(self, name: str) -> MaskfocalError:
         path = self.path / name
-        if path.resolve() in self._protected:
+        if _resolved(path) in self._protected:
             return MaskfocalError(f"{path} is an input of this run; choose another "
                                   f"{self.option}")
         if path.is_dir():
