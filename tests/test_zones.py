@@ -164,3 +164,38 @@ def test_video_zone_counts_equal_per_frame_image_counts(tmp_path, capsys):
     assert [int(r["zone top"]) for r in rows] == expected
     assert summary.zone_peaks["top"][0] == max(expected)
     assert (tmp_path / "zones.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("document, message", [
+    ({"zones": [{"name": "a", "polygon": SQUARE}], "grund": {"pixels_per_metre": 10}},
+     "unknown key 'grund'; the keys here are zones, ground, lines"),
+    ({"zones": [{"name": "a", "polygon": SQUARE, "colour": "red"}]},
+     "zone 'a': unknown key 'colour'"),
+    ({"zones": [{"name": "a", "polygon": SQUARE}], "ground": {"pixels_per_metre": 10,
+                                                             "tilt": 3}},
+     "ground: unknown key 'tilt'"),
+    ({"zones": [{"name": "a", "polygon": [["0", 0], [40, 0], [40, 40]]}]},
+     "list of \\[x, y\\] numbers"),
+    ({"zones": [{"name": "a", "polygon": [[True, 0], [40, 0], [40, 40]]}]},
+     "list of \\[x, y\\] numbers"),
+    ({"zones": [{"name": "a", "polygon": SQUARE}],
+      "ground": {"image": [["0", 0], [1, 0], [1, 1], [0, 1]],
+                 "metres": [[0, 0], [1, 0], [1, 1], [0, 1]]}}, "four \\[x, y\\]"),
+    ({"lines": [{"name": "gate", "points": [[0, 0], [10, 0]], "in": "left"}]},
+     "at least one zone"),
+])
+def test_unknown_keys_and_strings_for_numbers_are_errors(tmp_path, document, message):
+    """Issue 53, 5: a misspelt key was ignored (no density, exit 0), "0" was a number."""
+    path = tmp_path / "zones.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(MaskfocalError, match=message) as error:
+        load_zones(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_file_with_zones_and_lines_serves_the_zones(tmp_path):
+    path = tmp_path / "zones.json"
+    path.write_text(json.dumps({"zones": [{"name": "a", "polygon": SQUARE}],
+                                "lines": [{"name": "gate", "points": [[0, 0], [9, 0]],
+                                           "in": "left"}]}))
+    assert [zone.name for zone in load_zones(path).zones] == ["a"]

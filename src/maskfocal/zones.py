@@ -19,6 +19,9 @@ A zone file (JSON; an example is ``docs/zones_example.json``)::
   Both assume a flat ground, and heads as if they stood on it: a head's point is about 1.6 m
   above its feet, so with an oblique camera each person is placed a little farther away than
   where they stand; the zone's area is measured on the ground plane.
+- Keys other than these are errors (``"grund"`` is not ignored), and coordinates are numbers
+  (``"0"`` is not one). ``"lines"`` may be in the same file, for people flow in video: one
+  file serves both, and zones ignore it.
 """
 
 from __future__ import annotations
@@ -172,9 +175,33 @@ def zones_from_json(text: str, source: str = "zones") -> Zones:
     return zones_from_dict(data, source, None)
 
 
+FILE_KEYS = ("zones", "ground", "lines")
+"""What a zone file may hold: the zones, the ground scale, and the lines of people flow (one
+file drawn once serves ``--zones`` and ``--lines``; each reads its own key)."""
+ZONE_KEYS = ("name", "polygon", "mask")
+GROUND_KEYS = ("pixels_per_metre", "image", "metres")
+
+
+def _known(entry: dict, keys: tuple[str, ...], where: str) -> None:
+    """An unknown key is an error (a misspelt ``"grund"`` would otherwise be ignored)."""
+    unknown = [key for key in entry if key not in keys]
+    if unknown:
+        raise MaskfocalError(f"{where}: unknown key {unknown[0]!r}; the keys here are "
+                             f"{', '.join(keys)}")
+
+
+def _all_numbers(value) -> bool:
+    """Whether ``value`` is a number or nested lists of numbers only (``"0"`` is not one)."""
+    if isinstance(value, list):
+        return all(_all_numbers(item) for item in value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def zones_from_dict(data, source: str, folder: Path | None) -> Zones:
     """Zones from a zone file's content; ``folder`` holds its mask files (None: no masks)."""
     path = source
+    if isinstance(data, dict):
+        _known(data, FILE_KEYS, path)
     if not isinstance(data, dict) or not isinstance(data.get("zones"), list) or not data["zones"]:
         raise MaskfocalError(f'{path}: expected {{"zones": [{{"name": ..., "polygon": '
                              '[[x, y], ...]}, ...]} with at least one zone')
@@ -184,6 +211,7 @@ def zones_from_dict(data, source: str, folder: Path | None) -> Zones:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) \
                 or not entry["name"].strip():
             raise MaskfocalError(f"{where}: needs a non-empty \"name\"")
+        _known(entry, ZONE_KEYS, f"{path}: zone {entry['name']!r}")
         name = entry["name"]
         if name in seen:
             raise MaskfocalError(f"{where}: the name {name!r} is used twice")
@@ -206,7 +234,7 @@ def _polygon(value, where: str) -> np.ndarray:
     import shapely
 
     try:
-        corners = np.asarray(value, dtype=np.float64)
+        corners = np.asarray(value, dtype=np.float64) if _all_numbers(value) else np.zeros(0)
     except (TypeError, ValueError):
         corners = np.zeros((0,))
     if corners.ndim != 2 or corners.shape[1] != 2 or not np.isfinite(corners).all():
@@ -244,6 +272,8 @@ def _mask(folder: Path, name, where: str) -> np.ndarray:
 
 
 def _ground(value, where: str) -> Ground:
+    if isinstance(value, dict):
+        _known(value, GROUND_KEYS, where)
     if isinstance(value, dict) and "pixels_per_metre" in value:
         scale = value["pixels_per_metre"]
         if not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
@@ -251,6 +281,8 @@ def _ground(value, where: str) -> Ground:
         return Ground(pixels_per_metre=float(scale))
     if isinstance(value, dict) and {"image", "metres"} <= set(value):
         try:
+            if not (_all_numbers(value["image"]) and _all_numbers(value["metres"])):
+                raise ValueError("not numbers")
             image = np.asarray(value["image"], dtype=np.float64)
             metres = np.asarray(value["metres"], dtype=np.float64)
         except (TypeError, ValueError):
