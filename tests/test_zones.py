@@ -199,3 +199,24 @@ def test_a_file_with_zones_and_lines_serves_the_zones(tmp_path):
                                 "lines": [{"name": "gate", "points": [[0, 0], [9, 0]],
                                            "in": "left"}]}))
     assert [zone.name for zone in load_zones(path).zones] == ["a"]
+
+
+def test_a_zone_in_the_top_left_corner_leaves_the_total_count_readable():
+    """Issue 53, 6: a zone's label at the top-left covered the total count."""
+    from maskfocal.inference.counter import CountResult
+    from maskfocal.visualize import count_label, draw_overlay
+    from maskfocal.zones import zones_from_dict
+
+    pixels = np.full((300, 400, 3), 90, np.uint8)
+    zones = zones_from_dict({"zones": [{"name": "corner zone with a long name",
+                                        "polygon": [[0, 0], [200, 0], [200, 150], [0, 150]]}]},
+                            "zones", None)
+    none = {"count": 7, "points": np.zeros((0, 2)), "scores": np.zeros(0), "boxes": None}
+    result = CountResult(**none, zones={zones.zones[0].name: 7})
+    plain = np.asarray(draw_overlay(pixels, CountResult(**none)))
+    zoned = np.asarray(draw_overlay(pixels, result, zones=zones))
+    left, top, right, bottom = (round(v) for v in count_label(
+        Image.fromarray(pixels), "7 heads", draw=False))
+    assert np.array_equal(zoned[top:bottom, left:right], plain[top:bottom, left:right])
+    below = zoned[bottom + 2:bottom + 40, 4:200]  # the zone's label moved just below it
+    assert (below == 0).all(axis=2).any()  # its black backing is there

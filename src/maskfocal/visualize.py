@@ -23,11 +23,22 @@ def draw_heads(image: np.ndarray, points: np.ndarray, boxes: np.ndarray | None =
             draw.ellipse([x - radius, y - radius, x + radius, y + radius], outline=colour,
                          width=1)
     if label:
-        font = ImageFont.load_default(size=max(12, min(canvas.size) // 24))
-        left, top, right, bottom = draw.textbbox((8, 6), label, font=font)
-        draw.rectangle([left - 4, top - 3, right + 4, bottom + 3], fill=(0, 0, 0))
-        draw.text((8, 6), label, fill=(255, 255, 255), font=font)
+        count_label(canvas, label)
     return canvas
+
+
+def count_label(canvas: Image.Image, label: str, *, draw: bool = True
+                ) -> tuple[float, float, float, float]:
+    """The count in the top-left corner, white on black; its box (left, top, right, bottom),
+    drawn or (``draw=False``) only measured."""
+    pen = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=max(12, min(canvas.size) // 24))
+    left, top, right, bottom = pen.textbbox((8, 6), label, font=font)
+    box = (left - 4, top - 3, right + 4, bottom + 3)
+    if draw:
+        pen.rectangle(box, fill=(0, 0, 0))
+        pen.text((8, 6), label, fill=(255, 255, 255), font=font)
+    return box
 
 
 def draw_annotated(annotated: AnnotatedImage, label: str | None = None) -> Image.Image:
@@ -63,9 +74,12 @@ def draw_overlay(image: np.ndarray, result, *, heatmap_alpha: float = 0.5,
     pixels = np.asarray(image, dtype=np.uint8)
     if getattr(result, "heatmap", None) is not None:
         pixels = blend_heatmap(pixels, result.heatmap, heatmap_alpha)
-    picture = draw_heads(pixels, result.points, result.boxes, label=heads_label(result.count))
+    picture = draw_heads(pixels, result.points, result.boxes)
+    label = heads_label(result.count)
     if zones is not None and result.zones is not None:
-        draw_zones(picture, zones, result.zones, getattr(result, "density", None))
+        draw_zones(picture, zones, result.zones, getattr(result, "density", None),
+                   keep_clear=count_label(picture, label, draw=False))
+    count_label(picture, label)  # last: nothing covers the total
     return picture
 
 
@@ -73,9 +87,11 @@ ZONE_COLOURS = ((255, 200, 0), (0, 200, 255), (255, 80, 200), (140, 255, 255), (
 
 
 def draw_zones(picture: Image.Image, zones, counts: dict[str, int],
-               density: dict[str, float] | None = None) -> Image.Image:
+               density: dict[str, float] | None = None,
+               keep_clear: tuple[float, float, float, float] | None = None) -> Image.Image:
     """Each zone's outline (a mask's edge pixels) and ``name: count`` (and people per m²) at
-    its top-left corner, drawn onto ``picture`` in place."""
+    its top-left corner, drawn onto ``picture`` in place; a label that would cover
+    ``keep_clear`` (the total count's box) goes just below it."""
     draw = ImageDraw.Draw(picture)
     font = ImageFont.load_default(size=max(11, min(picture.size) // 40))
     width = max(2, min(picture.size) // 300)
@@ -101,9 +117,17 @@ def draw_zones(picture: Image.Image, zones, counts: dict[str, int],
             text += f" ({density[zone.name]:.2f}/m2)"
         position = (float(anchor[0]) + 4, float(anchor[1]) + 4)
         left, top, right, bottom = draw.textbbox(position, text, font=font)
+        if keep_clear is not None and _overlap((left - 3, top - 2, right + 3, bottom + 2),
+                                               keep_clear):
+            position = (position[0], keep_clear[3] + 4 + (position[1] - top))
+            left, top, right, bottom = draw.textbbox(position, text, font=font)
         draw.rectangle([left - 3, top - 2, right + 3, bottom + 2], fill=(0, 0, 0))
         draw.text(position, text, fill=colour, font=font)
     return picture
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def contact_sheet(items: list[tuple[Image.Image, str]], *, thumb: int = 320,
