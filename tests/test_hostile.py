@@ -265,3 +265,14 @@ def test_a_symlink_loop_in_a_folder_is_skipped_with_out_too(tmp_path, capsys):
         status, _, err = run(["count", folder, "--checkpoint", ck, *extra], capsys)
         assert status == 0 and "Traceback" not in err
     assert (tmp_path / "o" / "real.overlay.png").is_file()
+
+
+def test_an_onnx_file_is_not_exported_again(tmp_path, capsys):
+    """Issue 53, 8: a valid ONNX file was called "not a readable checkpoint (damaged ...)"."""
+    first = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint(tmp_path)), "--out", str(first)]) == 0
+    capsys.readouterr()
+    status, _, err = run(["export", "--checkpoint", first, "--out", tmp_path / "again.onnx"],
+                         capsys)
+    assert status == 2 and one_line(err)
+    assert "is an ONNX export already" in err and "damaged" not in err

@@ -129,6 +129,8 @@ def test_threshold_and_overlay(client):
                           data={"threshold": "0.05", "overlay": "true"}).json()
     assert as_form["threshold"] == 0.05 and as_form["overlay_png"]
     assert post(client, data, threshold=1.5).status_code == 400
+    nan = post(client, data, threshold="nan")  # issue 53, 8: said "less than 1"
+    assert nan.status_code == 400 and "finite" in nan.text and "less than 1" not in nan.text
 
 
 def _bomb(side: int) -> bytes:

@@ -60,6 +60,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, example_size: tuple[
         if not overwrite and not is_maskfocal_onnx(out):
             raise MaskfocalError(f"{out} exists and is not a maskfocal ONNX export; choose "
                                  "another --out or pass --overwrite to replace it")
+    if Path(checkpoint).suffix.lower() == ".onnx" or is_maskfocal_onnx(checkpoint):
+        raise MaskfocalError(f"{checkpoint} is an ONNX export already and cannot be exported "
+                             "again; export the .pt or .safetensors it came from")
     model, config, _ = load_model(checkpoint)
     family = family_for(config)
     if family.export_refusal:

@@ -413,13 +413,15 @@ def create_app(settings: ServeSettings | None = None, counter=None):
     async def count(
             image: Annotated[UploadFile, File(description="JPEG, PNG or WebP")],
             threshold: Annotated[float | None, Query(
-                gt=0, lt=1, description="score threshold (default: the model's calibrated "
-                                        "one); also accepted as a form field")] = None,
+                gt=0, lt=1, allow_inf_nan=False,
+                description="score threshold (default: the model's calibrated one); also "
+                            "accepted as a form field")] = None,
             overlay: Annotated[bool, Query(
                 description="also return the overlay PNG; also accepted as a form "
                             "field")] = False,
             threshold_form: Annotated[float | None, Form(
-                alias="threshold", gt=0, lt=1, include_in_schema=False)] = None,
+                alias="threshold", gt=0, lt=1, allow_inf_nan=False,
+                include_in_schema=False)] = None,
             overlay_form: Annotated[bool | None, Form(
                 alias="overlay", include_in_schema=False)] = None,
             zones: Annotated[str | None, Form(
