@@ -276,3 +276,24 @@ def test_an_onnx_file_is_not_exported_again(tmp_path, capsys):
                          capsys)
     assert status == 2 and one_line(err)
     assert "is an ONNX export already" in err and "damaged" not in err
+
+
+def test_count_again_adds_files_and_replace_rewrites_its_own(tmp_path, capsys):
+    """Issue 53, 4: the docs said a re-run replaces count's outputs; it adds -2 files (kept:
+    earlier results are safe) and ``--replace`` replaces count's own, never the user's."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        write_image(folder / name, 96, 64)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "contact_sheet.png").write_bytes(b"the user's own file")
+    ck = checkpoint(tmp_path)
+    for _ in range(2):
+        assert run(["count", folder, "--checkpoint", ck, "--out", out], capsys)[0] == 0
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert "counts-2.csv" in names and "a-2.overlay.png" in names
+    assert run(["count", folder, "--checkpoint", ck, "--out", out, "--replace"],
+               capsys)[0] == 0
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == names
+    assert (out / "contact_sheet.png").read_bytes() == b"the user's own file"

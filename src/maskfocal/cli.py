@@ -255,6 +255,7 @@ def _count(args: argparse.Namespace) -> int:
         zones = load_zones(args.zones)
         check_images(zones, images)  # before the model loads, not after half the folder
     folder = None
+    keep = not args.replace  # --replace: this command's earlier files there are replaced
     if args.out is not None or videos:
         folder = OutputFolder(args.out or "runs/count", "count")
         folder.protect([*images, *videos])  # never written over, whoever wrote them
@@ -281,7 +282,7 @@ def _count(args: argparse.Namespace) -> int:
                                       else "") for name, n in result.zones.items()) + ")"
             print(line)
         if overlays:
-            overlay = folder.claim(f"{path.stem}.overlay.png", rename=True)
+            overlay = folder.claim(f"{path.stem}.overlay.png", rename=True, keep_earlier=keep)
             picture = draw_overlay(pixels, result, zones=zones)
             save_png(picture, overlay)
             sheet.append((picture, f"{path.name}: {result.count}"))
@@ -289,19 +290,19 @@ def _count(args: argparse.Namespace) -> int:
         results.append(record)
     written = []
     if overlays and results:
-        written.append(folder.claim("counts.csv", rename=True))
+        written.append(folder.claim("counts.csv", rename=True, keep_earlier=keep))
         _write_counts_csv(written[-1], results, zones.names if zones is not None else [])
         if len(sheet) > 1:
-            written.append(folder.claim("contact_sheet.png", rename=True))
+            written.append(folder.claim("contact_sheet.png", rename=True, keep_earlier=keep))
             save_png(contact_sheet(sheet), written[-1])
     if skipped:
         print(f"{skipped} of {len(images)} images could not be read and were skipped",
               file=sys.stderr)
     for video in videos:
-        csv_path = folder.claim(f"{video.stem}.counts.csv", rename=True)
+        csv_path = folder.claim(f"{video.stem}.counts.csv", rename=True, keep_earlier=keep)
         video_path = None if args.no_video else folder.claim(f"{video.stem}.overlay.mp4",
-                                                             rename=True)
-        plot_path = (folder.claim(f"{video.stem}.zones.png", rename=True)
+                                                             rename=True, keep_earlier=keep)
+        plot_path = (folder.claim(f"{video.stem}.zones.png", rename=True, keep_earlier=keep)
                      if zones is not None else None)
         summary = count_video(video, counter, every=args.every, csv_path=csv_path,
                               video_path=video_path, heatmap=heatmap, progress=True,
@@ -565,7 +566,11 @@ def _add_count(commands) -> None:
     count.add_argument("--out", "--save-overlay", dest="out", metavar="DIR",
                        help="write STEM.overlay.png, counts.csv and a contact sheet here "
                             "(videos: STEM.counts.csv and STEM.overlay.mp4; default "
-                            "runs/count); existing files get new names, never replaced")
+                            "runs/count); existing files get new names, never replaced "
+                            "(--replace: count's own earlier ones are)")
+    count.add_argument("--replace", action="store_true",
+                       help="replace the files an earlier `maskfocal count` wrote in --out "
+                            "(never a file it did not write); default: new names beside them")
     count.add_argument("--no-heatmap", dest="heatmap", action="store_false",
                        help="overlays without the blended heatmap")
     count.add_argument("--every", type=_whole(1), default=10, metavar="N",
