@@ -219,3 +219,57 @@ def test_zones_become_a_column_and_a_zone_that_does_not_fit_an_error_row(archive
     count_archive(str(folder / "big.png"), tmp_path / "big", ck, progress=False, zones=zones)
     (row,) = read_results(tmp_path / "big").to_pylist()
     assert dict(row["zones"]) == counter(folder / "big.png", zones=zones).zones
+
+
+def test_retry_errors_counts_error_rows_again_each_image_once(archive, local_ray, tmp_path,
+                                                              capsys):
+    """Issue 53, 3: a file missing in the first run and present in the second stayed an error
+    row for good; ``--retry-errors`` counts it again, and it keeps one row."""
+    _root, _folder, ck = archive
+    late = tmp_path / "late"
+    late.mkdir()
+    for n in range(3):
+        Image.fromarray(dots(80, 96, 4, seed=300 + n)[0]).save(late / f"{n}.png")
+    manifest = tmp_path / "list.txt"
+    manifest.write_text("\n".join([*(str(late / f"{n}.png") for n in range(3)),
+                                   str(late / "missing.png")]) + "\n")
+    out = tmp_path / "results"
+    first = count_archive(manifest, out, ck, workers=1, progress=False)
+    assert (first.counted, first.errors, first.error_rows) == (4, 1, 1)
+    Image.fromarray(dots(80, 96, 5, seed=400)[0]).save(late / "missing.png")
+    plain = count_archive(manifest, out, ck, workers=1, progress=False)
+    assert (plain.counted, plain.error_rows) == (0, 1)  # as before: not retried unasked
+    capsys.readouterr()
+    assert main(["count-archive", str(manifest), "--out", str(out), "--checkpoint", str(ck),
+                 "--workers", "1", "--retry-errors"]) == 0
+    assert "1 counted now" in capsys.readouterr().out
+    rows = read_results(out).to_pylist()
+    assert sorted(r["path"] for r in rows) == sorted(manifest.read_text().split())  # once
+    assert all(r["error"] is None and r["count"] is not None for r in rows)
+    again = count_archive(manifest, out, ck, workers=1, progress=False, retry_errors=True)
+    assert (again.counted, again.error_rows) == (0, 0)
+
+
+def test_keeping_one_row_each_finishes_a_killed_retry(archive, tmp_path):
+    """Rows of one path in two files (a retry killed before its clean-up): the counted row
+    stays, the error row goes, and a file left empty is removed."""
+    from maskfocal.archive import ResultsFolder, _schema
+
+    out = tmp_path / "results"
+    results = ResultsFolder(out, {"model": "m"})
+    schema = _schema()
+
+    def rows(*entries):
+        return pa.Table.from_pylist([{"path": p, "count": c, "error": e}
+                                     for p, c, e in entries], schema=schema)
+
+    first = results.write(rows(("a", None, "cannot read"), ("b", 3, None)))
+    results.write(rows(("a", 5, None)))
+    lone = results.write(rows(("c", None, "gone")))
+    results.write(rows(("c", None, "still gone")))
+    assert results.keep_one_row_each() == 2
+    table = read_results(out).to_pylist()
+    assert sorted((r["path"], r["count"], r["error"]) for r in table) == [
+        ("a", 5, None), ("b", 3, None), ("c", None, "still gone")]
+    assert first.exists() and not lone.exists()
+    assert results.keep_one_row_each() == 0

@@ -93,6 +93,7 @@ class ArchiveSummary:
     results: Path
     files: list[Path]
     first_rows: tuple[int, float] = (0, 0.0)  # rows in the first batch back, and when
+    error_rows: int = 0  # error rows RESULTS holds after the run (every run's)
 
     @property
     def steady_images_per_second(self) -> float:
@@ -224,11 +225,59 @@ class ResultsFolder:
         self.token = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         self.written: list[Path] = []
 
-    def done(self) -> set[str]:
-        """The paths that already have a row."""
+    def done(self, *, retry_errors: bool = False) -> set[str]:
+        """The paths that already have a row (``retry_errors``: a counted row; a path whose
+        row is an error is then counted again)."""
         if not any(self.path.glob("part-*.parquet")):
             return set()
-        return set(read_results(self.path, columns=["path"]).column("path").to_pylist())
+        table = read_results(self.path, columns=["path", "error"])
+        if retry_errors:
+            import pyarrow.compute as pc
+
+            table = table.filter(pc.is_null(table.column("error")))
+        return set(table.column("path").to_pylist())
+
+    def error_rows(self) -> int:
+        """How many rows are errors (images that could not be read or counted)."""
+        if not any(self.path.glob("part-*.parquet")):
+            return 0
+        errors = read_results(self.path, columns=["error"]).column("error")
+        return len(errors) - errors.null_count
+
+    def keep_one_row_each(self) -> int:
+        """Where a path has more than one row (an error row counted again with
+        ``--retry-errors``), keep its counted row, or its newest error row, and rewrite each
+        file that held another one without it (whole or not at all; a file left with no
+        rows is removed). Safe to repeat: a run killed halfway is finished by the next.
+        Returns the rows removed."""
+        import pyarrow.parquet as pq
+
+        files = sorted(self.path.glob("part-*.parquet"))  # by name: run time, then order
+        tables = [pq.read_table(file, schema=_schema()) for file in files]
+        best: dict[str, tuple[bool, int]] = {}  # path -> (counted, file number)
+        for number, table in enumerate(tables):
+            for path, error in zip(table.column("path").to_pylist(),
+                                   table.column("error").to_pylist(), strict=True):
+                rank = (error is None, number)
+                if path not in best or rank > best[path]:
+                    best[path] = rank
+        removed = 0
+        for number, (file, table) in enumerate(zip(files, tables, strict=True)):
+            keep = [best[path] == (error is None, number) for path, error in
+                    zip(table.column("path").to_pylist(), table.column("error").to_pylist(),
+                        strict=True)]
+            if all(keep):
+                continue
+            removed += keep.count(False)
+            if any(keep):
+                import pyarrow as pa
+
+                buffer = pa.BufferOutputStream()
+                pq.write_table(table.filter(pa.array(keep)), buffer, compression="zstd")
+                atomic_write_bytes(file, buffer.getvalue().to_pybytes())
+            else:
+                file.unlink()
+        return removed
 
     def write(self, table) -> Path:
         """One Parquet file of rows, whole or not at all."""
@@ -337,7 +386,8 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
                   column: str = "path", tile_above: int | None = TILE_ABOVE,
                   tile_size: int = TILE_SIZE, tile_overlap: int = TILE_OVERLAP,
                   flush_rows: int = FLUSH_ROWS, progress: bool = True,
-                  zones: str | Path | None = None) -> ArchiveSummary:
+                  zones: str | Path | None = None,
+                  retry_errors: bool = False) -> ArchiveSummary:
     """Count every image of ``source`` not yet in ``out`` on Ray Data (module docstring).
 
     Args:
@@ -361,6 +411,8 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
         progress: a progress bar on stderr.
         zones: a zone file (:mod:`maskfocal.zones`): the ``zones`` column (heads per zone)
             and, with a ground scale, ``density`` (people per m²).
+        retry_errors: count the images whose rows are errors again (a file missing then,
+            present now); each image keeps one row, the new one.
     """
     from maskfocal.inference import Counter, check_tiling
     from maskfocal.pretrained import DEFAULT_MODEL, MODELS, checkpoint_or_shipped
@@ -387,11 +439,13 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
                 "zones_sha256": None if zones is None else
                 hashlib.sha256(Path(zones).read_bytes()).hexdigest()}
     results = ResultsFolder(out, settings)
-    done = results.done()
+    results.keep_one_row_each()  # a retry that a kill interrupted is finished first
+    done = results.done(retry_errors=retry_errors)
     todo = [p for p in paths if p not in done]
     started = time.perf_counter()
     if not todo:
-        return ArchiveSummary(len(paths), len(paths) - len(todo), 0, 0, 0.0, results.path, [])
+        return ArchiveSummary(len(paths), len(paths) - len(todo), 0, 0, 0.0, results.path, [],
+                              error_rows=results.error_rows())
     counted = errors = 0
     first: list[tuple[int, float]] = []
     with _ray_session(address) as ray:
@@ -407,9 +461,11 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
             results.write(table)
             counted += table.num_rows
             errors += table.num_rows - table.column("error").null_count
+    if retry_errors:
+        results.keep_one_row_each()  # the retried images' earlier error rows go
     return ArchiveSummary(len(paths), len(paths) - len(todo), counted, errors,
                           time.perf_counter() - started, results.path, results.written,
-                          first[0] if first else (0, 0.0))
+                          first[0] if first else (0, 0.0), error_rows=results.error_rows())
 
 
 def _check_options(workers, cpus_per_worker, gpus_per_worker, batch_size, flush_rows) -> None:

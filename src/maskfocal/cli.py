@@ -344,12 +344,16 @@ def _count_archive(args: argparse.Namespace) -> int:
         gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
         address=args.address, column=args.column,
         tile_above=None if args.no_tiles else args.tile_above, tile_size=args.tile_size,
-        tile_overlap=args.tile_overlap, flush_rows=args.flush_every, zones=args.zones)
+        tile_overlap=args.tile_overlap, flush_rows=args.flush_every, zones=args.zones,
+        retry_errors=args.retry_errors)
     line = (f"{summary.listed} images in {args.source}: {summary.already} already in "
             f"{summary.results}, {summary.counted} counted now")
     if summary.counted:
         line += (f" ({summary.errors} could not be read or counted; "
                  f"{summary.images_per_second:.2f} images/s)")
+    if summary.error_rows:
+        line += (f"; {summary.results} holds {summary.error_rows} error rows "
+                 "(--retry-errors counts them again)")
     print(line)
     return 0
 
@@ -668,6 +672,9 @@ def _add_count_archive(commands) -> None:
     archive.add_argument("--flush-every", type=_whole(1), default=FLUSH_ROWS, metavar="ROWS",
                          help="rows per Parquet file; an interruption loses at most these "
                               f"(or the last minute's) (default {FLUSH_ROWS})")
+    archive.add_argument("--retry-errors", action="store_true",
+                         help="count the images whose rows are errors again (a file missing "
+                              "then, present now); each keeps one row, the new one")
     _add_tiling(archive)
     archive.set_defaults(run=_count_archive)
 
