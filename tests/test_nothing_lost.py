@@ -272,6 +272,7 @@ def _minimal_argv(command: list[str], files: dict[str, Path]) -> list[str]:
         "count": [files["image"], "--checkpoint", files["ck"]],
         "count-archive": [files["image"], "--checkpoint", files["ck"]],
         "export": ["--checkpoint", files["ck"]],
+        "mine": ["--checkpoint", files["ck"]],
         "demo": [],
         "serve": [],
         "data show": ["--format", "mot", "--root", files["missing"]],
@@ -290,7 +291,8 @@ def test_every_output_option_refuses_files_and_unwritable_places(tmp_path, capsy
               "unwritable": Path("/proc/self/maskfocal-out")}
     options = _output_options()
     assert {" ".join(c) for c, _ in options} == {"train", "eval", "count", "count-archive",
-                                                 "export", "demo", "data show", "data synth"}
+                                                 "export", "mine", "demo", "data show",
+                                                 "data synth"}
     for command, option in options:
         for what, place in places.items():
             if command == ["export"] and what == "a file":

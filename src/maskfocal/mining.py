@@ -21,7 +21,7 @@ from typing import Any
 from maskfocal.data.hard_negatives import FORMAT, far_from_heads
 from maskfocal.data.splits import build_splits
 from maskfocal.inference import Predictor
-from maskfocal.io import atomic_write_text, dumps_json
+from maskfocal.io import atomic_write_text, dumps_json, writable_file
 
 MIN_DISTANCE = 32.0
 """Pixels (of the image) between a false head and the nearest annotated head: about the head
@@ -77,7 +77,8 @@ def mine_to_file(checkpoint: str | Path, out: str | Path, *, config_path: str | 
     from maskfocal.errors import MaskfocalError
     from maskfocal.pretrained import checkpoint_or_shipped
 
-    if Path(out).exists() and not overwrite:
+    out = writable_file(out, "--out")  # before the model counts a thousand photos
+    if out.exists() and not overwrite:
         raise MaskfocalError(f"{out} exists: --overwrite replaces it, or choose another --out")
     path = checkpoint_or_shipped(checkpoint, say=progress)
     predictor = Predictor.from_checkpoint(path, device=device)
