@@ -177,7 +177,8 @@ def main() -> None:
         print(f"the default rule: {'replaces' if replaces else 'does not replace'} the "
               f"default ({why})")
     print(f"{args.run.name}: balanced validation {candidate['val_relative_mae']:.4f} against "
-          f"{shipped['val_relative_mae']:.4f} ({row['gain']:+.1%}): {verdict}")
+          f"the shipped model's {shipped['val_relative_mae']:.4f} ({-row['gain']:+.1%}): "
+          f"{verdict}")
 
 
 if __name__ == "__main__":
