@@ -30,9 +30,9 @@ MODELS = {
         "(research use); fp16"),
     "crowd-lite0": ShippedModel(
         "crowd_lite0.safetensors",
-        "CenterNet on ImageNet EfficientNet-Lite0 (Apache-2.0 weights), one CPU hour on "
-        "ShanghaiTech A+B and SCUT-HEAD B train with head-free negatives (research use); "
-        "counts at scale 1.5; fp16"),
+        "CenterNet on ImageNet EfficientNet-Lite0 (Apache-2.0 weights), 2.4 CPU hours so far "
+        "on ShanghaiTech A+B and SCUT-HEAD B train with head-free and mined hard negatives "
+        "(research use; lineage in docs/MODEL.md); counts at scale 1.5; fp16"),
 }
 DEFAULT_MODEL = "crowd-r18"
 
