@@ -57,14 +57,6 @@ def mine(predictor: Predictor, config: Any, *, threshold: float | None = None,
             "false_heads": total, "images": found}
 
 
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def mine_to_file(checkpoint: str | Path, out: str | Path, *, config_path: str | None = None,
                  overrides: list[str] | None = None, threshold: float | None = None,
                  min_distance: float = MIN_DISTANCE, device: str = "auto",
@@ -87,6 +79,6 @@ def mine_to_file(checkpoint: str | Path, out: str | Path, *, config_path: str | 
     document = mine(predictor, config, threshold=threshold, min_distance=min_distance,
                     progress=progress)
     document = {"format": document.pop("format"), "model": str(checkpoint),
-                "model_sha256": sha256(path), **document}
+                "model_sha256": hashlib.sha256(path.read_bytes()).hexdigest(), **document}
     atomic_write_text(out, dumps_json(document) + "\n")
     return {key: value for key, value in document.items() if key != "images"}
