@@ -39,19 +39,15 @@ import numpy as np
 def head_size(detections, threshold: float, how: str) -> float | None:
     """The median head size of the heads found above ``threshold`` (photo pixels), or None
     with fewer than 5."""
-    kept = detections.above(threshold)
-    if kept.count < 5:
-        return None
-    if how == "boxes":
-        if kept.boxes is None:
-            return None
-        sides = (kept.boxes[:, 2:] - kept.boxes[:, :2]).clamp(min=0).prod(dim=1).sqrt()
-        return float(sides.median())
-    from scipy.spatial import cKDTree
+    from maskfocal.inference.predictor import AUTO_MIN_HEADS, head_spacing
 
-    points = kept.points.numpy()
-    distance, _ = cKDTree(points).query(points, k=2)
-    return float(np.median(distance[:, 1]))
+    if how == "spacing":  # the rule `--scale auto` counts with
+        return head_spacing(detections, threshold)
+    kept = detections.above(threshold)
+    if kept.count < AUTO_MIN_HEADS or kept.boxes is None:
+        return None
+    sides = (kept.boxes[:, 2:] - kept.boxes[:, :2]).clamp(min=0).prod(dim=1).sqrt()
+    return float(sides.median())
 
 
 def held_out(args, predictor, rules: dict) -> dict:

@@ -55,6 +55,19 @@ AUTO_MIN_HEADS = 5
 """Fewer heads than this in the first pass: no spacing to read; the fixed scale counts."""
 
 
+def head_spacing(detections: Detections, threshold: float) -> float | None:
+    """The median distance from each head found above ``threshold`` to its nearest neighbour
+    (px of the photo), or None with fewer than :data:`AUTO_MIN_HEADS` heads."""
+    kept = detections.above(threshold)
+    if kept.count < AUTO_MIN_HEADS:
+        return None
+    from scipy.spatial import cKDTree
+
+    points = kept.points.numpy()
+    distance, _ = cKDTree(points).query(points, k=2)
+    return max(float(np.median(distance[:, 1])), 1e-3)
+
+
 def check_tiling(tile_above: int | None, tile_size: int, tile_overlap: int) -> None:
     """Tiling options that cover every pixel, or a one-line error before any work."""
     if tile_above is not None and tile_above < 0:
@@ -168,14 +181,9 @@ class Predictor:
         neighbouring heads (px of the photo); ``input_scale`` where fewer than
         :data:`AUTO_MIN_HEADS` were found. Measured on crowd-lite0's 110 validation photos:
         experiments/auto_scale.py, docs/MODEL.md."""
-        kept = detections.above(self.threshold)
-        if kept.count < AUTO_MIN_HEADS:
+        spacing = head_spacing(detections, self.threshold)
+        if spacing is None:
             return self.input_scale
-        from scipy.spatial import cKDTree
-
-        points = kept.points.numpy()
-        distance, _ = cKDTree(points).query(points, k=2)
-        spacing = max(float(np.median(distance[:, 1])), 1e-3)
         return min(AUTO_SCALES, key=lambda s: abs(s - self.scale_target / spacing))
 
     # the detection core --------------------------------------------------------------------
