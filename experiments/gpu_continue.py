@@ -55,10 +55,9 @@ everything else is the continuing recipe's."""
 
 def source_names(data) -> dict[str, str]:
     """A folder name for each source root: its position and its own name."""
-    from maskfocal.data.readers import extra_source
+    from maskfocal.data.splits import source_roots
 
-    roots = [data.root, *(extra_source(source)[1] for source in data.extra_train)]
-    return {str(root): f"{k}_{Path(root).name}" for k, root in enumerate(roots)}
+    return {str(root): f"{k}_{Path(root).name}" for k, root in enumerate(source_roots(data))}
 
 
 def stage(config_path: str, hard_negatives: str | None, out: Path, part_mb: float,

@@ -57,13 +57,18 @@ def _rescaled(images: Sequence[AnnotatedImage], factor: float) -> Sequence[Annot
     return images if factor == 1 else [image.rescaled(factor) for image in images]
 
 
+def source_roots(data: DataConfig) -> list[str | None]:
+    """``data.root`` and the root of each ``data.extra_train`` source, in that order."""
+    return [data.root, *(extra_source(source)[1] for source in data.extra_train)]
+
+
 def sources(data: DataConfig, images: Sequence[AnnotatedImage]) -> list[str]:
     """The source of each image: the root (``data.root`` or one of ``data.extra_train``'s)
     whose folder holds its file, ``"other"`` for images without one (textures, synthetic
     scenes). Selection and calibration over several sources weigh each source the same
     (:func:`maskfocal.inference.scoring.balanced_threshold`)."""
-    roots = [data.root, *(extra_source(source)[1] for source in data.extra_train)]
-    folders = [(str(root), Path(root).resolve()) for root in roots if root is not None]
+    folders = [(str(root), Path(root).resolve()) for root in source_roots(data)
+               if root is not None]
     return [next((root for root, folder in folders if image.image_path is not None
                   and Path(image.image_path).resolve().is_relative_to(folder)), "other")
             for image in images]
