@@ -82,7 +82,7 @@ def test_a_process_clock_budget_counts_only_the_cpu_time_the_run_got(tmp_path, m
     monkeypatch.setattr(CenterNetFamily, "training_losses", sleepy)
     threads = torch.get_num_threads()  # one, as the clock is meant for: waiting OpenMP
     torch.set_num_threads(1)  # threads spin, and their spinning is CPU time too
-    budget = 0.05  # minutes of CPU time: three or four epochs of tiny on one thread
+    budget = 0.1  # minutes of CPU time: several epochs of tiny on one thread (0.05 fit one)
     config = tiny(f"train.max_minutes={budget}", "train.warmup_steps=1",
                   "train.budget_clock=process", "data.synthetic.cache=true")
     try:
