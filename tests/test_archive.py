@@ -3,11 +3,14 @@ errors as rows, resumable. One local Ray (2 CPUs) serves the whole module."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -273,3 +276,65 @@ def test_keeping_one_row_each_finishes_a_killed_retry(archive, tmp_path):
         ("a", 5, None), ("b", 3, None), ("c", None, "still gone")]
     assert first.exists() and not lone.exists()
     assert results.keep_one_row_each() == 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for_port(port: int, process, seconds: float = 120) -> None:
+    import socket
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the Ray head stopped"
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                time.sleep(3)  # listening; the rest of the head comes up with it
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"no Ray head on port {port} after {seconds} s")
+
+
+@pytest.mark.slow
+def test_joining_a_head_that_asks_for_a_token(archive, tmp_path):
+    """``ray start --head`` on loopback with a token in its home (Ray turns authentication on
+    then): ``--address`` joins it from a home that holds the token; from one without, one
+    line that says what to copy, exit 2."""
+    _root, folder, ck = archive
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    head_home, bare_home = _mkdir(tmp_path / "head"), _mkdir(tmp_path / "bare")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    subprocess.run([ray_cli, "get-auth-token", "--generate"], env=dict(env, HOME=str(head_home)),
+                   check=True, capture_output=True)
+    port, ray_dir = _free_port(), tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short paths:
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--block", "--port", str(port), "--node-ip-address",
+         "127.0.0.1", "--num-cpus", "1", "--include-dashboard", "false",
+         "--temp-dir", ray_dir],  # a Unix socket's path has at most 107 characters
+        env=dict(env, HOME=str(head_home)), start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port, head)
+        runs = {}
+        for name, home in (("with token", head_home), ("without", bare_home)):
+            command = [sys.executable, "-m", "maskfocal", "count-archive", str(folder / "more"),
+                       "--out", str(tmp_path / name), "--checkpoint", str(ck),
+                       "--address", f"127.0.0.1:{port}"]
+            runs[name] = subprocess.run(command, env=dict(env, HOME=str(home)),
+                                        capture_output=True, text=True, timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+        shutil.rmtree(ray_dir, ignore_errors=True)
+    assert runs["with token"].returncode == 0, runs["with token"].stderr[-2000:]
+    assert read_results(tmp_path / "with token").num_rows == 3
+    assert runs["without"].returncode == 2
+    last = runs["without"].stderr.strip().splitlines()[-1]
+    assert last.startswith("maskfocal: error: cannot start or join 127.0.0.1:")
+    assert "~/.ray/auth_token" in last and "Traceback" not in runs["without"].stderr

@@ -59,6 +59,9 @@ FLUSH_SECONDS = 60.0  # ... what arrived in the last minute, whichever is less
 # Images per Ray Dataset, run one after another: the driver holds one chunk's blocks, not an
 # archive's millions; each chunk starts its actors again (seconds, against hours of counting).
 CHUNK_IMAGES = 20000
+TOKEN_HINT = ("a cluster started with `ray start --head` asks for its token: copy the "
+              "head's ~/.ray/auth_token (`ray get-auth-token` prints it) to ~/.ray/auth_token "
+              "here, or set RAY_AUTH_TOKEN")
 QUIET = ("ray._private.authentication.authentication_token_setup",  # a local Ray's token
          "ray.data._internal.progress")  # "progress bars disabled": ours is fed by the rows
 INSTALL_HINT = "count-archive needs Ray Data: pip install 'maskfocal[scale]'"
@@ -507,6 +510,7 @@ class _ray_session:
             options: dict[str, Any] = {"include_dashboard": False,
                                        "logging_level": logging.WARNING,
                                        "log_to_driver": False}
+            token = bool(self.address) and _send_token()
             try:
                 if self.address:
                     ray.init(address=self.address, **options)
@@ -514,8 +518,9 @@ class _ray_session:
                     ray.init(address="local", num_cpus=os.cpu_count() or 1, **options)
             except (ConnectionError, RuntimeError, ValueError) as error:
                 where = self.address or "a local Ray"
+                hint = "" if token or not self.address else f"; {TOKEN_HINT}"
                 raise MaskfocalError(f"cannot start or join {where} "
-                                     f"({str(error).splitlines()[0]})") from None
+                                     f"({str(error).splitlines()[0]}){hint}") from None
             self.started = True
         context = DataContext.get_current()
         context.enable_progress_bars = False  # ours is fed by the rows as they arrive
@@ -528,6 +533,24 @@ class _ray_session:
             import ray
 
             ray.shutdown()
+
+
+def _send_token() -> bool:
+    """Whether this process will send a Ray token when it joins a cluster.
+
+    ``ray start --head`` turns token authentication on (Ray 2.59 on), but a Ray 2.60 client
+    sends its token only with ``RAY_AUTH_MODE=token``; Ray's own rule for a local cluster is
+    applied here to the one joined: with the mode unset and a token at hand
+    (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``), send it. A cluster
+    without authentication ignores it; ``RAY_AUTH_MODE`` set by the user is kept.
+    """
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray that sends its token on its own (2.61 on)
+        return os.environ.get("RAY_AUTH_MODE", "token").lower() == "token"
+    return maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def _default_workers(ray, cpus_per_worker: float, gpus_per_worker: float) -> int:
