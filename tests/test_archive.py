@@ -338,3 +338,83 @@ def test_joining_a_head_that_asks_for_a_token(archive, tmp_path):
     last = runs["without"].stderr.strip().splitlines()[-1]
     assert last.startswith("maskfocal: error: cannot start or join 127.0.0.1:")
     assert "~/.ray/auth_token" in last and "Traceback" not in runs["without"].stderr
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory):
+    """200 small images: enough for a run to be killed in its middle."""
+    folder = tmp_path_factory.mktemp("many")
+    for n in range(200):
+        Image.fromarray(dots(64, 80, 1 + n % 7, seed=1000 + n)[0]).save(folder / f"{n:03d}.png")
+    return folder
+
+
+def _counts(out) -> dict[str, int]:
+    table = read_results(out, columns=["path", "count"])
+    paths = table.column("path").to_pylist()
+    assert len(paths) == len(set(paths)), "an image counted twice"
+    return dict(zip(paths, table.column("count").to_pylist(), strict=True))
+
+
+def _count_and_kill(folder, out, ck, title: str | None):
+    """``count-archive`` in its own process (its own local Ray); once it has written a file,
+    SIGKILL to the first of its descendants whose process title holds ``title`` (None: to
+    the driver itself). Returns the process and its descendants when the kill came."""
+    psutil = pytest.importorskip("psutil")
+    command = [sys.executable, "-m", "maskfocal", "count-archive", str(folder), "--out",
+               str(out), "--checkpoint", str(ck), "--workers", "1", "--batch-size", "1",
+               "--flush-every", "4"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=dict(os.environ, RAY_worker_niceness="0"), text=True)
+    driver, deadline = psutil.Process(process.pid), time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "finished before the kill"
+        if list(out.glob("part-*.parquet")):
+            for child in driver.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if title is None or title in " ".join(child.cmdline()):
+                        family = driver.children(recursive=True)
+                        os.kill(process.pid if title is None else child.pid, signal.SIGKILL)
+                        return process, family
+        time.sleep(0.02)
+    raise AssertionError(f"no process titled {title} while counting")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("title", ["MapBatches(_CountWorker)", "Map(_decode)"])
+def test_a_ray_worker_killed_mid_run_and_every_image_is_counted_once(archive, many, local_ray,
+                                                                     tmp_path, title):
+    """kill -9 to a counting actor's process, or to a decoding task's: Ray starts it again,
+    the run ends well, each image has one row and the counts of a clean run."""
+    ck = archive[2]
+    clean = count_archive(many, tmp_path / "clean", ck, progress=False)
+    assert clean.counted == 200
+    process, _ = _count_and_kill(many, tmp_path / "killed", ck, title)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-2000:]
+    assert _counts(tmp_path / "killed") == _counts(tmp_path / "clean")
+
+
+@pytest.mark.slow
+def test_a_killed_driver_leaves_no_ray_behind(archive, many, tmp_path):
+    """kill -9 to the driver: the local Ray it started goes with it. Its agents wait out a
+    60 s timeout of Ray's (reporting the raylet's death to a GCS that died with it), so
+    everything is gone within 90 s; measured 70 s."""
+    psutil = pytest.importorskip("psutil")
+    process, family = _count_and_kill(many, tmp_path / "results", archive[2], None)
+    process.communicate(timeout=60)
+    assert len(family) >= 3  # raylet, gcs_server, workers, agents
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        alive = []
+        for child in family:
+            with contextlib.suppress(psutil.Error):
+                if child.is_running() and child.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(child.name())
+        if not alive:
+            break
+        time.sleep(2)
+    assert not alive, f"still running 90 s after the driver was killed: {alive}"
+    assert main(["count-archive", str(many), "--out", str(tmp_path / "results"),
+                 "--checkpoint", str(archive[2])]) == 0
+    assert len(_counts(tmp_path / "results")) == 200
