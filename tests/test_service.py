@@ -403,3 +403,26 @@ def test_slow_clients_cannot_take_the_worker_down(checkpoint):
                 pass
             connection.close()
         assert time.monotonic() - started < 12
+
+
+def test_a_soak_under_mixed_traffic_memory_descriptors_and_health_hold(checkpoint):
+    """The short version of ``benchmarks/soak_service.py``: 30 s of valid, invalid, oversized
+    and slow requests from 3 clients. /healthz always 200, every request answered as it
+    should be, no descriptor left open, memory flat after the warm-up."""
+    from maskfocal.testing import soak
+
+    oversized = io.BytesIO()
+    Image.new("RGB", (1200, 40)).save(oversized, format="PNG")
+    with Server("--checkpoint", str(checkpoint), "--max-side", "1000",
+                "--receive-timeout", "2") as server:
+        report = soak(server, seconds=30, clients=3, every_s=0.1, sample_s=5,
+                      oversized=oversized.getvalue())
+        assert post_url(server.url, crowd_image())[0] == 200
+    print("\n", {k: v for k, v in report.items() if k != "samples"})
+    assert report["health_failures"] == []
+    assert set(report["statuses"]) <= {"valid 200", "valid 503", "invalid 400",
+                                       "oversized 413", "slow 0"}
+    assert report["statuses"].get("valid 200", 0) >= 20 and "slow 0" in report["statuses"]
+    samples = report["samples"]
+    assert samples[-1]["fds"] <= samples[0]["fds"] + 8, samples
+    assert samples[-1]["rss_mb"] <= samples[len(samples) // 2]["rss_mb"] + 100, samples

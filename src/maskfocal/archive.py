@@ -460,10 +460,15 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
                               cpus_per_worker, gpus_per_worker, batch_size, zone_set)
                     for start in range(0, len(todo), CHUNK_IMAGES))
         batches = _batches(datasets, len(todo), progress, first, started)
-        for table in _flushed(batches, flush_rows):
-            results.write(table)
-            counted += table.num_rows
-            errors += table.num_rows - table.column("error").null_count
+        flushed = _flushed(batches, flush_rows)
+        try:
+            for table in flushed:
+                results.write(table)
+                counted += table.num_rows
+                errors += table.num_rows - table.column("error").null_count
+        finally:  # a write that failed (disk full) stops Ray Data's executor before Ray
+            flushed.close()
+            batches.close()
     if retry_errors:
         results.keep_one_row_each()  # the retried images' earlier error rows go
     return ArchiveSummary(len(paths), len(paths) - len(todo), counted, errors,

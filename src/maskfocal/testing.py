@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 __all__ = ["CHROMEDRIVER", "CHROMIUM", "Server", "chromium", "crowd_image", "free_port",
-           "load_test", "post_url"]
+           "load_test", "post_url", "soak"]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -94,6 +94,34 @@ class Server:
         return total
 
 
+    def rss_mb(self) -> float:
+        """Resident memory now of the server and its worker processes (Linux)."""
+        return sum(_status_kb(pid, "VmRSS:") for pid in self.pids()) / 1024
+
+    def open_files(self) -> int:
+        """File descriptors the server and its workers hold (Linux)."""
+        total = 0
+        for pid in self.pids():
+            try:
+                total += len(list(Path(f"/proc/{pid}/fd").iterdir()))
+            except FileNotFoundError:
+                pass
+        return total
+
+    def pids(self) -> list[int]:
+        return [self.process.pid, *children(self.process.pid)]
+
+
+def _status_kb(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return 0
+
+
 def children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
@@ -140,6 +168,100 @@ def load_test(url: str, images: list[bytes], requests: int, concurrency: int) ->
             statuses.count(503), "requests_per_s": statuses.count(200) / wall,
             "p50_ms": 1000 * float(np.percentile(latencies, 50)) if latencies else None,
             "p95_ms": 1000 * float(np.percentile(latencies, 95)) if latencies else None}
+
+
+def soak(server: Server, seconds: float, clients: int = 4, every_s: float = 0.25,
+         sample_s: float = 10.0, oversized: bytes | None = None) -> dict:
+    """A long-running service under mixed traffic: ``clients`` threads that each send, one
+    after another with ``every_s`` between them, a valid crowd photo, bytes that are no
+    image, ``oversized`` (an image over the server's limits, when given) and a slow request
+    that stops halfway (closed by the server's receive timeout); a poller asks ``/healthz``
+    every second. Every ``sample_s``: resident memory, open file descriptors and the p95 of
+    the valid requests answered in that window.
+
+    Returns the samples, the memory slope in MB per minute over the second half of the run
+    (a least-squares line; the first half holds the warm-up: allocator pools, caches), each
+    status's count, and ``/healthz`` answers that were not 200.
+    """
+    import threading
+
+    photos = [crowd_image("JPEG", (320, 240), seed=k) for k in range(4)]
+    stop = threading.Event()
+    lock = threading.Lock()
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    health_failures: list[str] = []
+
+    def note(kind: str, status: int) -> None:
+        with lock:
+            statuses[f"{kind} {status}"] = statuses.get(f"{kind} {status}", 0) + 1
+
+    def slow() -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+                sock.sendall(b"POST /api/count HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
+                while sock.recv(4096):  # until the server lets go
+                    pass
+            note("slow", 0)
+        except OSError as error:
+            note(f"slow {type(error).__name__}", 0)
+
+    def client(k: int) -> None:
+        n = k
+        while not stop.is_set():
+            kind = ("valid", "valid", "invalid", "oversized", "slow")[n % 5]
+            n += 1
+            if kind == "slow":
+                slow()
+            elif kind == "oversized" and oversized is None:
+                continue
+            else:
+                data = {"valid": photos[n % len(photos)], "invalid": b"no image " * 64,
+                        "oversized": oversized}[kind]
+                started = time.perf_counter()
+                status, _ = post_url(server.url, data)
+                if kind == "valid" and status == 200:
+                    with lock:
+                        latencies.append((time.monotonic(), time.perf_counter() - started))
+                note(kind, status)
+            stop.wait(every_s)
+
+    def health() -> None:
+        while not stop.is_set():
+            try:
+                with urllib.request.urlopen(f"{server.url}/healthz", timeout=5) as answer:
+                    if answer.status != 200:
+                        health_failures.append(str(answer.status))
+            except OSError as error:
+                health_failures.append(type(error).__name__)
+            stop.wait(1.0)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    threads.append(threading.Thread(target=health))
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    samples = []
+    try:
+        while time.monotonic() - started < seconds:
+            window = time.monotonic()
+            time.sleep(min(sample_s, max(0.0, seconds - (window - started))))
+            with lock:
+                recent = [t for at, t in latencies if at >= window]
+            samples.append({"s": round(time.monotonic() - started, 1),
+                            "rss_mb": round(server.rss_mb(), 1), "fds": server.open_files(),
+                            "p95_ms": round(1000 * float(np.percentile(recent, 95)), 1)
+                            if recent else None, "valid_ok": len(recent)})
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    late = samples[len(samples) // 2:]
+    slope = (float(np.polyfit([x["s"] / 60 for x in late], [x["rss_mb"] for x in late], 1)[0])
+             if len(late) >= 2 else 0.0)
+    return {"seconds": round(time.monotonic() - started, 1), "clients": clients,
+            "samples": samples, "rss_slope_mb_per_min": round(slope, 2),
+            "statuses": dict(sorted(statuses.items())), "health_failures": health_failures}
 
 
 def chromium(profile: Path, size: tuple[int, int]):

@@ -105,6 +105,11 @@ def count_video(path: str | Path, counter, *, every: int = 10, csv_path: str | P
             if writer is not None:
                 writer.close()
             os.replace(csv_part, csv_path)
+        except OSError as error:  # a full disk: name the output, not its temporary
+            finals = {str(csv_part): csv_path, **({str(writer.part): video_path} if writer else {})}
+            if error.filename in finals:
+                raise OSError(error.errno, error.strerror, str(finals[error.filename])) from None
+            raise
         finally:
             bar.close()
             csv_part.unlink(missing_ok=True)

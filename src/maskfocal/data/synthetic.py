@@ -474,32 +474,31 @@ def write_mot(root: str | Path, splits: dict[str, int], *, seed: int = 0,
     offset = 0
     heads: dict[str, int] = {}
     total = sum(splits.values())
-    bar = tqdm(total=total, desc="synthesising", unit="img", disable=not progress)
-    for split, num_images in splits.items():
-        heads[split] = 0
-        for start in range(0, num_images, frames_per_sequence):
-            length = min(frames_per_sequence, num_images - start)
-            sequence = root / split / f"synth-{split}-{start // frames_per_sequence:02d}"
-            (sequence / "img1").mkdir(parents=True, exist_ok=True)
-            (sequence / "gt").mkdir(exist_ok=True)
-            rows = []
-            for frame in range(1, length + 1):
-                scene = generate_scene(config, seed, offset + start + frame - 1)
-                buffer = io.BytesIO()
-                Image.fromarray(scene.pixels).save(buffer, format="JPEG", quality=quality)
-                atomic_write_bytes(sequence / "img1" / f"{frame:06d}.jpg", buffer.getvalue())
-                boxes = scene.boxes if scene.boxes is not None else np.zeros((0, 4))
-                for head, (box, seen) in enumerate(zip(boxes, scene.attributes["visibility"],
-                                                       strict=True), start=1):
-                    rows.append(f"{frame},{head},{box[0]:.2f},{box[1]:.2f},"
-                                f"{box[2] - box[0]:.2f},{box[3] - box[1]:.2f},1,1,{seen:.3f}")
-                heads[split] += scene.num_heads
-                bar.update(1)
-            atomic_write_bytes(sequence / "gt" / "gt.txt", ("\n".join(rows) + "\n").encode())
-            info = (f"[Sequence]\nname={sequence.name}\nimDir=img1\nframeRate=1\n"
-                    f"seqLength={length}\nimWidth={config.width}\nimHeight={config.height}\n"
-                    f"imExt=.jpg\n")
-            atomic_write_bytes(sequence / "seqinfo.ini", info.encode())
-        offset += num_images
-    bar.close()
+    with tqdm(total=total, desc="synthesising", unit="img", disable=not progress) as bar:
+        for split, num_images in splits.items():
+            heads[split] = 0
+            for start in range(0, num_images, frames_per_sequence):
+                length = min(frames_per_sequence, num_images - start)
+                sequence = root / split / f"synth-{split}-{start // frames_per_sequence:02d}"
+                (sequence / "img1").mkdir(parents=True, exist_ok=True)
+                (sequence / "gt").mkdir(exist_ok=True)
+                rows = []
+                for frame in range(1, length + 1):
+                    scene = generate_scene(config, seed, offset + start + frame - 1)
+                    buffer = io.BytesIO()
+                    Image.fromarray(scene.pixels).save(buffer, format="JPEG", quality=quality)
+                    atomic_write_bytes(sequence / "img1" / f"{frame:06d}.jpg", buffer.getvalue())
+                    boxes = scene.boxes if scene.boxes is not None else np.zeros((0, 4))
+                    for head, (box, seen) in enumerate(zip(boxes, scene.attributes["visibility"],
+                                                           strict=True), start=1):
+                        rows.append(f"{frame},{head},{box[0]:.2f},{box[1]:.2f},"
+                                    f"{box[2] - box[0]:.2f},{box[3] - box[1]:.2f},1,1,{seen:.3f}")
+                    heads[split] += scene.num_heads
+                    bar.update(1)
+                atomic_write_bytes(sequence / "gt" / "gt.txt", ("\n".join(rows) + "\n").encode())
+                info = (f"[Sequence]\nname={sequence.name}\nimDir=img1\nframeRate=1\n"
+                        f"seqLength={length}\nimWidth={config.width}\nimHeight={config.height}\n"
+                        f"imExt=.jpg\n")
+                atomic_write_bytes(sequence / "seqinfo.ini", info.encode())
+            offset += num_images
     return heads
