@@ -19,7 +19,8 @@ It adds the run's row to ``experiments/results/crowd_lite0/lineage.json`` (run, 
 CPU hours, cumulative CPU hours, validation of both, shipped or not) and rewrites
 ``lineage.md``. ``--ship`` replaces the package's ``crowd_lite0.safetensors`` (float16, with
 the candidate's scale and threshold) only when the candidate's error is lower, and at most once
-a day; a run that does not win is recorded and its weights stay out of the package.
+a session (``--session LABEL``, default the date); a run that does not win is recorded and
+its weights stay out of the package.
 """
 
 from __future__ import annotations
@@ -119,11 +120,13 @@ def ship(run: Path, row: dict[str, Any]) -> None:
 
 
 def may_ship(candidate: dict[str, Any], shipped: dict[str, Any], rows: list[dict],
-             date: str) -> bool:
+             session: str) -> bool:
     """Whether a run's scores replace the shipped model: a lower mean relative MAE on the same
-    validation images, and nothing shipped yet that day (at most once a session)."""
+    validation images, and nothing shipped yet in that session (a row's ``session``, its date
+    where it has none: two sessions may share a day)."""
     return (candidate["val_relative_mae"] < shipped["val_relative_mae"]
-            and not any(row["date"] == date and row["shipped"] for row in rows))
+            and not any(row.get("session", row["date"]) == session and row["shipped"]
+                        for row in rows))
 
 
 def default_verdict(model: dict[str, Any], default: dict[str, Any],
@@ -152,6 +155,8 @@ def main() -> None:
                         help="calibrate_scale's JSON of the shipped crowd-lite0, same scales")
     parser.add_argument("--ship", action="store_true",
                         help="replace the shipped weights when the run wins")
+    parser.add_argument("--session", help="this session's label (default: today's date); "
+                        "the weights are replaced at most once per label")
     parser.add_argument("--default", type=Path,
                         help="calibrate_scale's JSON of the default model (crowd-r18) on the "
                              "same images: say whether the run would replace it as default")
@@ -160,8 +165,9 @@ def main() -> None:
     rows = json.loads(LINEAGE.read_text()) if LINEAGE.is_file() else []
     candidate, shipped = chosen(args.candidate), chosen(args.shipped)
     row = run_row(args.run, candidate, shipped, rows)
+    row["session"] = args.session or row["date"]
     wins = candidate["val_relative_mae"] < shipped["val_relative_mae"]
-    if args.ship and may_ship(candidate, shipped, rows, row["date"]):
+    if args.ship and may_ship(candidate, shipped, rows, row["session"]):
         ship(args.run, row)
         row["shipped"] = True
         row["weights_sha256"] = hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()
@@ -170,7 +176,7 @@ def main() -> None:
     (RESULTS / "lineage.md").write_text(table(rows))
     print(table(rows))
     verdict = ("shipped" if row["shipped"] else
-               "wins, not shipped (--ship, or shipped already today)" if wins else
+               "wins, not shipped (--ship, or shipped already this session)" if wins else
                "does not beat the shipped model: recorded, weights dropped")
     if args.default:
         replaces, why = default_verdict(candidate, chosen(args.default))

@@ -21,6 +21,11 @@ def test_a_run_ships_only_when_it_wins_and_once_a_day():
     assert not may_ship(better, shipped, today, "2026-12-06")
     assert may_ship(better, shipped, [{"date": "2026-12-05", "shipped": True},
                                       {"date": "2026-12-06", "shipped": False}], "2026-12-06")
+    # two sessions on one day: each may ship once
+    first = [{"date": "2026-12-06", "session": "2026-12-06", "shipped": True}]
+    assert may_ship(better, shipped, first, "2026-12-06b")
+    assert not may_ship(better, shipped, [*first, {"date": "2026-12-06", "session":
+                                                   "2026-12-06b", "shipped": True}], "2026-12-06b")
 
 
 def test_the_default_needs_a_lower_mean_and_no_source_ten_percent_worse():
