@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from maskfocal.cli import main
+from maskfocal.testing import free_port
 from tests.test_inference import checkpoint, dots
 
 pytest.importorskip("ray.data", reason="the scale extra is not installed")
@@ -278,14 +279,6 @@ def test_keeping_one_row_each_finishes_a_killed_retry(archive, tmp_path):
     assert results.keep_one_row_each() == 0
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _wait_for_port(port: int, process, seconds: float = 120) -> None:
     import socket
 
@@ -311,7 +304,7 @@ def test_joining_a_head_that_asks_for_a_token(archive, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     subprocess.run([ray_cli, "get-auth-token", "--generate"], env=dict(env, HOME=str(head_home)),
                    check=True, capture_output=True)
-    port, ray_dir = _free_port(), tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short paths:
+    port, ray_dir = free_port(), tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short paths:
     head = subprocess.Popen(
         [ray_cli, "start", "--head", "--block", "--port", str(port), "--node-ip-address",
          "127.0.0.1", "--num-cpus", "1", "--include-dashboard", "false",

@@ -83,15 +83,7 @@ class Server:
 
     def peak_rss_mb(self) -> float:
         """Peak resident memory of the server and its worker processes (Linux)."""
-        total = 0.0
-        for pid in [self.process.pid, *children(self.process.pid)]:
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        total += int(line.split()[1]) / 1024
-            except FileNotFoundError:
-                pass
-        return total
+        return sum(_status_kb(pid, "VmHWM:") for pid in self.pids()) / 1024
 
 
     def rss_mb(self) -> float:
