@@ -46,13 +46,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(file.fileno())
         os.replace(temporary, path)
         _sync_folder(path.parent)
-    except OSError as error:  # a full disk names no file: name the one being written
+    except BaseException as error:
         temporary.unlink(missing_ok=True)
-        if error.filename:
-            raise
-        raise OSError(error.errno, error.strerror or str(error), str(path)) from None
-    except BaseException:
-        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename in (None, str(temporary)):
+            # a full disk names no file, a failed rename the temporary: name the output
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from None
         raise
 
 
