@@ -137,7 +137,7 @@ def main() -> None:
     reference = None
     for name in args.detectors:
         config, model, step = training_step(name, args.backbone, args.loss, images, samples)
-        predictor = Predictor(model, config)
+        predictor = Predictor(model, config, config.inference_options())
 
         def infer(model=model, predictor=predictor):
             model.eval()  # step() left it training

@@ -32,7 +32,8 @@ def main() -> None:
         counter = Counter.from_checkpoint(args.checkpoint, device=args.device)
     else:
         config = Config()
-        counter = Counter(Predictor(build_model(config), config, args.device), 0.3)
+        counter = Counter(Predictor(build_model(config), config, config.inference_options(),
+                                     args.device), 0.3)
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
               for _ in range(args.images)]

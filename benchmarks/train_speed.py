@@ -115,7 +115,8 @@ def main() -> int:
                "new_step_seconds": {k: round(statistics.median(v), 3) for k, v in parts.items()}}
     recipe = recipes["new (shb_cpu.yaml)"]
     started = time.perf_counter()
-    Predictor(recipe.model, recipe.config).candidates(recipe.val_images[:10])
+    Predictor(recipe.model, recipe.config, recipe.config.inference_options()).candidates(
+        recipe.val_images[:10])
     figures["validation_seconds_per_image"] = round((time.perf_counter() - started) / 10, 3)
     for name in recipes:
         print(f"{name:32s} {statistics.median(rates[name]):6.2f} training images/s "

@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from maskfocal.checkpoint import load_model
 from maskfocal.config import load_config
 from maskfocal.data import build_splits
 from maskfocal.engine import train
 from maskfocal.families import family_for
 from maskfocal.inference import predict
+from maskfocal.inference.backend import load_detector
 from maskfocal.io import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
@@ -141,7 +141,7 @@ SWEEP = np.round(np.arange(0.05, 0.951, 0.05), 2)
 
 def threshold_sweep(checkpoint: Path, config, images) -> dict[str, float]:
     """Test MAE at every threshold of ``SWEEP``: how much the calibrated one gives away."""
-    model = load_model(checkpoint)[0]
+    model = load_detector(checkpoint)[0]
     predictions = predict(family_for(config), model, images, device=torch.device("cpu"),
                           max_side=config.data.max_eval_side)
     gt = predictions.gt_counts

@@ -239,7 +239,8 @@ def test_each_family_builds_trains_decodes_and_exports_by_name():
         model.eval()
         from maskfocal.inference import Predictor
 
-        found = Predictor(model, config).detect([torch.rand(3, 64, 48)], threshold=0.05)
+        predictor = Predictor(model, config, config.inference_options())
+        found = predictor.detect([torch.rand(3, 64, 48)], threshold=0.05)
         # small: padded for GroupNorm
         assert len(found) == 1
         if family.export_refusal:  # faster_rcnn: a one-line reason instead of a graph

@@ -69,7 +69,8 @@ def by_position(points):
 def dot_counter(**options):
     config = load_config(None, SMALL)
     return Counter(Predictor(CenterNet(backbone_name="resnet18", neck_channels=16,
-                                       head_channels=8), config, runner=dot_finder, **options),
+                                       head_channels=8), config,
+                             config.inference_options().replace(**options), runner=dot_finder),
                    0.5)
 
 
@@ -303,7 +304,8 @@ def test_eval_count_counter_and_service_agree_on_a_tiled_image_at_the_model_scal
 
     from maskfocal.service import ServeSettings, create_app
 
-    with TestClient(create_app(ServeSettings(checkpoint=str(ck), tile_above=2048))) as client:
+    settings = ServeSettings(checkpoint=str(ck), inference={"tile_above": 2048})
+    with TestClient(create_app(settings)) as client:
         answer = client.post("/api/count", files={"image": ("wide.png",
                                                         (root / "test" / "wide.png")
                                                         .read_bytes(), "image/png")})
@@ -373,7 +375,7 @@ def grid_of_dots(spacing: int, height: int = 240, width: int = 320) -> np.ndarra
 def test_auto_scale_brings_the_spacing_of_heads_to_the_target():
     from maskfocal.decode import Detections
 
-    predictor = dot_counter(input_scale="auto").predictor
+    predictor = dot_counter(scale="auto").predictor
     assert predictor.scale_target == 18.0 and predictor.input_scale == 1.0
 
     def spaced(step: float, n: int = 6) -> Detections:
@@ -389,7 +391,7 @@ def test_auto_scale_brings_the_spacing_of_heads_to_the_target():
 
 
 def test_auto_counts_each_photo_at_its_chosen_scale():
-    counter = dot_counter(input_scale="auto", tile_above=None)
+    counter = dot_counter(scale="auto", tile_above=None)
     for spacing, scale in ((30, 1.0), (12, 1.5)):
         pixels = grid_of_dots(spacing)
         first = counter.predictor.at_scale(1.0).find([pixels], 0.5)[0][0]
@@ -403,7 +405,7 @@ def test_auto_counts_each_photo_at_its_chosen_scale():
 def test_a_models_scale_target_makes_auto_its_default(tmp_path):
     path = checkpoint(tmp_path, "decode.scale_target=12")
     assert Predictor.from_checkpoint(path, device="cpu").scale_target == 12.0
-    assert Predictor.from_checkpoint(path, device="cpu", input_scale=1.25).scale_target is None
+    assert Predictor.from_checkpoint(path, device="cpu", scale=1.25).scale_target is None
     (tmp_path / "plain").mkdir()
     plain = checkpoint(tmp_path / "plain")
     assert Predictor.from_checkpoint(plain, device="cpu").scale_target is None

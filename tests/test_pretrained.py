@@ -11,11 +11,12 @@ import torch
 from safetensors.torch import save_file
 
 from maskfocal import Counter
-from maskfocal.checkpoint import load_checkpoint, load_model, save_weights
+from maskfocal.checkpoint import load_checkpoint, save_weights
 from maskfocal.cli import main
 from maskfocal.config import load_config
 from maskfocal.errors import MaskfocalError
 from maskfocal.families import build_model
+from maskfocal.inference.backend import load_detector
 from maskfocal.pretrained import DEFAULT_MODEL, MODELS, pretrained_path
 from tests.conftest import write_image
 
@@ -28,8 +29,8 @@ def test_the_shipped_model_is_in_the_package_and_loads():
     assert 0 < state["config"]["decode"]["threshold"] < 1
     assert all(t.dtype == torch.float32 for t in state["model"].values()
                if t.is_floating_point())  # stored fp16, computed in fp32
-    model, config, _ = load_model(path)
-    assert config.decode.threshold == state["config"]["decode"]["threshold"]
+    model, _, options, _ = load_detector(path)
+    assert options.threshold == state["config"]["decode"]["threshold"]
     assert not model.training
     with pytest.raises(MaskfocalError, match="no shipped model 'nope'; shipped: "):
         pretrained_path("nope")
@@ -98,7 +99,7 @@ def test_export_without_a_checkpoint_exports_the_shipped_model(tmp_path, capsys)
     assert main(["export", "--out", str(out)]) == 0
     assert f"using the shipped model {DEFAULT_MODEL}" in capsys.readouterr().err
     onnx = Counter.from_checkpoint(out, device="cpu")
-    assert onnx.config.decode.input_scale == load_model(pretrained_path())[1].decode.input_scale
+    assert onnx.options == load_detector(pretrained_path())[2]
 
 
 @pytest.mark.parametrize("name", list(MODELS))

@@ -256,7 +256,8 @@ def test_a_timed_out_count_stops_and_frees_its_slot(checkpoint):
     forward pass instead of counting on for nobody (before: 20 s more, the only slot held)."""
     from maskfocal.inference import Predictor
 
-    app = create_app(ServeSettings(checkpoint=str(checkpoint), timeout_s=0.3, tile_above=2048))
+    app = create_app(ServeSettings(checkpoint=str(checkpoint), timeout_s=0.3,
+                                   inference={"tile_above": 2048}))
     original, calls = Predictor.detect, []
 
     def slow(self, *args, **kwargs):

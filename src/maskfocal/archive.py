@@ -45,7 +45,6 @@ from typing import Any
 import numpy as np
 
 from maskfocal.errors import DatasetError, MaskfocalError
-from maskfocal.inference.tiles import TILE_ABOVE, TILE_OVERLAP, TILE_SIZE
 from maskfocal.io import atomic_write_bytes, atomic_write_text, remove_stale_temporaries
 
 __all__ = ["MARKER", "ArchiveSummary", "count_archive", "list_source", "read_results"]
@@ -213,7 +212,8 @@ class ResultsFolder:
                 raise MaskfocalError(f"{marker}: not JSON; this folder's settings are "
                                      "unknown, choose another --out") from None
             changed = [f"{key} {earlier.get(key)!r} -> {value!r}"
-                       for key, value in settings.items() if earlier.get(key) != value]
+                       for key, value in settings.items()
+                       if key in earlier and earlier[key] != value]  # older: fewer keys
             if changed:
                 raise MaskfocalError(f"--out {self.path} holds counts made with other "
                                      f"settings ({'; '.join(changed)}); one dataset holds one "
@@ -328,9 +328,8 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
 class _CountWorker:
     """One actor of the pool: loads the model once, counts batches of decoded images."""
 
-    def __init__(self, model: list, name: str, suffix: str, threshold: float,
-                 options: dict[str, Any], points: bool, threads: int, device: str,
-                 zones=None) -> None:
+    def __init__(self, model: list, name: str, suffix: str, options, points: bool,
+                 threads: int, device: str, zones=None) -> None:
         import ray
         import torch
 
@@ -341,9 +340,9 @@ class _CountWorker:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / f"model{suffix}"
             path.write_bytes(blob)
-            self.counter = Counter.from_checkpoint(path, device=device, threshold=threshold,
-                                                   **options)
-        self.name, self.threshold, self.points, self.zones = name, threshold, points, zones
+            self.counter = Counter.from_checkpoint(path, device=device).with_options(options)
+        self.name, self.threshold, self.points, self.zones = (name, options.threshold, points,
+                                                              zones)
 
     def __call__(self, batch: dict[str, np.ndarray]):
         import pyarrow as pa
@@ -383,14 +382,12 @@ class _CountWorker:
 
 # the driver -----------------------------------------------------------------------------------
 def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | None = None,
-                  *, threshold: float | None = None, points: bool = False,
+                  *, points: bool = False,
                   workers: int | None = None, cpus_per_worker: float = 1,
                   gpus_per_worker: float = 0, batch_size: int = 4, address: str | None = None,
-                  column: str = "path", tile_above: int | None = TILE_ABOVE,
-                  tile_size: int = TILE_SIZE, tile_overlap: int = TILE_OVERLAP,
-                  flush_rows: int = FLUSH_ROWS, progress: bool = True,
-                  zones: str | Path | None = None,
-                  retry_errors: bool = False) -> ArchiveSummary:
+                  column: str = "path", flush_rows: int = FLUSH_ROWS, progress: bool = True,
+                  zones: str | Path | None = None, retry_errors: bool = False,
+                  **options) -> ArchiveSummary:
     """Count every image of ``source`` not yet in ``out`` on Ray Data (module docstring).
 
     Args:
@@ -398,7 +395,6 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
         out: the results folder (a Parquet dataset, one row per image).
         checkpoint: a checkpoint, weights, ONNX file or shipped model name (default: the
             default shipped model).
-        threshold: the score threshold (default: the checkpoint's).
         points: keep each head's (x, y) in the ``points`` column.
         workers: counting actors (default: as many as the cluster's CPUs, or GPUs with
             ``gpus_per_worker``, allow).
@@ -409,7 +405,9 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
         address: a running Ray cluster (``ray://host:10001``, ``host:6379`` or ``auto``);
             default ``RAY_ADDRESS``, or a local Ray started here and stopped at the end.
         column: the paths' column in a CSV or Parquet manifest.
-        tile_above, tile_size, tile_overlap: tiling, as for ``maskfocal count``.
+        options: the inference options, as :meth:`maskfocal.Counter.from_checkpoint` takes
+            them (``threshold``, ``scale``, ``max_eval_side``, ``tile_above``, ``tile_size``,
+            ``tile_overlap``; default: the model's own).
         flush_rows: rows per Parquet file.
         progress: a progress bar on stderr.
         zones: a zone file (:mod:`maskfocal.zones`): the ``zones`` column (heads per zone)
@@ -417,11 +415,11 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
         retry_errors: count the images whose rows are errors again (a file missing then,
             present now); each image keeps one row, the new one.
     """
-    from maskfocal.inference import Counter, check_tiling
+    from maskfocal.inference import Counter, InferenceOptions
     from maskfocal.pretrained import DEFAULT_MODEL, MODELS, checkpoint_or_shipped
 
     _check_options(workers, cpus_per_worker, gpus_per_worker, batch_size, flush_rows)
-    check_tiling(tile_above, tile_size, tile_overlap)
+    InferenceOptions().replace(**options)  # a bad option: one line, before any work
     _need_ray()
     zone_set = None
     if zones is not None:
@@ -430,15 +428,17 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
         zone_set = load_zones(zones)
     paths = list_source(source, column)
     model_path = checkpoint_or_shipped(checkpoint, say=progress)
-    tiling = {"tile_above": tile_above, "tile_size": tile_size, "tile_overlap": tile_overlap}
-    counter = Counter.from_checkpoint(model_path, device="cpu", threshold=threshold, **tiling)
+    counter = Counter.from_checkpoint(model_path, device="cpu", **options)
+    chosen = counter.options
     blob = model_path.read_bytes()
     shipped = checkpoint is None or (str(checkpoint) in MODELS
                                      and not Path(checkpoint).exists())
     name = (str(checkpoint or DEFAULT_MODEL)) if shipped else str(checkpoint)
     settings = {"model": name, "model_sha256": hashlib.sha256(blob).hexdigest(),
-                "threshold": round(counter.threshold, 6),
-                "input_scale": counter.predictor.input_scale, **tiling, "points": points,
+                "threshold": round(chosen.threshold, 6), "input_scale": chosen.input_scale,
+                "scale_target": chosen.scale_target, "max_eval_side": chosen.max_eval_side,
+                "tile_above": chosen.tile_above, "tile_size": chosen.tile_size,
+                "tile_overlap": chosen.tile_overlap, "points": points,
                 "zones_sha256": None if zones is None else
                 hashlib.sha256(Path(zones).read_bytes()).hexdigest()}
     results = ResultsFolder(out, settings)
@@ -456,7 +456,7 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
             workers = _default_workers(ray, cpus_per_worker, gpus_per_worker)
         model = ray.put(blob)
         datasets = (_pipeline(ray, todo[start:start + CHUNK_IMAGES], model, name,
-                              model_path.suffix, counter.threshold, tiling, points, workers,
+                              model_path.suffix, chosen, points, workers,
                               cpus_per_worker, gpus_per_worker, batch_size, zone_set)
                     for start in range(0, len(todo), CHUNK_IMAGES))
         batches = _batches(datasets, len(todo), progress, first, started)
@@ -565,8 +565,8 @@ def _default_workers(ray, cpus_per_worker: float, gpus_per_worker: float) -> int
     return max(1, int(resources.get("CPU", 1) // cpus_per_worker))
 
 
-def _pipeline(ray, todo: list[str], model, name: str, suffix: str, threshold: float,
-              tiling: dict, points: bool, workers: int, cpus_per_worker: float,
+def _pipeline(ray, todo: list[str], model, name: str, suffix: str, options,
+              points: bool, workers: int, cpus_per_worker: float,
               gpus_per_worker: float, batch_size: int, zones=None):
     import pyarrow as pa
     from ray.data import ActorPoolStrategy, TaskPoolStrategy
@@ -587,7 +587,7 @@ def _pipeline(ray, todo: list[str], model, name: str, suffix: str, threshold: fl
         compute=ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
         num_gpus=gpus_per_worker or None,
         fn_constructor_kwargs={"model": [model], "name": name, "suffix": suffix,
-                               "threshold": threshold, "options": tiling, "points": points,
+                               "options": options, "points": points,
                                "threads": max(1, round(cpus_per_worker)), "device": device,
                                "zones": zones})
 

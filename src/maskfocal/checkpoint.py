@@ -153,33 +153,3 @@ def _check_entries(state: dict[str, Any], path: Path) -> None:
     for key in ("optimizer", "scheduler"):
         if key in state and not isinstance(state[key], dict):
             raise MaskfocalError(f"{path}: its {key!r} entry is not a mapping")
-
-
-def checkpoint_config(state: dict[str, Any], path: str | Path):
-    """The :class:`~maskfocal.config.Config` a checkpoint was trained with; a config this
-    version cannot read is explained with both versions."""
-    from maskfocal import __version__
-    from maskfocal.config import config_from_dict
-
-    try:
-        return config_from_dict(state["config"])
-    except MaskfocalError as error:
-        raise MaskfocalError(f"{path}: its config (maskfocal "
-                             f"{state.get('maskfocal_version', 'unknown')}) does not fit this "
-                             f"maskfocal {__version__}: {error}") from None
-
-
-def load_model(path: str | Path):
-    """(model, config, state) of a checkpoint: the model its config describes, with its
-    weights (never re-fetching ``model.weights``), in eval mode, on the CPU."""
-    from maskfocal.families import build_model
-
-    state = load_checkpoint(path)
-    config = checkpoint_config(state, path)
-    model = build_model(config, pretrained=False)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise MaskfocalError(f"{path}: weights do not fit the model its config describes "
-                             f"({str(error).splitlines()[0]})") from None
-    return model.eval(), config, state

@@ -166,8 +166,8 @@ def _eval(args: argparse.Namespace) -> int:
                                   args.root, split=args.split,
                                   save_dir=args.save_dir, overwrite=args.overwrite,
                                   device=args.device, progress=not args.json,
-                                  tile_above=args.tile_above, protocol=args.protocol,
-                                  gt_loc=args.gt_loc, input_scale=args.scale)
+                                  protocol=args.protocol, gt_loc=args.gt_loc,
+                                  **_inference_changes(args))
     if args.json:
         print(dumps_json(metrics))
     else:
@@ -223,9 +223,17 @@ def _serve(args: argparse.Namespace) -> int:
                              timeout_s=args.timeout, receive_timeout_s=args.receive_timeout,
                              max_connections=args.max_connections,
                              allowed_hosts=tuple(args.allowed_hosts) if args.allowed_hosts
-                             else None, tile_above=args.tile_above, device=args.device)
+                             else None, inference=_serve_options(args), device=args.device)
     serve(settings, host=args.host, port=args.port, workers=args.workers)
     return 0
+
+
+def _serve_options(args: argparse.Namespace) -> dict:
+    """The inference options given to ``serve``, as its workers receive them (JSON)."""
+    from maskfocal.inference.options import KEEP
+
+    return {name: value for name, value in _inference_changes(args).items()
+            if value is not KEEP and (value is not None or name == "tile_above")}
 
 
 def _number(value: float, spec: str) -> str:
@@ -235,13 +243,11 @@ def _number(value: float, spec: str) -> str:
 
 def _count(args: argparse.Namespace) -> int:
     from maskfocal.errors import DatasetError
-    from maskfocal.inference import Counter, check_tiling, expand_inputs
+    from maskfocal.inference import Counter, expand_inputs
     from maskfocal.video import count_video, is_video
     from maskfocal.visualize import contact_sheet, draw_overlay
 
-    tiling = {"tile_above": None if args.no_tiles else args.tile_above,
-              "tile_size": args.tile_size, "tile_overlap": args.tile_overlap}
-    check_tiling(**tiling)
+    options = _inference_changes(args)
     videos = [Path(item) for item in args.inputs if is_video(item)]
     images = expand_inputs([i for i in args.inputs if not is_video(i)]) if \
         len(videos) < len(args.inputs) else []
@@ -260,8 +266,7 @@ def _count(args: argparse.Namespace) -> int:
         folder = OutputFolder(args.out or "runs/count", "count")
         folder.protect([*images, *videos])  # never written over, whoever wrote them
     counter = Counter.from_checkpoint(checkpoint_or_shipped(args.checkpoint),
-                                      device=args.device, progress=True,
-                                      input_scale=args.scale, **tiling)
+                                      device=args.device, progress=True, **options)
     heatmap = args.heatmap and counter.has_heatmap
     overlays = args.out is not None
     results, skipped, sheet = [], 0, []
@@ -339,13 +344,11 @@ def _count_archive(args: argparse.Namespace) -> int:
     from maskfocal.archive import count_archive
 
     summary = count_archive(
-        args.source, args.out, args.checkpoint, threshold=args.threshold, points=args.points,
+        args.source, args.out, args.checkpoint, points=args.points,
         workers=args.workers, cpus_per_worker=args.cpus_per_worker,
         gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
-        address=args.address, column=args.column,
-        tile_above=None if args.no_tiles else args.tile_above, tile_size=args.tile_size,
-        tile_overlap=args.tile_overlap, flush_rows=args.flush_every, zones=args.zones,
-        retry_errors=args.retry_errors)
+        address=args.address, column=args.column, flush_rows=args.flush_every,
+        zones=args.zones, retry_errors=args.retry_errors, **_inference_changes(args))
     line = (f"{summary.listed} images in {args.source}: {summary.already} already in "
             f"{summary.results}, {summary.counted} counted now")
     if summary.counted:
@@ -552,8 +555,7 @@ def _add_eval(commands) -> None:
                                "(default test, labels not needed) into --out")
     evaluate.add_argument("--out", metavar="DIR", help="the folder for --submit's files")
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    _add_scale(evaluate)
-    _add_tile_above(evaluate, None)
+    _add_inference_options(evaluate)
     evaluate.set_defaults(run=_eval)
 
 
@@ -585,8 +587,7 @@ def _add_count(commands) -> None:
                        help="a JSON zone file: heads per named polygon or mask (and people "
                             "per m² with a ground scale) in the output, CSV and overlays; "
                             "see docs/usage.md#zones")
-    _add_scale(count)
-    _add_tiling(count)
+    _add_inference_options(count)
     count.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     count.set_defaults(run=_count)
 
@@ -604,30 +605,66 @@ def _scale(text: str) -> float | str:
     return value
 
 
-def _add_scale(parser) -> None:
-    parser.add_argument("--scale", type=_scale, metavar="auto|FACTOR",
-                        help="resize each photo by FACTOR before counting (default: the "
-                             "model's decode.input_scale, chosen on its validation), or auto: "
-                             "a first pass at 1, then the scale (1 to 2) that brings the "
-                             "spacing of the heads found to the model's decode.scale_target "
-                             "(18 px where it has none)")
+def _probability(text: str) -> float:
+    """``--threshold``: a number in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a score in (0, 1), got {text!r}")
+    return value
 
 
-def _add_tiling(parser) -> None:
-    """The tiling options of ``count`` and ``count-archive``; defaults: the Predictor's."""
-    from maskfocal.inference.tiles import TILE_ABOVE, TILE_OVERLAP, TILE_SIZE
+def _add_inference_options(parser) -> None:
+    """The inference options (:class:`~maskfocal.inference.InferenceOptions`), the same flags
+    in count, eval, serve and count-archive; each defaults to the model's own."""
+    from maskfocal.inference.options import InferenceOptions
 
-    _add_tile_above(parser, TILE_ABOVE)
-    parser.add_argument("--tile-size", type=_whole(64), default=TILE_SIZE, metavar="PIXELS",
-                        help=f"side of each tile at the input scale (default {TILE_SIZE})")
-    parser.add_argument("--tile-overlap", type=_whole(0), default=TILE_OVERLAP,
-                        metavar="PIXELS",
-                        help="least overlap of neighbouring tiles, so a head on a border is "
-                             f"seen whole (default {TILE_OVERLAP}; less than the tile size "
-                             "minus 4)")
-    parser.add_argument("--no-tiles", action="store_true",
-                        help="never tile (the default): scale large images down to "
-                             "data.max_eval_side")
+    default = InferenceOptions()
+    group = parser.add_argument_group("inference options (default: the model's own)")
+    group.add_argument("--threshold", type=_probability, metavar="SCORE",
+                       help="the score a head needs (default: the model's calibrated one)")
+    group.add_argument("--scale", type=_scale, metavar="auto|FACTOR",
+                       help="resize each photo by FACTOR before counting (default: the "
+                            "model's decode.input_scale, chosen on its validation), or auto: "
+                            "a first pass at 1, then the scale (1 to 2) that brings the "
+                            "spacing of the heads found to the model's decode.scale_target "
+                            "(18 px where it has none)")
+    group.add_argument("--max-eval-side", type=_whole(64), metavar="PIXELS",
+                       help="a photo counted whole is scaled down until its longer side, at "
+                            "the input scale, fits this (default: the model's "
+                            f"data.max_eval_side, {default.max_eval_side} for the shipped "
+                            "models)")
+    group.add_argument("--tile-above", type=_whole(0), default=argparse.SUPPRESS,
+                       metavar="PIXELS",
+                       help="count photos whose longer side, at the input scale, exceeds "
+                            "this in tiles at that scale (default: never; they are scaled "
+                            "down to --max-eval-side, which counts phone photos best). count, "
+                            "eval, serve and count-archive give the same heads for the same "
+                            "setting")
+    group.add_argument("--tile-size", type=_whole(64), metavar="PIXELS",
+                       help=f"side of each tile at the input scale (default {default.tile_size})")
+    group.add_argument("--tile-overlap", type=_whole(0), metavar="PIXELS",
+                       help="least overlap of neighbouring tiles, so a head on a border is "
+                            f"seen whole (default {default.tile_overlap}; less than the tile "
+                            "size minus 4)")
+    group.add_argument("--no-tiles", action="store_true",
+                       help="never tile (the default): scale large photos down to "
+                            "--max-eval-side")
+
+
+def _inference_changes(args: argparse.Namespace) -> dict:
+    """The inference options given on the command line (``None``: the model's own), checked
+    before any model loads."""
+    from maskfocal.inference.options import KEEP, InferenceOptions
+
+    tile_above = None if args.no_tiles else getattr(args, "tile_above", KEEP)  # absent: not given
+    changes = {"threshold": args.threshold, "scale": args.scale,
+               "max_eval_side": args.max_eval_side, "tile_above": tile_above,
+               "tile_size": args.tile_size, "tile_overlap": args.tile_overlap}
+    InferenceOptions().replace(**changes)  # a bad combination: one line, before any work
+    return changes
 
 
 def _add_count_archive(commands) -> None:
@@ -647,8 +684,6 @@ def _add_count_archive(commands) -> None:
                               "or one this command wrote with the same model and settings")
     archive.add_argument("--checkpoint", help="as for count (default: the shipped "
                          f"{DEFAULT_MODEL})")
-    archive.add_argument("--threshold", type=float, metavar="SCORE",
-                         help="score threshold (default: the checkpoint's)")
     archive.add_argument("--points", action="store_true",
                          help="keep each head's (x, y) in a points column")
     archive.add_argument("--zones", metavar="FILE",
@@ -675,7 +710,7 @@ def _add_count_archive(commands) -> None:
     archive.add_argument("--retry-errors", action="store_true",
                          help="count the images whose rows are errors again (a file missing "
                               "then, present now); each keeps one row, the new one")
-    _add_tiling(archive)
+    _add_inference_options(archive)
     archive.set_defaults(run=_count_archive)
 
 
@@ -746,7 +781,7 @@ def _add_serve(commands) -> None:
     serve.add_argument("--allowed-hosts", nargs="+", metavar="HOST",
                        help="answer only requests whose Host header is one of these (e.g. "
                             "crowds.example.org; default: any)")
-    _add_tile_above(serve, settings.tile_above)
+    _add_inference_options(serve)
     serve.add_argument("--device", default=settings.device,
                        help=f"cpu, cuda or auto (default {settings.device})")
     serve.set_defaults(run=_serve)

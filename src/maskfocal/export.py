@@ -20,10 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from maskfocal import __version__
-from maskfocal.checkpoint import load_model
-from maskfocal.config import config_from_dict
 from maskfocal.errors import MaskfocalError
 from maskfocal.families import DetectorFamily, family_for
+from maskfocal.inference.backend import load_detector, read_saved
 from maskfocal.io import atomic_write_bytes, writable_file
 
 OPSET = 18
@@ -63,8 +62,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, example_size: tuple[
     if Path(checkpoint).suffix.lower() == ".onnx" or is_maskfocal_onnx(checkpoint):
         raise MaskfocalError(f"{checkpoint} is an ONNX export already and cannot be exported "
                              "again; export the .pt or .safetensors it came from")
-    model, config, _ = load_model(checkpoint)
-    family = family_for(config)
+    model, spec, _, state = load_detector(checkpoint)
+    family = family_for(spec)
     if family.export_refusal:
         raise MaskfocalError(f"{checkpoint}: {family.export_refusal}")
     graph = _ExportGraph(model, family).eval()
@@ -81,7 +80,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, example_size: tuple[
             dynamic_shapes={"images": {0: batch, 2: 32 * height, 3: 32 * width}},
             opset_version=OPSET, dynamo=True, verbose=False)
     proto = program.model_proto
-    metadata = {"maskfocal_version": __version__, "config": json.dumps(config.to_dict()),
+    metadata = {"maskfocal_version": __version__, "config": json.dumps(state["config"]),
                 "outputs": ",".join(names)}
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
@@ -148,19 +147,17 @@ class OnnxRunner:
             if "threshold" in metadata:  # exports before the threshold had one home
                 saved["decode"] = {**saved.get("decode", {}),
                                    "threshold": float(metadata["threshold"])}
-            self.config = config_from_dict(saved)
             self.names = tuple(metadata["outputs"].split(","))
-        except (KeyError, ValueError, TypeError) as error:
+        except (KeyError, ValueError, TypeError, AttributeError) as error:
             raise MaskfocalError(f"{path}: damaged maskfocal metadata ({error})") from None
-        if not 0 < self.config.decode.threshold < 1:
-            raise MaskfocalError(f"{path}: its threshold {self.config.decode.threshold!r} is "
-                                 "not in (0, 1)")
+        self.spec, self.options = read_saved(saved, path)
+        self.saved_config = saved
         damaged = non_finite_weights(path)
         if damaged:
             raise MaskfocalError(f"{path}: {len(damaged)} weight tensors hold NaN or infinity "
                                  f"(first: {damaged[0]}); export the model again from a "
                                  "sound checkpoint")
-        self.family = family_for(self.config)
+        self.family = family_for(self.spec)
         self.model = self.family.build(pretrained=False).eval()
 
     def __call__(self, images: Tensor):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -33,44 +34,77 @@ from maskfocal.decode import (
     boxes_to_detections,
     decode_centernet,
 )
+from maskfocal.decode.options import DecodeOptions
 from maskfocal.errors import MaskfocalError
 from maskfocal.losses import LOSS_KEYS as CENTERNET_LOSS_KEYS
 from maskfocal.losses import LOSS_PRESETS, MaskFocalLossConfig, centernet_losses
-from maskfocal.models import Backbone, CenterNet
+from maskfocal.losses.options import LossOptions
+from maskfocal.models import BACKBONES, Backbone, CenterNet
+from maskfocal.models.options import ModelOptions
+from maskfocal.options import read_record
 from maskfocal.targets.centernet import SpreadRule, encode_centernet
 
 if TYPE_CHECKING:
     from maskfocal.data.transforms import Sample
 
-# maskfocal.config's Config and LossConfig, not imported: the config imports this module (its
-# vocabularies and its family-aware checks read the registry below)
-Config = LossConfig = Any
-
 __all__ = ["FAMILIES", "LOSS_NAMES", "BoxFamily", "CenterNetFamily", "DetectorFamily",
-           "FasterRCNNFamily", "build_model", "family_for"]
+           "DetectorSpec", "FasterRCNNFamily", "build_model", "family_for"]
 
 LOSS_NAMES = ("auto", "native", "mfl")
 """``loss.name``: the detector's own loss, Mask Focal Loss, or ``auto`` (the default): the one
 the MFL experiment measured best for the detector, its family's
 :attr:`~DetectorFamily.default_loss`."""
 
+
+
+@dataclass
+class DetectorSpec:
+    """What a detector is: the records that build and decode it, each declared in its own
+    layer. A saved model carries one (its config's ``model``, ``loss`` and ``decode``
+    sections, read by :meth:`from_saved`); a training config (:class:`maskfocal.config.Config`)
+    has the same three sections, so a family takes either."""
+
+    model: ModelOptions = field(default_factory=ModelOptions)
+    loss: LossOptions = field(default_factory=LossOptions)
+    decode: DecodeOptions = field(default_factory=DecodeOptions)
+
+    @classmethod
+    def from_saved(cls, config: dict[str, Any]) -> DetectorSpec:
+        """The spec of a saved config (a checkpoint's, a ``.safetensors``' or an ONNX
+        export's); keys of the other sections (data, training) are not read."""
+        if not isinstance(config, dict):
+            raise MaskfocalError(f"expected a config mapping, got {type(config).__name__}")
+        spec = cls(*(read_record(kind, config.get(section) or {}, f"{section}.")
+                     for section, kind in (("model", ModelOptions), ("loss", LossOptions),
+                                           ("decode", DecodeOptions))))
+        for key, value, valid in (("model.backbone", spec.model.backbone, BACKBONES),
+                                  ("loss.name", spec.loss.name, LOSS_NAMES)):
+            if value not in valid:
+                raise MaskfocalError(f"{key}: {value!r} is not one of: {', '.join(valid)}")
+        family = family_for(spec)
+        if spec.loss.name == "auto":  # saved before the loss was resolved when loading
+            spec.loss.name = family.default_loss
+        return spec
+
+
 MFL_KEYS = tuple(f"loss.{f.name}" for f in dataclasses.fields(MaskFocalLossConfig))
 SPREAD_KEYS = tuple(f"loss.{f.name}" for f in dataclasses.fields(SpreadRule))
 
 
-def spread_rule(loss: LossConfig) -> SpreadRule:
+def spread_rule(loss: LossOptions) -> SpreadRule:
     """The Gaussian-spread options of the loss config (``loss.box_spread`` ...)."""
     return SpreadRule(**{f.name: getattr(loss, f.name) for f in dataclasses.fields(SpreadRule)})
 
 
-def mfl_options(loss: LossConfig) -> MaskFocalLossConfig:
+def mfl_options(loss: LossOptions) -> MaskFocalLossConfig:
     """The MFL options of the loss config (``loss.mask``, ``loss.gamma`` ...)."""
     return MaskFocalLossConfig(**{f.name: getattr(loss, f.name)
                                   for f in dataclasses.fields(MaskFocalLossConfig)})
 
 
 class DetectorFamily:
-    """What the rest of the package asks of a detector, bound to one config.
+    """What the rest of the package asks of a detector, bound to one
+    :class:`DetectorSpec` (or a training config, which has its sections).
 
     Subclasses set the class attributes and implement the methods that raise here.
     """
@@ -91,15 +125,15 @@ class DetectorFamily:
     """What ``loss.name=auto`` (the default) becomes: the loss the MFL experiment at
     convergence measured best for this detector (docs/experiments/mfl.md, "At convergence")."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
+    def __init__(self, spec: DetectorSpec) -> None:
+        self.spec = spec
 
     # the config --------------------------------------------------------------------------
     def ignored_keys(self) -> dict[str, str]:
         """Keys this family ignores under this config (and why), e.g. MFL's options under
         ``loss.name=native``."""
         ignored = dict(self.ignores)
-        if self.config.loss.name == "native":
+        if self.spec.loss.name == "native":
             ignored.update(dict.fromkeys(MFL_KEYS, "loss.name=native uses the detector's own "
                                                    "loss, not Mask Focal Loss (loss.name=mfl "
                                                    "does)"))
@@ -117,7 +151,7 @@ class DetectorFamily:
 
     def backbone(self, *, pretrained: bool = True) -> Backbone:
         """The backbone ``model.backbone`` with its starting weights (see :meth:`build`)."""
-        model = self.config.model
+        model = self.spec.model
         return Backbone(model.backbone, model.weights if pretrained else None,
                         imagenet=pretrained and model.pretrained == "imagenet",
                         freeze_bn=model.freeze_bn)
@@ -158,7 +192,7 @@ class DetectorFamily:
     @property
     def stride(self) -> int:
         """Output stride of the heatmap (:meth:`heatmaps`)."""
-        raise MaskfocalError(f"{self.config.model.name} predicts no heatmap")
+        raise MaskfocalError(f"{self.spec.model.name} predicts no heatmap")
 
     # export ------------------------------------------------------------------------------
     def export_names(self, model: nn.Module) -> tuple[str, ...]:
@@ -192,26 +226,26 @@ class CenterNetFamily(DetectorFamily):
     def heatmap_loss(self) -> MaskFocalLossConfig:
         """The heatmap loss: CenterNet's own (MFL's ``centernet`` preset) or the configured
         MFL."""
-        loss = self.config.loss
+        loss = self.spec.loss
         return LOSS_PRESETS["centernet"] if loss.name == "native" else mfl_options(loss)
 
     def build(self, *, pretrained: bool = True) -> nn.Module:
-        model = self.config.model
+        model = self.spec.model
         return CenterNet(self.backbone(pretrained=pretrained),
                          neck_channels=model.neck_channels, head_channels=model.head_channels,
                          size_head=model.size_head, stride=model.output_stride)
 
     @property
     def stride(self) -> int:
-        return self.config.model.output_stride
+        return self.spec.model.output_stride
 
     def training_losses(self, model, images, samples, *, call=None):
         device = images.device
         targets = encode_centernet(
             [s.points.to(device) for s in samples], [s.boxes.to(device) for s in samples],
             [s.has_boxes for s in samples], images.shape[-2], images.shape[-1],
-            stride=self.stride, rule=spread_rule(self.config.loss))
-        loss = self.config.loss
+            stride=self.stride, rule=spread_rule(self.spec.loss))
+        loss = self.spec.loss
         return centernet_losses((call or model)(images), targets, self.heatmap_loss(),
                                 heatmap_weight=loss.heatmap_weight,
                                 offset_weight=loss.offset_weight, size_weight=loss.size_weight,
@@ -221,7 +255,7 @@ class CenterNetFamily(DetectorFamily):
         return model(images)
 
     def decode(self, model, outputs, valid_sizes, *, threshold):
-        decode = self.config.decode
+        decode = self.spec.decode
         return decode_centernet(outputs, threshold=threshold, stride=self.stride,
                                 peak_window=decode.peak_window,
                                 max_detections=decode.max_detections,
@@ -266,15 +300,15 @@ class BoxFamily(DetectorFamily):
     }
 
     def validate(self) -> None:
-        channels = self.config.model.neck_channels
+        channels = self.spec.model.neck_channels
         if channels % 32:
-            raise MaskfocalError(f"model.neck_channels={channels}: {self.config.model.name}'s "
+            raise MaskfocalError(f"model.neck_channels={channels}: {self.spec.model.name}'s "
                                  "heads use GroupNorm with 32 groups, so it must be a multiple "
                                  "of 32")
 
     def ignored_keys(self) -> dict[str, str]:
         ignored = super().ignored_keys()
-        if self.config.loss.name == "native":
+        if self.spec.loss.name == "native":
             why = "loss.name=native is torchvision's stock focal loss, on binary targets"
             ignored.update(dict.fromkeys(("loss.target_map", *SPREAD_KEYS), why))
         return ignored
@@ -282,16 +316,16 @@ class BoxFamily(DetectorFamily):
     def build(self, *, pretrained: bool = True) -> nn.Module:
         from maskfocal.models import detectors
 
-        config = self.config
+        spec = self.spec
         mfl = None
-        if config.loss.name == "mfl":  # the detector's own assignment is the positive mask
-            mfl = dataclasses.replace(mfl_options(config.loss), mask="assigned")
+        if spec.loss.name == "mfl":  # the detector's own assignment is the positive mask
+            mfl = dataclasses.replace(mfl_options(spec.loss), mask="assigned")
         return getattr(detectors, self.builder)(
-            self.backbone(pretrained=pretrained), channels=config.model.neck_channels,
-            head_convs=config.model.head_convs,
-            mfl=mfl, binary=config.loss.target_map == "binary",
-            spread=spread_rule(config.loss), score_floor=SCORE_FLOOR,
-            nms_threshold=config.decode.nms_threshold)
+            self.backbone(pretrained=pretrained), channels=spec.model.neck_channels,
+            head_convs=spec.model.head_convs,
+            mfl=mfl, binary=spec.loss.target_map == "binary",
+            spread=spread_rule(spec.loss), score_floor=SCORE_FLOOR,
+            nms_threshold=spec.decode.nms_threshold)
 
     def training_losses(self, model, images, samples, *, call=None):
         device = images.device
@@ -400,16 +434,17 @@ FAMILIES: dict[str, type[DetectorFamily]] = {
 """``model.name`` -> its family; the vocabulary of ``model.name``."""
 
 
-def family_for(config: Config) -> DetectorFamily:
-    """The family of ``config.model.name``, bound to ``config``."""
+def family_for(spec: DetectorSpec) -> DetectorFamily:
+    """The family of ``spec.model.name``, bound to ``spec`` (a :class:`DetectorSpec` or a
+    training config)."""
     try:
-        return FAMILIES[config.model.name](config)
+        return FAMILIES[spec.model.name](spec)
     except KeyError:
-        raise MaskfocalError(f"model.name: {config.model.name!r} is not one of: "
+        raise MaskfocalError(f"model.name: {spec.model.name!r} is not one of: "
                              f"{', '.join(FAMILIES)}") from None
 
 
-def build_model(config: Config, *, pretrained: bool = True) -> nn.Module:
-    """The detector a config names, with the loss it asks for (see
+def build_model(spec: DetectorSpec, *, pretrained: bool = True) -> nn.Module:
+    """The detector a spec (or config) names, with the loss it asks for (see
     :meth:`DetectorFamily.build`)."""
-    return family_for(config).build(pretrained=pretrained)
+    return family_for(spec).build(pretrained=pretrained)

@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -62,7 +62,7 @@ class ServeSettings:
     receive_timeout_s: float = 20.0  # a request must arrive whole (headers, body) in this time
     max_connections: int = 200  # open connections per worker; beyond: 503 at once
     allowed_hosts: tuple[str, ...] | None = None  # Host headers served (None: any)
-    tile_above: int | None = None  # count larger images in tiles (None: scale them down)
+    inference: dict = field(default_factory=dict)  # InferenceOptions changes (tile_above ...)
     device: str = "cpu"
     threads: int | None = None  # torch threads of this worker (None: torch's default)
 
@@ -80,6 +80,9 @@ class ServeSettings:
             if not (value > 0 and math.isfinite(value)):
                 raise MaskfocalError(f"{name[:-2].replace('_', '-')} must be a number of "
                                      f"seconds > 0, got {value}")
+        from maskfocal.inference.options import InferenceOptions
+
+        InferenceOptions().replace(**self.inference)  # a bad option: one line, before any work
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise MaskfocalError(f"{self.checkpoint}: no such checkpoint")
 
@@ -201,7 +204,7 @@ class CountingService:
 
             torch.set_num_threads(settings.threads)
         if counter is None:
-            options = {"device": settings.device, "tile_above": settings.tile_above}
+            options = {"device": settings.device, **settings.inference}
             counter = Counter.from_checkpoint(settings.checkpoint, **options) \
                 if settings.checkpoint else Counter.from_pretrained(**options)
         self.settings = settings

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from maskfocal.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
-from maskfocal.config import Config, load_config
+from maskfocal.checkpoint import load_checkpoint, save_checkpoint
+from maskfocal.config import Config, config_from_checkpoint, load_config
 from maskfocal.data.splits import build_splits, sources
 from maskfocal.data.training import TrainingSet, collate
 from maskfocal.errors import MaskfocalError
@@ -177,7 +177,7 @@ def _resume_state(run: RunFolder, config: Config) -> dict[str, Any] | None:
     if not run.resume:
         return None
     state = load_checkpoint(run.last)
-    saved = checkpoint_config(state, run.last)
+    saved = config_from_checkpoint(state, run.last)
     # where the first weights came from does not matter once a run is under way
     if dataclasses.replace(saved.model, init_from=None) != dataclasses.replace(
             config.model, init_from=None):
@@ -358,7 +358,7 @@ class _Session:
                                  f"fit this run ({str(error).splitlines()[0][:200]})") from None
         self.start_epoch, self.step = state["epoch"] + 1, state["step"]
         self.best_mae = state["best_mae"]
-        self.config.decode.threshold = checkpoint_config(state, self.run.last).decode.threshold
+        self.config.decode.threshold = config_from_checkpoint(state, self.run.last).decode.threshold
         self.elapsed = float(state.get("elapsed_seconds", 0.0))
         self.finished = bool(state.get("finished", False)) or (
             self.budget is None and self.start_epoch >= self.config.train.epochs)
@@ -468,8 +468,8 @@ class _Session:
         config = self.config
         started = self.clock()
         torch.backends.cudnn.benchmark = False
-        predictions = _predict_shared(Predictor(self.eval_model, config, self.device),
-                                      self.val_images, self.distributed,
+        predictor = Predictor(self.eval_model, config, config.inference_options(), self.device)
+        predictions = _predict_shared(predictor, self.val_images, self.distributed,
                                       progress=self.progress)
         if not config.decode.calibrate:
             threshold = config.decode.threshold
@@ -541,11 +541,12 @@ class _Session:
         best_state = load_checkpoint(self.run.best)
         self.model.load_state_dict(best_state["model"])
         started = time.perf_counter()
-        predictions = Predictor(self.model, self.config, self.device).candidates(
+        predictions = Predictor(self.model, self.config, self.config.inference_options(),
+                                self.device).candidates(
             self.test_images, progress=self.progress)
         seconds = time.perf_counter() - started
         result["test"] = score(predictions,
-                               checkpoint_config(best_state, self.run.best).decode.threshold)
+                               config_from_checkpoint(best_state, self.run.best).decode.threshold)
         result["test"]["images_per_second"] = len(self.test_images) / seconds
         result["test"].update(epochs=result["epochs"], minutes=round(result["minutes"], 3),
                               budget_minutes=result["budget_minutes"])

@@ -8,12 +8,14 @@ defaults from :mod:`maskfocal.inference.tiles` cheaply.
 import importlib
 
 _HOMES = {"Counter": "counter", "CountResult": "counter", "expand_inputs": "counter",
-          "Predictor": "predictor", "check_tiling": "predictor",
+          "Predictor": "predictor", "check_tiling": "options",
+          "InferenceOptions": "options", "KEEP": "options",
           "CALIBRATION_GRID": "scoring", "Predictions": "scoring",
           "calibrate_threshold": "scoring", "score": "scoring",
           "balanced_threshold": "scoring", "per_source": "scoring"}
 
-__all__ = ["CALIBRATION_GRID", "CountResult", "Counter", "Predictions", "Predictor",
+__all__ = ["CALIBRATION_GRID", "KEEP", "CountResult", "Counter", "InferenceOptions",
+           "Predictions", "Predictor",
            "balanced_threshold", "calibrate_threshold", "check_tiling", "expand_inputs",
            "per_source", "score"]
 

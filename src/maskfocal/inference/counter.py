@@ -8,13 +8,13 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from maskfocal.config import Config
 from maskfocal.data.readers.common import IMAGE_EXTENSIONS
 from maskfocal.decode import Detections
 from maskfocal.errors import MaskfocalError
@@ -22,6 +22,7 @@ from maskfocal.io import written_here
 from maskfocal.structures import as_rgb, load_rgb
 from maskfocal.zones import Zones, load_zones
 
+from .options import KEEP, InferenceOptions
 from .predictor import Predictor
 
 __all__ = ["CountResult", "Counter", "expand_inputs"]
@@ -62,33 +63,64 @@ class Counter:
     """
 
     def __init__(self, predictor: Predictor, threshold: float | None = None) -> None:
-        threshold = predictor.threshold if threshold is None else threshold
-        _check_threshold(threshold)
-        self.predictor = predictor
-        self.threshold = float(threshold)
-
-    @classmethod
-    def from_pretrained(cls, name: str | None = None, device: str = "auto",
-                        threshold: float | None = None, **options) -> Counter:
-        """A model shipped inside the package (:data:`maskfocal.pretrained.MODELS`; default
-        ``crowd-r18``, see ``docs/MODEL.md``), loaded with no network."""
-        from maskfocal.pretrained import pretrained_path
-
-        return cls.from_checkpoint(pretrained_path(name), device=device, threshold=threshold,
-                                   **options)
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto",
-                        threshold: float | None = None, **options) -> Counter:
-        """A ``.pt`` checkpoint of ``maskfocal train``, ``.safetensors`` weights (the shipped
-        kind), or a ``.onnx`` file of ``maskfocal export`` (run with ONNX Runtime).
-        ``options``: the :class:`Predictor`'s (tiling, batch size, progress, input scale)."""
         if threshold is not None:
-            _check_threshold(threshold)  # before the model loads
-        return cls(Predictor.from_checkpoint(path, device=device, **options), threshold)
+            _check_threshold(threshold)
+            predictor = copy.copy(predictor)
+            predictor.options = predictor.options.replace(threshold=float(threshold))
+        self.predictor = predictor
 
     @property
-    def config(self) -> Config:
+    def threshold(self) -> float:
+        """The score threshold: the model's calibrated one, or the one given in its place."""
+        return self.predictor.threshold
+
+    @property
+    def options(self) -> InferenceOptions:
+        """The threshold, input scale, size cap and tiling it counts with."""
+        return self.predictor.options
+
+    def with_options(self, options: InferenceOptions) -> Counter:
+        """The same model counting with other inference options."""
+        predictor = copy.copy(self.predictor)
+        predictor.options = options
+        return Counter(predictor)
+
+    @classmethod
+    def from_pretrained(cls, name: str | None = None, device: str = "auto", **options
+                        ) -> Counter:
+        """A model shipped inside the package (:data:`maskfocal.pretrained.MODELS`; default
+        ``crowd-r18``, see ``docs/MODEL.md``), loaded with no network; ``options`` as for
+        :meth:`from_checkpoint`."""
+        from maskfocal.pretrained import pretrained_path
+
+        return cls.from_checkpoint(pretrained_path(name), device=device, **options)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", *,
+                        threshold: float | None = None, scale: float | str | None = None,
+                        max_eval_side: int | None = None, tile_above: int | None = KEEP,
+                        tile_size: int | None = None, tile_overlap: int | None = None,
+                        **options) -> Counter:
+        """A ``.pt`` checkpoint of ``maskfocal train``, ``.safetensors`` weights (the shipped
+        kind), or a ``.onnx`` file of ``maskfocal export`` (run with ONNX Runtime).
+
+        The inference options (:class:`~maskfocal.inference.InferenceOptions`) default to the
+        model's own: ``threshold`` (its calibrated score), ``scale`` (a number, or ``"auto"``:
+        a scale per photo), ``max_eval_side`` (a photo counted whole is scaled down to this
+        longer side), ``tile_above`` (count larger photos in tiles; ``None``: never; the model's
+        own: :data:`~maskfocal.inference.options.KEEP`),
+        ``tile_size`` and ``tile_overlap``. ``options``: the :class:`Predictor`'s (batch size,
+        progress, merge radius). An invalid option is an error before the model loads."""
+        if threshold is not None:
+            _check_threshold(threshold)
+        return cls(Predictor.from_checkpoint(
+            path, device=device, threshold=threshold, scale=scale, max_eval_side=max_eval_side,
+            tile_above=tile_above, tile_size=tile_size, tile_overlap=tile_overlap, **options))
+
+    @property
+    def config(self):
+        """The full training config of the model (loaded when asked: counting never needs
+        it)."""
         return self.predictor.config
 
     @property

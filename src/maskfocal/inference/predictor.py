@@ -21,36 +21,23 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from maskfocal.config import Config
 from maskfocal.data.training import pad_batch
 from maskfocal.data.transforms import fit_image, resize, to_tensor
 from maskfocal.decode import SCORE_FLOOR, Detections
 from maskfocal.device import select_device
 from maskfocal.errors import MaskfocalError
-from maskfocal.families import family_for
+from maskfocal.families import DetectorSpec, family_for
 from maskfocal.structures import AnnotatedImage
 
+from .backend import load_backend
+from .options import AUTO_TARGET, InferenceOptions, check_tiling
 from .scoring import Predictions
-from .tiles import (
-    ALIGN,
-    MERGE_RADIUS,
-    TILE_ABOVE,
-    TILE_OVERLAP,
-    TILE_SIZE,
-    Tile,
-    in_core,
-    merge_across_tiles,
-    plan_tiles,
-)
+from .tiles import ALIGN, MERGE_RADIUS, Tile, in_core, merge_across_tiles, plan_tiles
 
 __all__ = ["AUTO_SCALES", "AUTO_TARGET", "Predictor", "check_tiling"]
 
 AUTO_SCALES = (1.0, 1.25, 1.5, 1.75, 2.0)
 """The scales a photo may be counted at with ``input_scale="auto"``."""
-AUTO_TARGET = 18.0
-"""Median spacing of neighbouring heads (px at the network's input) that ``auto`` aims for,
-where the model's config has no ``decode.scale_target``: crowd-lite0's, chosen on its
-validation photos (experiments/results/crowd_lite0/auto_scale.json)."""
 AUTO_MIN_HEADS = 5
 """Fewer heads than this in the first pass: no spacing to read; the fixed scale counts."""
 
@@ -68,100 +55,107 @@ def head_spacing(detections: Detections, threshold: float) -> float | None:
     return max(float(np.median(distance[:, 1])), 1e-3)
 
 
-def check_tiling(tile_above: int | None, tile_size: int, tile_overlap: int) -> None:
-    """Tiling options that cover every pixel, or a one-line error before any work."""
-    if tile_above is not None and tile_above < 0:
-        raise MaskfocalError(f"tile threshold {tile_above} px must be >= 0")
-    if tile_size < 64:
-        raise MaskfocalError(f"tile size {tile_size} px must be at least 64")
-    if tile_overlap < 0:
-        raise MaskfocalError(f"tile overlap {tile_overlap} px must be >= 0 (a negative "
-                             "overlap leaves gaps between tiles)")
-    if tile_size - tile_overlap <= ALIGN:
-        raise MaskfocalError(f"tile size {tile_size} px must exceed the overlap "
-                             f"{tile_overlap} px by more than {ALIGN}")
-
-
 class Predictor:
     """A detector with everything that decides what it sees: ``find(images, threshold)``.
 
-    Every image is scaled by ``input_scale`` (the test-time scale chosen on validation,
-    ``decode.input_scale``), or, with ``input_scale="auto"`` (or ``decode.scale_target`` set),
-    by a scale chosen per photo from its heads (:meth:`auto_scale`: a first pass at scale 1,
-    then the scale of :data:`AUTO_SCALES` nearest to the target over the spacing of the heads
-    it found). When the scaled image's longer side exceeds ``tile_above``, it
-    is run in overlapping tiles of ``tile_size`` scaled pixels (the tiles are cut from the
-    original and scaled one by one, so memory is bounded by a tile, whatever the photo);
-    otherwise it is run whole, and scaled further down if its longer side would exceed
-    ``data.max_eval_side`` (only reachable with ``tile_above=None`` or above that cap).
+    Every image is scaled by ``options.input_scale`` (the test-time scale chosen on
+    validation), or, with ``options.scale_target`` set (``scale="auto"``), by a scale chosen
+    per photo from its heads (:meth:`auto_scale`: a first pass at scale 1, then the scale of
+    :data:`AUTO_SCALES` nearest to the target over the spacing of the heads it found). When
+    the scaled image's longer side exceeds ``options.tile_above``, it is run in overlapping
+    tiles of ``options.tile_size`` scaled pixels (the tiles are cut from the original and
+    scaled one by one, so memory is bounded by a tile, whatever the photo); otherwise it is run
+    whole, and scaled further down if its longer side would exceed ``options.max_eval_side``.
 
     Args:
         model: the detector; with ``runner`` it only decodes (strides, anchors, NMS).
-        config: its resolved config (family, input scale, size cap, the threshold).
+        spec: what the detector is (:class:`~maskfocal.families.DetectorSpec`, or a training
+            config, which has the same sections): its family decodes.
+        options: the threshold, input scale, size cap and tiling
+            (:class:`~maskfocal.inference.InferenceOptions`).
         device: where the model runs.
         runner: runs a padded (B, 3, H, W) batch and returns what the family's ``forward``
             would (:class:`maskfocal.export.OnnxRunner`); default: ``model`` itself.
-        input_scale: overrides ``config.decode.input_scale``; ``"auto"``: a scale per photo
-            (``decode.scale_target``, or :data:`AUTO_TARGET` where the model has none).
-        tile_above, tile_size, tile_overlap: in scaled pixels (what the network sees);
-            ``tile_above=None`` never tiles.
         merge_radius: heads of two tiles closer than this (original pixels) are one head.
         batch_size: images (or tiles) per forward pass.
         progress: a progress bar over the tiles of a tiled image.
+        saved_config: the saved config it came with (what :attr:`config` reads when asked).
     """
 
-    def __init__(self, model: nn.Module, config: Config, device: torch.device | str = "cpu",
-                 *, runner: Callable[[Tensor], object] | None = None,
-                 input_scale: float | str | None = None, tile_above: int | None = TILE_ABOVE,
-                 tile_size: int = TILE_SIZE, tile_overlap: int = TILE_OVERLAP,
-                 merge_radius: float = MERGE_RADIUS,
-                 batch_size: int = 4, progress: bool = False) -> None:
-        check_tiling(tile_above, tile_size, tile_overlap)
+    def __init__(self, model: nn.Module, spec: DetectorSpec, options: InferenceOptions,
+                 device: torch.device | str = "cpu", *,
+                 runner: Callable[[Tensor], object] | None = None,
+                 merge_radius: float = MERGE_RADIUS, batch_size: int = 4,
+                 progress: bool = False, saved_config: dict | None = None) -> None:
         if not merge_radius >= 0:
             raise MaskfocalError(f"merge radius must be >= 0, got {merge_radius}")
         if batch_size < 1:
             raise MaskfocalError(f"batch size must be at least 1, got {batch_size}")
-        self.scale_target = config.decode.scale_target
-        if input_scale == "auto":
-            input_scale, self.scale_target = None, self.scale_target or AUTO_TARGET
-        elif input_scale is not None:
-            self.scale_target = None  # a number: that scale for every photo
-        scale = config.decode.input_scale if input_scale is None else input_scale
-        if not isinstance(scale, (int, float)) or not scale > 0:
-            raise MaskfocalError(f"input scale must be a number > 0 or auto, got {scale!r}")
         self.device = torch.device(device)
         self.model = model.eval() if runner is not None else model.eval().to(self.device)
-        self.config = config
-        self.family = family_for(config)
+        self.spec = spec
+        self.options = options
+        self.family = family_for(spec)
         self.runner = runner
-        self.input_scale = float(scale)
-        self.max_side = config.data.max_eval_side
-        self.tile_above = tile_above
-        self.tile_size = tile_size
-        self.tile_overlap = tile_overlap
         self.merge_radius = merge_radius
         self.batch_size = batch_size
         self.progress = progress
+        self.saved_config = saved_config
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto", **options) -> Predictor:
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", *,
+                        merge_radius: float = MERGE_RADIUS, batch_size: int = 4,
+                        progress: bool = False, **changes) -> Predictor:
         """A ``.pt`` checkpoint of ``maskfocal train``, ``.safetensors`` weights (the shipped
-        kind) or a ``.onnx`` file of ``maskfocal export`` (run with ONNX Runtime)."""
-        from maskfocal.checkpoint import load_model
+        kind) or a ``.onnx`` file of ``maskfocal export`` (run with ONNX Runtime), with the
+        :class:`InferenceOptions` it carries, ``changes`` applied (``threshold``, ``scale``: a
+        number or ``"auto"``, ``max_eval_side``, ``tile_above``, ``tile_size``, ``tile_overlap``;
+        ``None`` keeps the model's). An invalid change is an error before the model loads."""
+        InferenceOptions().replace(**changes)  # checked before the model loads
+        backend = load_backend(path, select_device(device))
+        return cls(backend.model, backend.spec, backend.options.replace(**changes),
+                   backend.device, runner=backend.runner, merge_radius=merge_radius,
+                   batch_size=batch_size, progress=progress, saved_config=backend.saved_config)
 
-        torch_device = select_device(device)
-        if Path(path).suffix.lower() == ".onnx":
-            from maskfocal.export import OnnxRunner
+    @property
+    def config(self):
+        """The full config the model was trained with (the experiments read its data and
+        splits): loaded from the saved one when first asked, so that counting never imports
+        the config."""
+        if hasattr(self.spec, "to_dict"):  # built from a training config
+            return self.spec
+        from maskfocal.config import config_from_dict
 
-            runner = OnnxRunner(path, torch_device)
-            return cls(runner.model, runner.config, "cpu", runner=runner, **options)
-        model, config, _ = load_model(path)
-        return cls(model, config, torch_device, **options)
+        return config_from_dict(self.saved_config or {})
 
     @property
     def threshold(self) -> float:
-        """The checkpoint's calibrated score threshold (its one home: ``decode.threshold``)."""
-        return float(self.config.decode.threshold)
+        """The checkpoint's calibrated score threshold, or the one given in its place."""
+        return self.options.threshold
+
+    @property
+    def input_scale(self) -> float:
+        return self.options.input_scale
+
+    @property
+    def scale_target(self) -> float | None:
+        return self.options.scale_target
+
+    @property
+    def max_eval_side(self) -> int:
+        return self.options.max_eval_side
+
+    @property
+    def tile_above(self) -> int | None:
+        return self.options.tile_above
+
+    @property
+    def tile_size(self) -> int:
+        return self.options.tile_size
+
+    @property
+    def tile_overlap(self) -> int:
+        return self.options.tile_overlap
 
     @property
     def has_heatmap(self) -> bool:
@@ -171,8 +165,7 @@ class Predictor:
     def at_scale(self, input_scale: float) -> Predictor:
         """The same model seeing every image at another input scale (for choosing one)."""
         other = copy.copy(self)
-        other.input_scale = float(input_scale)
-        other.scale_target = None
+        other.options = self.options.with_scale(input_scale)
         return other
 
     def auto_scale(self, detections: Detections) -> float:
@@ -223,7 +216,7 @@ class Predictor:
             elif self.scale_target is not None:
                 results[i] = self._find_auto(image, threshold, heatmaps, stop)
             else:
-                fitted[i] = fit_image(to_tensor(image), self.max_side, self.input_scale)
+                fitted[i] = fit_image(to_tensor(image), self.max_eval_side, self.input_scale)
         sizes = {i: tuple(tensor.shape[-2:]) for i, (tensor, _) in fitted.items()}
         for indices in _same_padded_size(sizes, self.batch_size):
             _check(stop)
