@@ -275,7 +275,7 @@ def load_results() -> list[dict[str, Any]]:
 
 def save_record(record: dict[str, Any]) -> None:
     """Add (or replace) one run's record, under a lock, so parallel jobs keep each other's."""
-    from maskfocal.io import atomic_write_text
+    from maskfocal.fileio import atomic_write_text
 
     RESULTS.parent.mkdir(exist_ok=True)
     with open(RESULTS.with_suffix(".lock"), "w") as lock:
@@ -605,7 +605,7 @@ def figures(results: list[dict[str, Any]]) -> None:
 
 
 def write_report() -> None:
-    from maskfocal.io import atomic_write_text
+    from maskfocal.fileio import atomic_write_text
 
     results = load_results()
     atomic_write_text(TABLE, report(results))

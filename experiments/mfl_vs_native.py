@@ -34,7 +34,7 @@ from maskfocal.engine import train
 from maskfocal.families import family_for
 from maskfocal.inference import predict
 from maskfocal.inference.backend import load_detector
-from maskfocal.io import atomic_write_text
+from maskfocal.fileio import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "mfl_vs_native.json"

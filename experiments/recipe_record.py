@@ -30,7 +30,7 @@ def main() -> None:
 
     from maskfocal.engine import run_summary
     from maskfocal.evaluation import evaluate_checkpoint
-    from maskfocal.io import atomic_write_text
+    from maskfocal.fileio import atomic_write_text
 
     run = run_summary(args.run)
     test = run["test"]

@@ -125,14 +125,14 @@ def test_out_of_range_options_are_one_line(argv, says, tmp_path, capsys, monkeyp
 def test_write_errors_are_one_line(tmp_path, capsys, monkeypatch):
     import errno
 
-    import maskfocal.io
+    import maskfocal.fileio
 
     ck = checkpoint(tmp_path)
 
     def full(path, data):
         raise OSError(errno.EFBIG, "File too large", str(path))
 
-    monkeypatch.setattr(maskfocal.io, "atomic_write_bytes", full)
+    monkeypatch.setattr(maskfocal.fileio, "atomic_write_bytes", full)
     status, _, err = run(["data", "synth", "--out", tmp_path / "ds", "--train", "1", "--val",
                           "0", "--test", "0", "--size", "64x48"], capsys)
     status2, _, err2 = run(["count", write_image(tmp_path / "a.png", 64, 48), "--checkpoint",

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from maskfocal.errors import DatasetError, MaskfocalError
-from maskfocal.io import atomic_write_bytes, atomic_write_text, remove_stale_temporaries
+from maskfocal.fileio import atomic_write_bytes, atomic_write_text, remove_stale_temporaries
 
 __all__ = ["MARKER", "ArchiveSummary", "count_archive", "list_source", "read_results"]
 
@@ -98,12 +98,6 @@ class ArchiveSummary:
     error_rows: int = 0  # error rows RESULTS holds after the run (every run's)
 
     @property
-    def steady_images_per_second(self) -> float:
-        """Images/s after the first rows came back (start-up and model loading excluded)."""
-        rows, when = self.first_rows
-        return (self.counted - rows) / (self.seconds - when) if self.seconds > when else 0.0
-
-    @property
     def images_per_second(self) -> float:
         return self.counted / self.seconds if self.seconds > 0 else 0.0
 
@@ -139,7 +133,7 @@ def list_source(source: str | Path, column: str = "path") -> list[str]:
 
 
 def _folder_tree(folder: Path, extensions: Iterable[str]) -> list[str]:
-    from maskfocal.io import written_here
+    from maskfocal.fileio import written_here
 
     extensions = tuple(extensions)
     found = []
@@ -198,7 +192,7 @@ class ResultsFolder:
     """
 
     def __init__(self, path: str | Path, settings: dict[str, Any]) -> None:
-        from maskfocal.io import writable_folder
+        from maskfocal.fileio import writable_folder
 
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from maskfocal.errors import MaskfocalError
-from maskfocal.io import atomic_write_bytes
+from maskfocal.fileio import atomic_write_bytes
 
 FORMAT = "maskfocal-checkpoint"
 FORMAT_VERSION = 1

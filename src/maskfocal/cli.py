@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from maskfocal.errors import MaskfocalError
-from maskfocal.io import OutputFolder, dumps_json, save_png
+from maskfocal.fileio import OutputFolder, dumps_json, save_png
 from maskfocal.pretrained import DEFAULT_MODEL, MODELS, checkpoint_or_shipped
 
 
@@ -365,7 +365,7 @@ def _write_counts_csv(path: Path, results: list[dict], zones: list[str] = ()) ->
     import csv
     import io
 
-    from maskfocal.io import atomic_write_text, csv_safe
+    from maskfocal.fileio import atomic_write_text, csv_safe
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

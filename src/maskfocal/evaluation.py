@@ -11,7 +11,7 @@ from maskfocal.data.readers import read_dataset
 from maskfocal.data.splits import build_splits
 from maskfocal.errors import MaskfocalError
 from maskfocal.inference import Predictor, score
-from maskfocal.io import OutputFolder, atomic_write_text, csv_safe, dumps_json
+from maskfocal.fileio import OutputFolder, atomic_write_text, csv_safe, dumps_json
 
 OUTPUTS = ("per_image.csv", "metrics.json")
 SUBMISSIONS = {"nwpu": ("nwpu_counts.txt", "nwpu_loc.txt")}

@@ -7,7 +7,8 @@ regressions (and FCOS's centerness). Decoding (peaks, thresholds, anchors, box d
 NMS) is *not* in the graph: it runs in the same Python code as eager PyTorch, so counts from
 ONNX Runtime equal PyTorch's, and the threshold can change without a re-export. The file's
 metadata holds the config and the calibrated threshold, so the ``.onnx`` file alone is a
-counter (``maskfocal count --checkpoint model.onnx``).
+counter (``maskfocal count --checkpoint model.onnx``); running one is
+:class:`maskfocal.inference.backend.OnnxRunner`'s work.
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from maskfocal import __version__
 from maskfocal.errors import MaskfocalError
 from maskfocal.families import DetectorFamily, family_for
-from maskfocal.inference.backend import load_detector, read_saved
-from maskfocal.io import atomic_write_bytes, writable_file
+from maskfocal.inference.backend import load_detector
+from maskfocal.fileio import atomic_write_bytes, writable_file
 
 OPSET = 18
 
@@ -99,71 +99,3 @@ def is_maskfocal_onnx(path: str | Path) -> bool:
     except Exception:  # protobuf's DecodeError and friends: not ONNX at all
         return False
     return any(entry.key == "maskfocal_version" for entry in proto.metadata_props)
-
-
-def non_finite_weights(path: str | Path) -> list[str]:
-    """The names of the ONNX file's floating-point initializers (its weights) that hold NaN
-    or infinity: as the ``.pt`` and ``.safetensors`` loaders refuse them (a model that counts
-    0 everywhere is worse than an error)."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(path), load_external_data=False)
-    return [tensor.name for tensor in model.graph.initializer
-            if np.issubdtype((values := numpy_helper.to_array(tensor)).dtype, np.floating)
-            and not np.isfinite(values).all()]
-
-
-class OnnxRunner:
-    """Runs an exported model with ONNX Runtime; called like the eager model in
-    :class:`maskfocal.Counter` (returns what its family's ``forward`` would).
-
-    ``model`` is the detector built from the file's config without weights: it is used only
-    for decoding (strides, anchors, box coding, NMS), never for the forward pass.
-    """
-
-    def __init__(self, path: str | Path, device: torch.device) -> None:
-        import onnxruntime as ort
-
-        path = Path(path)
-        if not path.is_file():
-            raise MaskfocalError(f"{path}: no such file")
-        providers = ["CPUExecutionProvider"]
-        if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()  # as many as eager PyTorch
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as error:  # ORT raises its own Fail/InvalidGraph/... types
-            raise MaskfocalError(f"{path}: not a readable ONNX model "
-                                 f"({str(error).splitlines()[0][:200]})") from None
-        metadata = self.session.get_modelmeta().custom_metadata_map
-        if "config" not in metadata:
-            raise MaskfocalError(f"{path}: an ONNX model without maskfocal metadata (export "
-                                 "it with `maskfocal export`)")
-        try:
-            saved = json.loads(metadata["config"])
-            if "threshold" in metadata:  # exports before the threshold had one home
-                saved["decode"] = {**saved.get("decode", {}),
-                                   "threshold": float(metadata["threshold"])}
-            self.names = tuple(metadata["outputs"].split(","))
-        except (KeyError, ValueError, TypeError, AttributeError) as error:
-            raise MaskfocalError(f"{path}: damaged maskfocal metadata ({error})") from None
-        self.spec, self.options = read_saved(saved, path)
-        self.saved_config = saved
-        damaged = non_finite_weights(path)
-        if damaged:
-            raise MaskfocalError(f"{path}: {len(damaged)} weight tensors hold NaN or infinity "
-                                 f"(first: {damaged[0]}); export the model again from a "
-                                 "sound checkpoint")
-        self.family = family_for(self.spec)
-        self.model = self.family.build(pretrained=False).eval()
-
-    def __call__(self, images: Tensor):
-        arrays = self.session.run(list(self.names),
-                                  {"images": images.detach().cpu().float().numpy()})
-        outputs = {name: torch.from_numpy(np.asarray(a)) for name, a in
-                   zip(self.names, arrays, strict=True)}
-        return self.family.from_exported(self.model, outputs, tuple(images.shape[-2:]),
-                                         len(images))

@@ -1,6 +1,7 @@
 """Harnesses for checking maskfocal from the outside, shared by the tests and the benchmarks:
 ``maskfocal serve`` in a subprocess on loopback, a load generator with the standard library,
-headless Chromium for the page, and small synthetic crowd photos to send.
+headless Chromium for the page, small synthetic crowd photos to send, and the package's
+intended structure (:data:`LAYERS`) with the import graph that checks it.
 
 >>> with Server("--workers", "2") as server:
 ...     load_test(server.url, [crowd_image("JPEG")], requests=40, concurrency=8)
@@ -8,6 +9,7 @@ headless Chromium for the page, and small synthetic crowd photos to send.
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import shutil
@@ -22,11 +24,126 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["CHROMEDRIVER", "CHROMIUM", "Server", "chromium", "crowd_image", "free_port",
-           "load_test", "post_url", "soak"]
+__all__ = ["ALLOWED_BACK_ARROWS", "CHROMEDRIVER", "CHROMIUM", "LAYERS", "Server",
+           "back_arrows", "chromium", "crowd_image", "free_port", "import_cycles", "import_graph",
+           "layer_of", "load_test", "post_url", "soak"]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
+
+
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("foundations", ("errors", "options", "structures", "geometry", "fileio", "device",
+                     "checkpoint", "pretrained")),
+    ("data", ("data",)),
+    ("targets, decode, metrics", ("targets", "decode", "metrics")),
+    ("models, losses", ("models", "losses")),
+    ("families", ("families",)),
+    ("inference", ("inference", "export", "zones", "visualize")),
+    ("config", ("config",)),
+    ("engine", ("engine",)),
+    ("commands", ("evaluation", "mining", "video", "archive", "service", "serve_protocol",
+                  "demo", "cli", "__main__", "testing")),
+)
+"""The package's layers, bottom first, by the top-level module or subpackage under
+``maskfocal``: a module imports only from its own layer and those before it (the package's
+``__init__``, which holds ``__version__`` and re-exports ``Counter`` lazily, is its facade
+and belongs to none). docs/architecture.md describes them; tests/test_layers.py enforces them
+on every import, lazy ones included."""
+
+ALLOWED_BACK_ARROWS = {
+    ("maskfocal.inference.predictor", "maskfocal.config"):
+        "Predictor.config (what experiments read) loads the training config when asked; "
+        "counting never asks",
+}
+"""Imports against the layers that are meant, and why."""
+
+
+def import_graph(src: str | Path) -> dict[str, set[str]]:
+    """``maskfocal.X`` -> the ``maskfocal`` modules it imports (at the top or inside a
+    function), for the package under ``src``; ``from P import name`` counts as importing the
+    submodule ``P.name`` where there is one, else ``P``."""
+    root = Path(src) / "maskfocal"
+    files = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        package = parts[-1] == "__init__"
+        files[".".join(parts[:-1] if package else parts)] = (path, package)
+    graph = {}
+    for name, (path, package) in files.items():
+        here = name if package else name.rpartition(".")[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parent = here.split(".")[:len(here.split(".")) - node.level + 1]
+                    base = ".".join(parent + ([node.module] if node.module else []))
+                for alias in node.names:
+                    sub = f"{base}.{alias.name}"
+                    targets.add(sub if sub in files else base)
+            elif isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+        graph[name] = {t for t in targets if t in files and t != name}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of ``graph``: its strongly connected components of more than one
+    module (Tarjan's algorithm, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles = []
+    for start in graph:
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, edges = work[-1]
+            for target in edges:
+                if target not in index:
+                    index[target] = low[target] = len(index)
+                    stack.append(target)
+                    on_stack.add(target)
+                    work.append((target, iter(sorted(graph[target]))))
+                    break
+                if target in on_stack:
+                    low[node] = min(low[node], index[target])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        cycles.append(sorted(component))
+    return cycles
+
+
+def layer_of(module: str) -> int | None:
+    """The index in :data:`LAYERS` of a ``maskfocal.X...`` module (None: the facade, or a
+    module no layer names)."""
+    top = module.split(".")[1] if module.count(".") else None
+    return next((i for i, (_, names) in enumerate(LAYERS) if top in names), None)
+
+
+def back_arrows(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Imports from a module into a layer above its own."""
+    return sorted((module, target) for module, targets in graph.items()
+                  for target in targets
+                  if None not in (layer_of(module), layer_of(target))
+                  and layer_of(target) > layer_of(module))
 
 
 def crowd_image(fmt: str = "PNG", size=(160, 120), seed: int = 0) -> bytes:

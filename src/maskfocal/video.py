@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from maskfocal.errors import MaskfocalError
-from maskfocal.io import csv_safe
+from maskfocal.fileio import csv_safe
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg",
                               ".mpeg", ".ts", ".wmv"})
@@ -140,7 +140,7 @@ def plot_zone_series(series: list[tuple[float, list[int]]], names: list[str],
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from maskfocal.io import atomic_write_bytes
+    from maskfocal.fileio import atomic_write_bytes
 
     figure, axes = plt.subplots(figsize=(8, 3.5), dpi=100)
     times = [seconds for seconds, _ in series]

@@ -89,9 +89,6 @@ class _Camera:
         """Image (u, v) of world points at lateral x, depth z and height ``up`` (metres)."""
         return self.cx + self.focal * x / z, self.horizon + self.focal * (self.height - up) / z
 
-    def depth_of_row(self, v: float, up: float) -> float:
-        return self.focal * (self.height - up) / max(v - self.horizon, 1e-6)
-
 
 def _sample_count(config: SyntheticConfig, rng: np.random.Generator) -> int:
     if rng.random() < config.empty_fraction or config.max_count == 0:
@@ -467,7 +464,7 @@ def write_mot(root: str | Path, splits: dict[str, int], *, seed: int = 0,
     """
     from tqdm import tqdm
 
-    from maskfocal.io import atomic_write_bytes
+    from maskfocal.fileio import atomic_write_bytes
 
     config = config or SyntheticConfig()
     root = Path(root)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from maskfocal.errors import MaskfocalError
-from maskfocal.io import MANIFEST, OutputFolder, atomic_write_text, remove_stale_temporaries
+from maskfocal.fileio import MANIFEST, OutputFolder, atomic_write_text, remove_stale_temporaries
 
 __all__ = ["RUN_FILES", "RunFolder", "default_run_folder", "read_metrics", "run_summary",
            "val_curve"]

@@ -39,7 +39,7 @@ from maskfocal.inference import (
     per_source,
     score,
 )
-from maskfocal.io import (
+from maskfocal.fileio import (
     atomic_write_text,
     dumps_json,
 )

@@ -6,21 +6,23 @@ never imports the training config (:mod:`maskfocal.config`) or the engine.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from maskfocal.checkpoint import load_checkpoint
 from maskfocal.errors import MaskfocalError
-from maskfocal.families import DetectorSpec
+from maskfocal.families import DetectorSpec, family_for
 
 from .options import InferenceOptions
 
-__all__ = ["Backend", "load_backend", "load_detector"]
+__all__ = ["Backend", "OnnxRunner", "load_backend", "load_detector", "non_finite_weights"]
 
 
 @dataclass
@@ -53,8 +55,6 @@ def load_detector(path: str | Path) -> tuple[nn.Module, DetectorSpec, InferenceO
     """(model, spec, options, state) of a ``.pt`` checkpoint or ``.safetensors`` weights: the
     model its config describes, with its weights (never re-fetching ``model.weights``), in
     eval mode, on the CPU."""
-    from maskfocal.families import family_for
-
     state = load_checkpoint(path)
     spec, options = read_saved(state["config"], path)
     model = family_for(spec).build(pretrained=False)
@@ -70,10 +70,76 @@ def load_backend(path: str | Path, device: torch.device) -> Backend:
     """A ``.pt``, ``.safetensors`` or ``.onnx`` file (by its suffix) ready to run on
     ``device`` (an ONNX export decodes on the CPU and runs where ONNX Runtime can)."""
     if Path(path).suffix.lower() == ".onnx":
-        from maskfocal.export import OnnxRunner
-
         runner = OnnxRunner(path, device)
         return Backend(runner.model, runner.spec, runner.options, torch.device("cpu"), runner,
                        runner.saved_config)
     model, spec, options, state = load_detector(path)
     return Backend(model, spec, options, device, None, state["config"])
+
+
+def non_finite_weights(path: str | Path) -> list[str]:
+    """The names of the ONNX file's floating-point initializers (its weights) that hold NaN
+    or infinity: as the ``.pt`` and ``.safetensors`` loaders refuse them (a model that counts
+    0 everywhere is worse than an error)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    return [tensor.name for tensor in model.graph.initializer
+            if np.issubdtype((values := numpy_helper.to_array(tensor)).dtype, np.floating)
+            and not np.isfinite(values).all()]
+
+
+class OnnxRunner:
+    """Runs an exported model with ONNX Runtime; called like the eager model in
+    :class:`maskfocal.Counter` (returns what its family's ``forward`` would).
+
+    ``model`` is the detector built from the file's config without weights: it is used only
+    for decoding (strides, anchors, box coding, NMS), never for the forward pass.
+    """
+
+    def __init__(self, path: str | Path, device: torch.device) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise MaskfocalError(f"{path}: no such file")
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # as many as eager PyTorch
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as error:  # ORT raises its own Fail/InvalidGraph/... types
+            raise MaskfocalError(f"{path}: not a readable ONNX model "
+                                 f"({str(error).splitlines()[0][:200]})") from None
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        if "config" not in metadata:
+            raise MaskfocalError(f"{path}: an ONNX model without maskfocal metadata (export "
+                                 "it with `maskfocal export`)")
+        try:
+            saved = json.loads(metadata["config"])
+            if "threshold" in metadata:  # exports before the threshold had one home
+                saved["decode"] = {**saved.get("decode", {}),
+                                   "threshold": float(metadata["threshold"])}
+            self.names = tuple(metadata["outputs"].split(","))
+        except (KeyError, ValueError, TypeError, AttributeError) as error:
+            raise MaskfocalError(f"{path}: damaged maskfocal metadata ({error})") from None
+        self.spec, self.options = read_saved(saved, path)
+        self.saved_config = saved
+        damaged = non_finite_weights(path)
+        if damaged:
+            raise MaskfocalError(f"{path}: {len(damaged)} weight tensors hold NaN or infinity "
+                                 f"(first: {damaged[0]}); export the model again from a "
+                                 "sound checkpoint")
+        self.family = family_for(self.spec)
+        self.model = self.family.build(pretrained=False).eval()
+
+    def __call__(self, images: Tensor):
+        arrays = self.session.run(list(self.names),
+                                  {"images": images.detach().cpu().float().numpy()})
+        outputs = {name: torch.from_numpy(np.asarray(a)) for name, a in
+                   zip(self.names, arrays, strict=True)}
+        return self.family.from_exported(self.model, outputs, tuple(images.shape[-2:]),
+                                         len(images))

@@ -18,7 +18,7 @@ import torch
 from maskfocal.data.readers.common import IMAGE_EXTENSIONS
 from maskfocal.decode import Detections
 from maskfocal.errors import MaskfocalError
-from maskfocal.io import written_here
+from maskfocal.fileio import written_here
 from maskfocal.structures import as_rgb, load_rgb
 from maskfocal.zones import Zones, load_zones
 

@@ -75,7 +75,7 @@ class Predictor:
             (:class:`~maskfocal.inference.InferenceOptions`).
         device: where the model runs.
         runner: runs a padded (B, 3, H, W) batch and returns what the family's ``forward``
-            would (:class:`maskfocal.export.OnnxRunner`); default: ``model`` itself.
+            would (:class:`maskfocal.inference.backend.OnnxRunner`); default: ``model`` itself.
         merge_radius: heads of two tiles closer than this (original pixels) are one head.
         batch_size: images (or tiles) per forward pass.
         progress: a progress bar over the tiles of a tiled image.

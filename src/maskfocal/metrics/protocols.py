@@ -161,7 +161,7 @@ def _lines(path: Path) -> list[str]:
 def write_nwpu_counts(path: str | Path, counts: Mapping[int, float]) -> str:
     """The counting submission: ``id count`` per line, sorted by id, 4 decimals (the
     leaderboard's example). Returns the text written."""
-    from maskfocal.io import atomic_write_text
+    from maskfocal.fileio import atomic_write_text
 
     text = "".join(f"{key} {float(counts[key]):.4f}\n" for key in sorted(counts))
     atomic_write_text(Path(path), text)
@@ -171,7 +171,7 @@ def write_nwpu_counts(path: str | Path, counts: Mapping[int, float]) -> str:
 def write_nwpu_loc(path: str | Path, points: Mapping[int, np.ndarray]) -> str:
     """The localisation submission: ``id n x1 y1 ... xn yn``, integers (:func:`round_points`),
     sorted by id."""
-    from maskfocal.io import atomic_write_text
+    from maskfocal.fileio import atomic_write_text
 
     lines = []
     for key in sorted(points):

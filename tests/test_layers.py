@@ -1,0 +1,76 @@
+"""The package's intended structure, enforced: its layers (maskfocal.testing.LAYERS, described
+in docs/architecture.md) on every import, lazy ones included; no import cycle; and counting,
+which never loads the training config or the engine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from maskfocal.testing import (
+    ALLOWED_BACK_ARROWS,
+    LAYERS,
+    back_arrows,
+    import_cycles,
+    import_graph,
+    layer_of,
+)
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def test_every_module_lies_in_a_layer():
+    graph = import_graph(SRC)
+    unplaced = [m for m in graph if m != "maskfocal" and layer_of(m) is None]
+    assert not unplaced, f"modules in no layer of maskfocal.testing.LAYERS: {unplaced}"
+    assert [name for name, _ in LAYERS][-3:] == ["config", "engine", "commands"]
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+    wrong = [arrow for arrow in back_arrows(import_graph(SRC)) if arrow not in ALLOWED_BACK_ARROWS]
+    assert not wrong, f"imports against the layers: {wrong}"
+
+
+def test_there_is_no_import_cycle():
+    assert import_cycles(import_graph(SRC)) == []
+
+
+def test_the_checks_see_a_cycle_and_a_back_arrow():
+    graph = {"maskfocal.data.a": {"maskfocal.engine.b"}, "maskfocal.engine.b": {"maskfocal.data.a"},
+             "maskfocal.errors": set()}
+    assert import_cycles(graph) == [["maskfocal.data.a", "maskfocal.engine.b"]]
+    assert back_arrows(graph) == [("maskfocal.data.a", "maskfocal.engine.b")]
+
+
+COUNT = """
+import json, sys
+import numpy as np
+from maskfocal import Counter
+counter = Counter.from_pretrained(sys.argv[1], device="cpu")
+result = counter(np.zeros((96, 128, 3), np.uint8))
+print(json.dumps({"count": result.count, "options": repr(counter.options),
+                  "modules": sorted(m for m in sys.modules if m.startswith("maskfocal"))}))
+"""
+
+
+def test_counting_loads_neither_the_config_nor_the_engine():
+    for name in ("crowd-r18", "crowd-lite0"):
+        done = subprocess.run([sys.executable, "-c", COUNT, name], capture_output=True,
+                              text=True, check=True)
+        found = json.loads(done.stdout.splitlines()[-1])
+        loaded = [m for m in found["modules"]
+                  if m == "maskfocal.config" or m.startswith("maskfocal.engine")]
+        assert not loaded, f"counting with {name} imported {loaded}"
+        assert "maskfocal.inference.predictor" in found["modules"]  # it did count
+
+
+def test_the_training_config_is_still_there_when_asked():
+    """Experiments read ``Counter.config`` (data, splits): loaded from the saved config."""
+    from maskfocal import Counter
+
+    counter = Counter.from_pretrained("crowd-r18", device="cpu")
+    assert counter.config.decode.threshold == counter.threshold
+    assert counter.config.decode.input_scale == counter.options.input_scale
+    assert counter.config.model.name == counter.predictor.spec.model.name
