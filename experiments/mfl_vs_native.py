@@ -32,9 +32,9 @@ from maskfocal.config import load_config
 from maskfocal.data import build_splits
 from maskfocal.engine import train
 from maskfocal.families import family_for
+from maskfocal.fileio import atomic_write_text
 from maskfocal.inference import predict
 from maskfocal.inference.backend import load_detector
-from maskfocal.fileio import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "mfl_vs_native.json"

@@ -26,9 +26,9 @@ from maskfocal.checkpoint import load_checkpoint, save_checkpoint
 from maskfocal.cli import build_parser, main
 from maskfocal.config import RANGES, Config, load_config
 from maskfocal.errors import MaskfocalError
+from maskfocal.fileio import MANIFEST, OutputFolder, atomic_write_text, dumps_json
 from maskfocal.inference import check_tiling
 from maskfocal.inference.tiles import plan_tiles
-from maskfocal.fileio import MANIFEST, OutputFolder, atomic_write_text, dumps_json
 from maskfocal.structures import as_rgb, load_rgb
 from tests.test_inference import checkpoint
 

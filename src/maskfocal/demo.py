@@ -18,8 +18,8 @@ import numpy as np
 from maskfocal.config import load_config
 from maskfocal.data.splits import build_splits
 from maskfocal.engine import train
-from maskfocal.inference import Counter
 from maskfocal.fileio import OutputFolder, atomic_write_bytes, save_png
+from maskfocal.inference import Counter
 from maskfocal.metrics import counting_errors
 from maskfocal.visualize import draw_heads
 

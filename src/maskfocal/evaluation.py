@@ -10,8 +10,8 @@ from typing import Any
 from maskfocal.data.readers import read_dataset
 from maskfocal.data.splits import build_splits
 from maskfocal.errors import MaskfocalError
-from maskfocal.inference import Predictor, score
 from maskfocal.fileio import OutputFolder, atomic_write_text, csv_safe, dumps_json
+from maskfocal.inference import Predictor, score
 
 OUTPUTS = ("per_image.csv", "metrics.json")
 SUBMISSIONS = {"nwpu": ("nwpu_counts.txt", "nwpu_loc.txt")}

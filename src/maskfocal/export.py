@@ -22,8 +22,8 @@ from torch import Tensor, nn
 from maskfocal import __version__
 from maskfocal.errors import MaskfocalError
 from maskfocal.families import DetectorFamily, family_for
-from maskfocal.inference.backend import load_detector
 from maskfocal.fileio import atomic_write_bytes, writable_file
+from maskfocal.inference.backend import load_detector
 
 OPSET = 18
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from maskfocal.data.hard_negatives import FORMAT, far_from_heads
 from maskfocal.data.splits import build_splits
-from maskfocal.inference import Predictor
 from maskfocal.fileio import atomic_write_text, dumps_json, writable_file
+from maskfocal.inference import Predictor
 
 MIN_DISTANCE = 32.0
 """Pixels (of the image) between a false head and the nearest annotated head: about the head

@@ -31,6 +31,10 @@ from maskfocal.data.splits import build_splits, sources
 from maskfocal.data.training import TrainingSet, collate
 from maskfocal.errors import MaskfocalError
 from maskfocal.families import DetectorFamily, family_for
+from maskfocal.fileio import (
+    atomic_write_text,
+    dumps_json,
+)
 from maskfocal.inference import (
     Predictions,
     Predictor,
@@ -38,10 +42,6 @@ from maskfocal.inference import (
     calibrate_threshold,
     per_source,
     score,
-)
-from maskfocal.fileio import (
-    atomic_write_text,
-    dumps_json,
 )
 from maskfocal.structures import AnnotatedImage
 
