@@ -605,17 +605,6 @@ def _scale(text: str) -> float | str:
     return value
 
 
-def _probability(text: str) -> float:
-    """``--threshold``: a number in (0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a score in (0, 1), got {text!r}")
-    return value
-
-
 def _add_inference_options(parser) -> None:
     """The inference options (:class:`~maskfocal.inference.InferenceOptions`), the same flags
     in count, eval, serve and count-archive; each defaults to the model's own."""
@@ -623,7 +612,7 @@ def _add_inference_options(parser) -> None:
 
     default = InferenceOptions()
     group = parser.add_argument_group("inference options (default: the model's own)")
-    group.add_argument("--threshold", type=_probability, metavar="SCORE",
+    group.add_argument("--threshold", type=float, metavar="SCORE",
                        help="the score a head needs (default: the model's calibrated one)")
     group.add_argument("--scale", type=_scale, metavar="auto|FACTOR",
                        help="resize each photo by FACTOR before counting (default: the "
