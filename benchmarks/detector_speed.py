@@ -28,7 +28,7 @@ import torch
 
 from maskfocal.config import load_config
 from maskfocal.data.synthetic import SyntheticConfig, generate_scene
-from maskfocal.data.training import to_sample
+from maskfocal.data.training import detection_targets, to_sample
 from maskfocal.families import FAMILIES, family_for
 from maskfocal.inference import Predictor
 
@@ -53,7 +53,7 @@ def training_step(name: str, backbone: str, loss: str, images: torch.Tensor, sam
 
     def step() -> None:
         model.train()
-        total = sum(family.training_losses(model, images, samples).values())
+        total = sum(model(images, detection_targets(samples)).values())
         optimizer.zero_grad()
         total.backward()
         optimizer.step()

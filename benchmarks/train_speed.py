@@ -22,7 +22,7 @@ import torch
 
 from maskfocal.config import load_config
 from maskfocal.data.splits import build_splits
-from maskfocal.data.training import TrainingSet, collate
+from maskfocal.data.training import TrainingSet, collate, detection_targets
 from maskfocal.families import family_for
 from maskfocal.inference import Predictor
 from maskfocal.targets.centernet import encode_centernet
@@ -71,7 +71,7 @@ class Recipe:
                          stride=self.family.stride, rule=self.config.loss)
         times["targets"] = time.perf_counter() - mark  # measured apart; the loss encodes again
         mark = time.perf_counter()
-        losses = self.family.training_losses(self.model, images, samples)
+        losses = self.model(images, detection_targets(samples))
         loss = sum(losses.values())
         times["forward+loss"] = time.perf_counter() - mark
         mark = time.perf_counter()

@@ -234,7 +234,9 @@ def test_each_family_builds_trains_decodes_and_exports_by_name():
         samples = [Sample(torch.rand(3, 128, 128), torch.tensor([[20.0, 20.0]]),
                           torch.tensor([[14.0, 14.0, 26.0, 26.0]]), True)] * 2
         model.train()
-        losses = family.training_losses(model, torch.stack([s.image for s in samples]), samples)
+        from maskfocal.data.training import detection_targets
+
+        losses = model(torch.stack([s.image for s in samples]), detection_targets(samples))
         assert tuple(losses) == family.loss_keys
         model.eval()
         from maskfocal.inference import Predictor
@@ -251,7 +253,7 @@ def test_each_family_builds_trains_decodes_and_exports_by_name():
         names = family.export_names(model)
         assert set(names) <= set(exported)
         rebuilt = family.from_exported(model, {n: exported[n] for n in names}, (128, 128), 1)
-        direct = family.forward(model, torch.rand(1, 3, 128, 128))
+        direct = model(torch.rand(1, 3, 128, 128))
         assert type(rebuilt) is type(direct)
         assert family.has_heatmap == (name == "centernet")
 
@@ -299,6 +301,7 @@ def test_every_family_trains_under_bfloat16_autocast(loss):
     """What a GPU run does (train.amp): the losses stay finite and equal float32's closely.
     Under autocast torchvision's anchors arrive in bfloat16, and MFL's heatmap at each anchor
     is computed in float32 all the same."""
+    from maskfocal.data.training import detection_targets
     from maskfocal.data.transforms import Sample
 
     samples = [Sample(torch.rand(3, 128, 128), torch.tensor([[20.0, 20.0], [90.0, 70.0]]),
@@ -312,10 +315,10 @@ def test_every_family_trains_under_bfloat16_autocast(loss):
         torch.manual_seed(0)
         model = family.build().train()
         torch.manual_seed(1)  # the same anchors and proposals sampled (Faster R-CNN)
-        exact = family.training_losses(model, images, samples)
+        exact = model(images, detection_targets(samples))
         torch.manual_seed(1)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            mixed = family.training_losses(model, images, samples)
+            mixed = model(images, detection_targets(samples))
         for key in family.loss_keys:
             assert torch.isfinite(mixed[key]), (name, key)
             assert mixed[key].item() == pytest.approx(exact[key].item(), rel=0.1, abs=0.02), \

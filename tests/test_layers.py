@@ -74,3 +74,14 @@ def test_the_training_config_is_still_there_when_asked():
     assert counter.config.decode.threshold == counter.threshold
     assert counter.config.decode.input_scale == counter.options.input_scale
     assert counter.config.model.name == counter.predictor.spec.model.name
+
+
+def test_a_saved_spec_reads_every_key_of_its_sections_or_names_who_does():
+    from maskfocal.config import Config
+    from maskfocal.families import SAVED_ELSEWHERE, DetectorSpec
+
+    saved = Config().to_dict()
+    spec = DetectorSpec()
+    for section in ("model", "loss", "decode"):
+        fields = set(vars(getattr(spec, section)))
+        assert set(saved[section]) == fields | set(SAVED_ELSEWHERE.get(section, ())), section

@@ -341,6 +341,8 @@ class _CountWorker:
     def __call__(self, batch: dict[str, np.ndarray]):
         import pyarrow as pa
 
+        from maskfocal.inference.records import CountRecord
+
         rows = []
         readable = [i for i, error in enumerate(batch["error"]) if not error]
         images = [batch["image"][i] for i in readable]
@@ -355,22 +357,15 @@ class _CountWorker:
                 except Exception as problem:
                     found[i] = f"{type(problem).__name__}: {problem}"
         for i, path in enumerate(batch["path"]):
-            row = {"path": str(path), "threshold": self.threshold, "model": self.name,
-                   "count": None, "width": None, "height": None, "error": None, "points": None,
-                   "zones": None, "density": None}
             result = found.get(i)
             if batch["error"][i] or isinstance(result, str):
-                row["error"] = str(batch["error"][i]) or result
+                record = CountRecord(model=self.name, threshold=self.threshold,
+                                     error=str(batch["error"][i]) or result)
             else:
                 height, width = batch["image"][i].shape[:2]
-                row.update(count=result.count, width=width, height=height)
-                if self.points:
-                    row["points"] = result.points.astype(np.float32).tolist()
-                if result.zones is not None:
-                    row["zones"] = list(result.zones.items())
-                if result.density is not None:
-                    row["density"] = list(result.density.items())
-            rows.append(row)
+                record = CountRecord(result, width=width, height=height, model=self.name,
+                                     threshold=self.threshold)
+            rows.append({"path": str(path), **record.to_row(points=self.points)})
         return pa.Table.from_pylist(rows, schema=_schema())
 
 

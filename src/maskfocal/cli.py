@@ -244,6 +244,7 @@ def _number(value: float, spec: str) -> str:
 def _count(args: argparse.Namespace) -> int:
     from maskfocal.errors import DatasetError
     from maskfocal.inference import Counter, expand_inputs
+    from maskfocal.inference.records import CountRecord
     from maskfocal.video import count_video, is_video
     from maskfocal.visualize import contact_sheet, draw_overlay
 
@@ -269,7 +270,7 @@ def _count(args: argparse.Namespace) -> int:
                                       device=args.device, progress=True, **options)
     heatmap = args.heatmap and counter.has_heatmap
     overlays = args.out is not None
-    results, skipped, sheet = [], 0, []
+    results, skipped, sheet, table = [], 0, [], []
     for path in images:
         try:
             pixels = counter.read_image(path)
@@ -278,7 +279,8 @@ def _count(args: argparse.Namespace) -> int:
             skipped += 1
             continue
         result = counter(pixels, return_heatmap=heatmap and overlays, zones=zones)
-        record = {"image": str(path), **result.to_json()}
+        counted = CountRecord(result)
+        record = {"image": str(path), **counted.to_json(points=True)}
         if not args.json:
             line = f"{path}: {result.count}"
             if result.zones is not None:
@@ -292,11 +294,12 @@ def _count(args: argparse.Namespace) -> int:
             save_png(picture, overlay)
             sheet.append((picture, f"{path.name}: {result.count}"))
             record["overlay"] = overlay.name
+            table.append((str(path), overlay.name, counted))
         results.append(record)
     written = []
     if overlays and results:
         written.append(folder.claim("counts.csv", rename=True, keep_earlier=keep))
-        _write_counts_csv(written[-1], results, zones.names if zones is not None else [])
+        _write_counts_csv(written[-1], table, zones.names if zones is not None else [])
         if len(sheet) > 1:
             written.append(folder.claim("contact_sheet.png", rename=True, keep_earlier=keep))
             save_png(contact_sheet(sheet), written[-1])
@@ -361,21 +364,23 @@ def _count_archive(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_counts_csv(path: Path, results: list[dict], zones: list[str] = ()) -> None:
+def _write_counts_csv(path: Path, rows: list[tuple[str, str, object]],
+                      zones: list[str] = ()) -> None:
+    """``counts.csv``: one row per image (its path, its overlay's name, its
+    :class:`~maskfocal.inference.records.CountRecord`)."""
     import csv
     import io
 
     from maskfocal.fileio import atomic_write_text, csv_safe
+    from maskfocal.inference.records import zone_columns
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    dense = any("density" in r for r in results)
-    writer.writerow(["image", "count", "overlay", *(csv_safe(f"zone {z}") for z in zones),
-                     *(csv_safe(f"per_m2 {z}") for z in zones if dense)])
-    writer.writerows([csv_safe(r["image"]), r["count"], csv_safe(r.get("overlay", "")),
-                      *(r["zones"][z] for z in zones),
-                      *(r["density"][z] for z in zones if dense)]
-                     for r in results)
+    dense = any(record.density() is not None for _, _, record in rows)
+    writer.writerow(["image", "count", "overlay", *zone_columns(list(zones), dense)])
+    writer.writerows([csv_safe(image), record.count, csv_safe(overlay),
+                      *record.zone_values(list(zones), dense)]
+                     for image, overlay, record in rows)
     atomic_write_text(path, buffer.getvalue())
 
 

@@ -1,13 +1,16 @@
 """Detector families: everything that differs between detectors, in one place.
 
-A family turns the app config into the small option types that ``models/``, ``targets/`` and
-``losses/`` take, builds its model, computes its training losses, runs the forward pass and
-decodes it into :class:`~maskfocal.decode.Detections`, names its exported outputs and
-post-processes them, and says which config keys it ignores. The family is chosen once, from
-``model.name`` (:func:`family_for`); no code outside this module asks which detector it holds.
+A family builds its model from a :class:`DetectorSpec` (turning its records into the small
+option types that ``models/``, ``targets/`` and ``losses/`` take), decodes the model's outputs
+into :class:`~maskfocal.decode.Detections`, names its exported outputs and post-processes
+them, and says which config keys it ignores. Every model keeps one contract, torchvision's:
+``model(images, targets)`` in training returns its loss dict (keys :attr:`~DetectorFamily.
+loss_keys`), ``model(images)`` in eval its raw outputs; so the family holds no loss and no
+forward pass. The family is chosen once, from ``model.name`` (:func:`family_for`); no code
+outside this module asks which detector it holds.
 
-- :class:`CenterNetFamily`: our CenterNet. The model returns raw maps; targets, losses (its own
-  penalty-reduced focal loss or MFL) and peak decoding are ours.
+- :class:`CenterNetFamily`: our CenterNet: raw maps, its loss (its own penalty-reduced focal
+  loss or MFL) inside the model, peak decoding here.
 - :class:`BoxFamily` (:class:`FCOSFamily`, :class:`RetinaNetFamily`, :class:`FasterRCNNFamily`):
   torchvision's detectors, which compute their losses (stock, or MFL over their own assignment;
   Faster R-CNN's in its RPN) and detections themselves; heads are the box centres.
@@ -21,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -37,15 +40,12 @@ from maskfocal.decode import (
 from maskfocal.decode.options import DecodeOptions
 from maskfocal.errors import MaskfocalError
 from maskfocal.losses import LOSS_KEYS as CENTERNET_LOSS_KEYS
-from maskfocal.losses import LOSS_PRESETS, MaskFocalLossConfig, centernet_losses
+from maskfocal.losses import LOSS_PRESETS, CenterNetLoss, MaskFocalLossConfig
 from maskfocal.losses.options import LossOptions
 from maskfocal.models import BACKBONES, Backbone, CenterNet
 from maskfocal.models.options import ModelOptions
 from maskfocal.options import read_record
-from maskfocal.targets.centernet import SpreadRule, encode_centernet
-
-if TYPE_CHECKING:
-    from maskfocal.data.transforms import Sample
+from maskfocal.targets.centernet import SpreadRule
 
 __all__ = ["FAMILIES", "LOSS_NAMES", "BoxFamily", "CenterNetFamily", "DetectorFamily",
            "DetectorSpec", "FasterRCNNFamily", "build_model", "family_for"]
@@ -74,7 +74,8 @@ class DetectorSpec:
         export's); keys of the other sections (data, training) are not read."""
         if not isinstance(config, dict):
             raise MaskfocalError(f"expected a config mapping, got {type(config).__name__}")
-        spec = cls(*(read_record(kind, config.get(section) or {}, f"{section}.")
+        spec = cls(*(read_record(kind, config.get(section) or {}, f"{section}.",
+                                 others=SAVED_ELSEWHERE.get(section, ()))
                      for section, kind in (("model", ModelOptions), ("loss", LossOptions),
                                            ("decode", DecodeOptions))))
         for key, value, valid in (("model.backbone", spec.model.backbone, BACKBONES),
@@ -86,6 +87,13 @@ class DetectorSpec:
             spec.loss.name = family.default_loss
         return spec
 
+
+SAVED_ELSEWHERE = {"model": ("init_from",),
+                   "decode": ("threshold", "calibrate", "input_scale", "scale_target")}
+"""Keys of a saved config's ``model`` and ``decode`` sections that a :class:`DetectorSpec` does
+not read: the inference options (``InferenceOptions.from_saved`` reads them) and training's
+(``init_from``, ``calibrate``). A test pins them to the config's sections; any other key there
+is an error naming it."""
 
 MFL_KEYS = tuple(f"loss.{f.name}" for f in dataclasses.fields(MaskFocalLossConfig))
 SPREAD_KEYS = tuple(f"loss.{f.name}" for f in dataclasses.fields(SpreadRule))
@@ -110,7 +118,8 @@ class DetectorFamily:
     """
 
     loss_keys: ClassVar[tuple[str, ...]]
-    """Keys of :meth:`training_losses`, stable (a test pins them)."""
+    """Keys of the model's loss dict (``model(images, targets)`` in training), stable (a test
+    pins them)."""
     export_outputs: ClassVar[tuple[str, ...]]
     """Names of the exported graph's outputs (:meth:`export_forward`)."""
     has_heatmap: ClassVar[bool] = False
@@ -156,22 +165,7 @@ class DetectorFamily:
                         imagenet=pretrained and model.pretrained == "imagenet",
                         freeze_bn=model.freeze_bn)
 
-    # training ----------------------------------------------------------------------------
-    def training_losses(self, model: nn.Module, images: Tensor, samples: Sequence[Sample], *,
-                        call: nn.Module | None = None) -> dict[str, Tensor]:
-        """The loss dict of one batch (keys :attr:`loss_keys`); sum it to train.
-
-        ``images``: (B, 3, H, W) on the model's device; ``samples``: their heads in input
-        pixels. ``call``: what runs the forward pass when it is not ``model`` itself (its
-        DistributedDataParallel wrapper).
-        """
-        raise NotImplementedError
-
     # inference ---------------------------------------------------------------------------
-    def forward(self, model: nn.Module, images: Tensor):
-        """Inference outputs of a padded (B, 3, H, W) batch (model in eval mode)."""
-        raise NotImplementedError
-
     def decode(self, model: nn.Module, outputs, valid_sizes: Sequence[tuple[int, int]], *,
                threshold: float) -> list[Detections]:
         """Heads (score >= ``threshold``) of each image, in input pixels, sorted by score;
@@ -204,7 +198,7 @@ class DetectorFamily:
 
     def from_exported(self, model: nn.Module, outputs: dict[str, Tensor],
                       image_size: tuple[int, int], batch: int):
-        """What :meth:`forward` would return, from the exported graph's outputs (``model``
+        """What ``model(images)`` would return in eval, from the exported graph's outputs (``model``
         serves for decoding only: strides, anchors, box coding, NMS)."""
         raise NotImplementedError
 
@@ -231,28 +225,18 @@ class CenterNetFamily(DetectorFamily):
 
     def build(self, *, pretrained: bool = True) -> nn.Module:
         model = self.spec.model
+        loss = self.spec.loss
         return CenterNet(self.backbone(pretrained=pretrained),
                          neck_channels=model.neck_channels, head_channels=model.head_channels,
-                         size_head=model.size_head, stride=model.output_stride)
+                         size_head=model.size_head, stride=model.output_stride,
+                         loss=CenterNetLoss(self.heatmap_loss(), spread_rule(loss),
+                                            heatmap_weight=loss.heatmap_weight,
+                                            offset_weight=loss.offset_weight,
+                                            size_weight=loss.size_weight))
 
     @property
     def stride(self) -> int:
         return self.spec.model.output_stride
-
-    def training_losses(self, model, images, samples, *, call=None):
-        device = images.device
-        targets = encode_centernet(
-            [s.points.to(device) for s in samples], [s.boxes.to(device) for s in samples],
-            [s.has_boxes for s in samples], images.shape[-2], images.shape[-1],
-            stride=self.stride, rule=spread_rule(self.spec.loss))
-        loss = self.spec.loss
-        return centernet_losses((call or model)(images), targets, self.heatmap_loss(),
-                                heatmap_weight=loss.heatmap_weight,
-                                offset_weight=loss.offset_weight, size_weight=loss.size_weight,
-                                stride=self.stride)
-
-    def forward(self, model, images):
-        return model(images)
 
     def decode(self, model, outputs, valid_sizes, *, threshold):
         decode = self.spec.decode
@@ -284,9 +268,6 @@ class BoxFamily(DetectorFamily):
     """The function of :mod:`maskfocal.models.detectors` that builds the model."""
     # FCOS at convergence: count level with MFL, F1 better (docs/experiments/mfl.md)
     default_loss = "native"
-    torchvision_keys: ClassVar[dict[str, str]] = {
-        "classification": "loss_classification", "bbox_regression": "loss_box",
-        "bbox_ctrness": "loss_centerness"}
     ignores: ClassVar[dict[str, str]] = {
         "loss.mask": "FCOS and RetinaNet use their own assignment as MFL's positive mask",
         "loss.tau": "loss.tau is the gaussian mask's threshold, which FCOS and RetinaNet do not "
@@ -327,18 +308,7 @@ class BoxFamily(DetectorFamily):
             spread=spread_rule(spec.loss), score_floor=SCORE_FLOOR,
             nms_threshold=spec.decode.nms_threshold)
 
-    def training_losses(self, model, images, samples, *, call=None):
-        device = images.device
-        targets = [{"boxes": s.boxes.to(device), "real_boxes": torch.tensor(s.has_boxes),
-                    "labels": torch.zeros(len(s.boxes), dtype=torch.int64, device=device)}
-                   for s in samples]
-        losses = (call or model)(list(images), targets)
-        return {self.torchvision_keys[key]: value for key, value in losses.items()}
-
     min_side = 128  # at stride 64 a side needs two cells: GroupNorm refuses one per group
-
-    def forward(self, model, images):
-        return model(list(images))
 
     def decode(self, model, outputs, valid_sizes, *, threshold):
         return boxes_to_detections(outputs, valid_sizes, threshold=threshold)
@@ -377,9 +347,6 @@ class FasterRCNNFamily(BoxFamily):
 
     builder = "build_faster_rcnn"
     loss_keys = ("loss_classifier", "loss_box", "loss_objectness", "loss_rpn_box")
-    torchvision_keys: ClassVar[dict[str, str]] = {
-        "loss_classifier": "loss_classifier", "loss_box_reg": "loss_box",
-        "loss_objectness": "loss_objectness", "loss_rpn_box_reg": "loss_rpn_box"}
     export_outputs = ()
     ignores: ClassVar[dict[str, str]] = {
         **BoxFamily.ignores,
@@ -398,14 +365,6 @@ class FasterRCNNFamily(BoxFamily):
 
     def validate(self) -> None:
         """No GroupNorm in its heads: any neck width builds."""
-
-    def training_losses(self, model, images, samples, *, call=None):
-        device = images.device
-        targets = [{"boxes": s.boxes.to(device), "real_boxes": torch.tensor(s.has_boxes),
-                    "labels": torch.ones(len(s.boxes), dtype=torch.int64, device=device)}
-                   for s in samples]  # class 1: Faster R-CNN's 0 is the background
-        losses = (call or model)(list(images), targets)
-        return {self.torchvision_keys[key]: value for key, value in losses.items()}
 
     def candidate_floor(self, model, floor):
         previous = model.roi_heads.score_thresh

@@ -15,6 +15,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass
+from collections.abc import Collection
 from typing import Any
 
 from maskfocal.errors import MaskfocalError
@@ -109,16 +110,21 @@ def check_ranges(record: Any, prefix: str = "") -> None:
             raise MaskfocalError(f"{prefix}{name} must be {valid}, got {value!r}")
 
 
-def read_record(cls: type, values: Any, prefix: str = ""):
+def read_record(cls: type, values: Any, prefix: str = "", *, others: Collection[str] = ()):
     """A ``cls`` record from a saved mapping (a checkpoint's config section): each of its
     fields that the mapping holds converted to the field's type and range-checked, the others
-    at their defaults. Keys that are not its fields belong to other layers' records (a saved
-    ``model`` section also holds training's ``init_from``) and are left to them."""
+    at their defaults. ``others``: keys the mapping may hold for other records (a saved
+    ``model`` section also holds training's ``init_from``), not read here; any other key is
+    an error."""
     if not isinstance(values, dict):
         raise MaskfocalError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got "
                              f"{values!r}")
     hints = typing.get_type_hints(cls)
     known = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known - set(others))
+    if unknown:
+        raise MaskfocalError(f"unknown config key {prefix}{unknown[0]}; valid keys here: "
+                             f"{', '.join(prefix + name for name in sorted(known | set(others)))}")
     fields = {name: coerce(value, hints[name], prefix + name)
               for name, value in values.items() if name in known}
     try:

@@ -241,18 +241,11 @@ class CountingService:
             raise UploadError(400, str(error)) from None
         if stop is not None and stop.is_set():  # no overlay for an answer nobody awaits
             raise UploadError(504, "stopped at the timeout")
-        answer = {
-            "count": int(result.count),
-            "points": np.round(result.points.astype(np.float64), 2).tolist(),
-            "scores": np.round(result.scores.astype(np.float64), 4).tolist(),
-            "boxes": None if result.boxes is None else
-            np.round(result.boxes.astype(np.float64), 2).tolist(),
-            "width": int(pixels.shape[1]), "height": int(pixels.shape[0]),
-            "model": self.model_name, "threshold": float(threshold)}
-        if result.zones is not None:
-            answer["zones"] = result.zones
-            if result.density is not None:
-                answer["density"] = {k: round(v, 4) for k, v in result.density.items()}
+        from maskfocal.inference.records import CountRecord
+
+        answer = CountRecord(result, width=int(pixels.shape[1]), height=int(pixels.shape[0]),
+                             model=self.model_name, threshold=float(threshold)).to_json(
+            points=True, scores=True, boxes=True, size=True, provenance=True)
         if overlay:
             answer["overlay_png"] = overlay_png(pixels, result, zones)
         answer["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from maskfocal.errors import MaskfocalError
-from maskfocal.fileio import csv_safe
+from maskfocal.inference.records import CountRecord, zone_columns
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg",
                               ".mpeg", ".ts", ".wmv"})
@@ -82,9 +82,7 @@ def count_video(path: str | Path, counter, *, every: int = 10, csv_path: str | P
         try:
             with csv_part.open("w", newline="") as file:
                 table = csv.writer(file)
-                table.writerow(["frame", "time_s", "count",
-                                *(csv_safe(f"zone {name}") for name in names),
-                                *(csv_safe(f"per_m2 {name}") for name in names if dense)])
+                table.writerow(["frame", "time_s", "count", *zone_columns(names, dense)])
                 for index, frame in enumerate(_frames(source, stream, path)):
                     bar.update(1)  # frames read, counted or not
                     read += 1
@@ -95,9 +93,9 @@ def count_video(path: str | Path, counter, *, every: int = 10, csv_path: str | P
                     pixels = frame.to_ndarray(format="rgb24")
                     result = counter(pixels, return_heatmap=heatmap, zones=zones)
                     in_zones = [result.zones[name] for name in names]
-                    table.writerow([index, f"{seconds:.3f}", result.count, *in_zones,
-                                    *(f"{result.density[name]:.4f}" for name in names
-                                      if dense)])
+                    record = CountRecord(result)
+                    table.writerow([index, f"{seconds:.3f}", record.count,
+                                    *record.zone_values(names, dense)])
                     rows.append(result.count)
                     series.append((seconds, in_zones))
                     if writer is not None:

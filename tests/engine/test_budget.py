@@ -69,17 +69,18 @@ def test_a_wall_clock_budget_ends_with_a_finished_schedule(tmp_path, monkeypatch
 def test_a_process_clock_budget_counts_only_the_cpu_time_the_run_got(tmp_path, monkeypatch):
     """Time the run spends waiting (here: asleep in every step, as it would be behind other
     work on shared cores) does not count on ``train.budget_clock=process``."""
-    from maskfocal.families import CenterNetFamily
+    from maskfocal.models import CenterNet
 
     nap, steps = 2.0, []  # two naps (the fewest: two epochs) outlast the whole budget
-    losses = CenterNetFamily.training_losses
+    forward = CenterNet.forward
 
-    def sleepy(self, *args, **kwargs):
-        time.sleep(nap)
-        steps.append(1)
-        return losses(self, *args, **kwargs)
+    def sleepy(self, images, targets=None):
+        if targets is not None:  # a training step
+            time.sleep(nap)
+            steps.append(1)
+        return forward(self, images, targets)
 
-    monkeypatch.setattr(CenterNetFamily, "training_losses", sleepy)
+    monkeypatch.setattr(CenterNet, "forward", sleepy)
     threads = torch.get_num_threads()  # one, as the clock is meant for: waiting OpenMP
     torch.set_num_threads(1)  # threads spin, and their spinning is CPU time too
     budget = 0.1  # minutes of CPU time: several epochs of tiny on one thread (0.05 fit one)
@@ -184,14 +185,14 @@ def test_channels_last_trains_to_the_same_numbers():
     torch.manual_seed(0)
     model = family.build()
     dataset = TrainingSet(_images(config), config.data)
-    from maskfocal.data.training import collate
+    from maskfocal.data.training import collate, detection_targets
 
     images, samples = collate([dataset[0], dataset[1]])
     model.train()
-    plain = family.training_losses(model, images, samples)
+    plain = model(images, detection_targets(samples))
     fast = model.to(memory_format=torch.channels_last)
-    nhwc = family.training_losses(fast, images.contiguous(memory_format=torch.channels_last),
-                                  samples)
+    nhwc = fast(images.contiguous(memory_format=torch.channels_last),
+                detection_targets(samples))
     for key in plain:
         assert math.isclose(plain[key].item(), nhwc[key].item(), rel_tol=1e-4), key
 

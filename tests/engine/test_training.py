@@ -65,12 +65,15 @@ def test_resume_with_a_different_model_is_refused(tmp_path):
 
 
 def test_non_finite_loss_stops_with_a_clear_message(tmp_path, monkeypatch):
-    from maskfocal.families import CenterNetFamily
+    from maskfocal.models import CenterNet
 
-    def broken(self, model, images, samples, call=None):
-        return {"loss_heatmap": model(images)["heatmap"].sum() * float("nan")}
+    forward = CenterNet.forward
 
-    monkeypatch.setattr(CenterNetFamily, "training_losses", broken)
+    def broken(self, images, targets=None):
+        losses = forward(self, images, targets)
+        return {key: value * float("nan") for key, value in losses.items()}
+
+    monkeypatch.setattr(CenterNet, "forward", broken)
     with pytest.raises(MaskfocalError, match="loss became nan at epoch 1, step 1"):
         train(tiny("train.epochs=1"), tmp_path, progress=False)
 

@@ -86,7 +86,9 @@ def test_stride_two_output_trains_and_decodes_what_stride_four_merges():
         1, 1, 32, 32)
     points = torch.tensor([[20.0, 20.0], [23.0, 20.0]])
     sample = Sample(torch.rand(3, 64, 64), points, torch.cat([points - 3, points + 3], 1), True)
-    losses = family.training_losses(model, sample.image[None], [sample])
+    from maskfocal.data.training import detection_targets
+
+    losses = model.train()(sample.image[None], detection_targets([sample]))
     sum(losses.values()).backward()
     assert all(p.grad is not None for p in model.upsample.parameters())
     from tests.decode.test_centernet_round_trip import perfect_outputs

@@ -33,7 +33,7 @@ def losses_and_grads(model, images, targets):
     model.train()
     model.zero_grad()
     losses = model(images, targets)
-    losses["classification"].backward()
+    losses["loss_classification"].backward()
     grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     return losses, grads
 
@@ -48,8 +48,8 @@ def test_binary_special_case_equals_stock_loss(name):
     model = BUILDERS[name](Backbone("resnet18"), channels=32, mfl=LOSS_PRESETS["focal"],
                            binary=True)
     ours, our_grads = losses_and_grads(model, images, targets)
-    torch.testing.assert_close(ours["classification"], stock["classification"], rtol=1e-5,
-                               atol=1e-6)
+    torch.testing.assert_close(ours["loss_classification"], stock["loss_classification"],
+                               rtol=1e-5, atol=1e-6)
     for key in stock:  # regression and centerness are untouched
         torch.testing.assert_close(ours[key], stock[key], rtol=1e-5, atol=1e-6)
     assert stock_grads.keys() == our_grads.keys()
@@ -68,7 +68,7 @@ def test_gaussian_mfl_differs_is_finite_and_reaches_every_head_parameter(name):
     assert head_params and all(n in grads for n in head_params)
     empty = model(images[2:], targets[2:])
     assert all(torch.isfinite(v) for v in empty.values())
-    assert empty["bbox_regression"] == 0
+    assert empty["loss_box"] == 0
 
 
 def test_anchor_heatmap_matches_per_level_heatmap():

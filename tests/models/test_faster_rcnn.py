@@ -71,7 +71,7 @@ def test_mfl_replaces_only_the_objectness_loss_and_is_finite():
     native, mfl = results["native"], results["mfl"]
     assert all(torch.isfinite(v) for v in mfl.values())
     assert not torch.isclose(native["loss_objectness"], mfl["loss_objectness"])
-    for key in ("loss_classifier", "loss_box_reg", "loss_rpn_box_reg"):  # RoI head, RPN boxes
+    for key in ("loss_classifier", "loss_box", "loss_rpn_box"):  # RoI head, RPN boxes
         torch.testing.assert_close(mfl[key], native[key])
 
 

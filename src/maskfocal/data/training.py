@@ -146,3 +146,12 @@ def pad_batch(images: Sequence[Tensor], multiple: int = 32, min_side: int = 0) -
 def collate(samples: list[Sample]) -> tuple[Tensor, list[Sample]]:
     """(padded images (B, 3, H, W), the samples) for a DataLoader."""
     return pad_batch([sample.image for sample in samples]), samples
+
+
+def detection_targets(samples: Sequence[Sample], device: torch.device | str = "cpu"
+                      ) -> list[dict[str, Tensor]]:
+    """The targets every detector takes in training (``model(images, targets)``), one dict per
+    image: ``points`` (n, 2) and ``boxes`` (n, 4) in input pixels on ``device``, and
+    ``real_boxes`` (a bool tensor: annotated boxes, or pseudo boxes around points)."""
+    return [{"points": s.points.to(device), "boxes": s.boxes.to(device),
+             "real_boxes": torch.tensor(s.has_boxes)} for s in samples]

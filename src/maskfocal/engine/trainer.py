@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from maskfocal.checkpoint import load_checkpoint, save_checkpoint
 from maskfocal.config import Config, config_from_checkpoint, load_config
 from maskfocal.data.splits import build_splits, sources
-from maskfocal.data.training import TrainingSet, collate
+from maskfocal.data.training import TrainingSet, collate, detection_targets
 from maskfocal.errors import MaskfocalError
 from maskfocal.families import DetectorFamily, family_for
 from maskfocal.fileio import (
@@ -428,7 +428,7 @@ class _Session:
     def _step(self, images: torch.Tensor, samples, epoch: int) -> dict[str, float]:
         """One optimiser step; the loss and its parts as numbers."""
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            losses = self.family.training_losses(self.model, images, samples, call=self.net)
+            losses = self.net(images, detection_targets(samples, images.device))
         loss = sum(losses.values())
         if not torch.isfinite(loss):
             raise MaskfocalError(f"loss became {loss.item()} at epoch {epoch + 1}, step "

@@ -41,13 +41,11 @@ class CountResult:
     density: dict[str, float] | None = None  # people per m² per zone, with a ground scale
 
     def to_json(self) -> dict:
-        record = {"count": self.count,
-                  "points": [[round(float(x), 2), round(float(y), 2)] for x, y in self.points]}
-        if self.zones is not None:
-            record["zones"] = self.zones
-        if self.density is not None:
-            record["density"] = {name: round(value, 4) for name, value in self.density.items()}
-        return record
+        """``{"count", "points"}`` and, where counted with zones, ``zones`` and ``density``
+        (:class:`~maskfocal.inference.records.CountRecord`, the one result record)."""
+        from .records import CountRecord
+
+        return CountRecord(self).to_json(points=True)
 
 
 class Counter:

@@ -187,7 +187,7 @@ class Predictor:
         heatmap: pad to a multiple of 32, run the model (or the runner), decode."""
         batch = pad_batch(list(images), min_side=self.family.min_side).to(self.device)
         outputs = (self.runner(batch) if self.runner is not None
-                   else self.family.forward(self.model, batch))
+                   else self.model(batch))
         sizes = [tuple(image.shape[-2:]) for image in images]
         detections = self.family.decode(self.model, outputs, sizes, threshold=threshold)
         maps = self.family.heatmaps(outputs, sizes) if heatmaps else [None] * len(sizes)

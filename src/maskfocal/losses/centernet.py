@@ -7,10 +7,12 @@ their L1 losses (Zhou et al. 2019), averaged over the heads of the batch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor
 
-from maskfocal.targets.centernet import CenterNetTargets
+from maskfocal.targets.centernet import CenterNetTargets, SpreadRule, encode_centernet
 from maskfocal.targets.heatmaps import box_mask, positive_mask
 
 from .mask_focal import MaskFocalLossConfig, mask_focal_loss
@@ -53,3 +55,31 @@ def centernet_losses(outputs: dict[str, Tensor], targets: CenterNetTargets,
     else:
         losses["loss_size"] = outputs["heatmap"].new_zeros(())
     return losses
+
+
+@dataclass
+class CenterNetLoss:
+    """CenterNet's training loss as the model applies it (``model(images, targets)`` in
+    training): the targets encoded at the model's stride, then :func:`centernet_losses`.
+
+    ``targets``: one dict per image, ``points`` (n, 2) and ``boxes`` (n, 4) in input pixels
+    and ``real_boxes`` (whether the boxes are annotated or pseudo boxes), as every detector
+    takes them (:func:`maskfocal.data.training.detection_targets`).
+    """
+
+    heatmap: MaskFocalLossConfig
+    spread: SpreadRule = field(default_factory=SpreadRule)
+    heatmap_weight: float = 1.0
+    offset_weight: float = 1.0
+    size_weight: float = 0.1
+
+    def __call__(self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]],
+                 image_size: tuple[int, int], stride: int) -> dict[str, Tensor]:
+        encoded = encode_centernet(
+            [t["points"] for t in targets], [t["boxes"] for t in targets],
+            [bool(t["real_boxes"]) for t in targets], image_size[0], image_size[1],
+            stride=stride, rule=self.spread)
+        return centernet_losses(outputs, encoded, self.heatmap,
+                                heatmap_weight=self.heatmap_weight,
+                                offset_weight=self.offset_weight, size_weight=self.size_weight,
+                                stride=stride)

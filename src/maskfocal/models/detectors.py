@@ -21,7 +21,9 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -74,6 +76,50 @@ class FixedSizeTransform(GeneralizedRCNNTransform):
 
     def resize(self, image: Tensor, target=None):
         return image, target
+
+
+class DetectionContract:
+    """torchvision's detector called as every maskfocal detector is: ``model(images,
+    targets)`` in training returns the loss dict under maskfocal's names, ``model(images)``
+    in eval its detections; ``images`` a (B, 3, H, W) batch (or a list), ``targets`` one dict
+    per image with ``boxes`` (n, 4) and, for MFL, ``real_boxes`` (annotated, or pseudo boxes
+    around points; ``points`` is not read). The class labels torchvision wants are filled in
+    where a target has none (one class: heads)."""
+
+    loss_names: ClassVar[dict[str, str]]
+    """torchvision's loss keys -> maskfocal's (``DetectorFamily.loss_keys``)."""
+    label: ClassVar[int] = 0
+
+    def forward(self, images, targets=None):
+        if isinstance(images, Tensor):
+            images = list(images)
+        if targets is not None:  # labels filled in; points are CenterNet's, not read here
+            targets = [{**{k: v for k, v in t.items() if k != "points"},
+                        "labels": t.get("labels", torch.full(
+                            (len(t["boxes"]),), self.label, dtype=torch.int64,
+                            device=t["boxes"].device))} for t in targets]
+        outputs = super().forward(images, targets)
+        if self.training and targets is not None:
+            return {self.loss_names[key]: value for key, value in outputs.items()}
+        return outputs
+
+
+class HeadFCOS(DetectionContract, FCOS):
+    loss_names: ClassVar[dict[str, str]] = {
+        "classification": "loss_classification", "bbox_regression": "loss_box",
+        "bbox_ctrness": "loss_centerness"}
+
+
+class HeadRetinaNet(DetectionContract, RetinaNet):
+    loss_names: ClassVar[dict[str, str]] = {
+        "classification": "loss_classification", "bbox_regression": "loss_box"}
+
+
+class HeadFasterRCNN(DetectionContract, FasterRCNN):
+    loss_names: ClassVar[dict[str, str]] = {
+        "loss_classifier": "loss_classifier", "loss_box_reg": "loss_box",
+        "loss_objectness": "loss_objectness", "loss_rpn_box_reg": "loss_rpn_box"}
+    label = 1  # Faster R-CNN's class 0 is the background
 
 
 @dataclass(frozen=True)
@@ -150,9 +196,10 @@ def build_fcos(backbone: Backbone, *, channels: int = 128, head_convs: int = 2,
     anchors = AnchorGenerator(sizes, ((1.0,),) * len(sizes))
     head = HeadFCOSHead(channels, 1, 1, num_convs=head_convs,
                         classification_loss=_anchor_mfl(mfl, binary, spread, sizes))
-    model = FCOS(PyramidBackbone(backbone, channels), num_classes=1, anchor_generator=anchors,
-                 head=head, score_thresh=score_floor, nms_thresh=nms_threshold,
-                 detections_per_img=MIN_DETECTIONS, topk_candidates=MIN_DETECTIONS)
+    model = HeadFCOS(PyramidBackbone(backbone, channels), num_classes=1,
+                     anchor_generator=anchors, head=head, score_thresh=score_floor,
+                     nms_thresh=nms_threshold, detections_per_img=MIN_DETECTIONS,
+                     topk_candidates=MIN_DETECTIONS)
     model.transform = FixedSizeTransform(backbone.mean, backbone.std)
     return model
 
@@ -169,10 +216,10 @@ def build_retinanet(backbone: Backbone, *, channels: int = 128, head_convs: int 
                              classification_loss=_anchor_mfl(mfl, binary, spread, sizes))
     head.classification_head.conv = _trim_convs(head.classification_head.conv, head_convs)
     head.regression_head.conv = _trim_convs(head.regression_head.conv, head_convs)
-    model = RetinaNet(PyramidBackbone(backbone, channels), num_classes=1,
-                      anchor_generator=anchors, head=head, score_thresh=score_floor,
-                      nms_thresh=nms_threshold, detections_per_img=MIN_DETECTIONS,
-                      topk_candidates=MIN_DETECTIONS)
+    model = HeadRetinaNet(PyramidBackbone(backbone, channels), num_classes=1,
+                          anchor_generator=anchors, head=head, score_thresh=score_floor,
+                          nms_thresh=nms_threshold, detections_per_img=MIN_DETECTIONS,
+                          topk_candidates=MIN_DETECTIONS)
     model.transform = FixedSizeTransform(backbone.mean, backbone.std)
     return model
 
@@ -219,7 +266,7 @@ def build_faster_rcnn(backbone: Backbone, *, channels: int = 128, head_convs: in
     sizes = tuple((2.0 * stride, 2.0 * stride * 2 ** 0.5) for stride in PYRAMID_STRIDES)
     anchors = AnchorGenerator(sizes, ((1.0,),) * len(sizes))
     pyramid = PyramidBackbone(backbone, channels)
-    model = FasterRCNN(
+    model = HeadFasterRCNN(
         pyramid, num_classes=None, rpn_anchor_generator=anchors,
         rpn_head=RPNHead(channels, anchors.num_anchors_per_location()[0]),
         box_roi_pool=MultiScaleRoIAlign(["c2", "c3", "c4", "c5"], output_size=7, sampling_ratio=2),
