@@ -158,6 +158,11 @@ class DetectorFamily:
         by a checkpoint's)."""
         raise NotImplementedError
 
+    def decoder(self) -> nn.Module:
+        """What :meth:`decode` and :meth:`from_exported` need of the model when its outputs
+        come from elsewhere (an ONNX export): no network, no weights."""
+        raise NotImplementedError
+
     def backbone(self, *, pretrained: bool = True) -> Backbone:
         """The backbone ``model.backbone`` with its starting weights (see :meth:`build`)."""
         model = self.spec.model
@@ -238,6 +243,9 @@ class CenterNetFamily(DetectorFamily):
     def stride(self) -> int:
         return self.spec.model.output_stride
 
+    def decoder(self) -> nn.Module:
+        return nn.Module()  # peaks are decoded from the maps alone
+
     def decode(self, model, outputs, valid_sizes, *, threshold):
         decode = self.spec.decode
         return decode_centernet(outputs, threshold=threshold, stride=self.stride,
@@ -266,6 +274,8 @@ class BoxFamily(DetectorFamily):
 
     builder: ClassVar[str]
     """The function of :mod:`maskfocal.models.detectors` that builds the model."""
+    decoder_builder: ClassVar[str]
+    """The one that builds its post-processing alone (:meth:`decoder`)."""
     # FCOS at convergence: count level with MFL, F1 better (docs/experiments/mfl.md)
     default_loss = "native"
     ignores: ClassVar[dict[str, str]] = {
@@ -313,6 +323,12 @@ class BoxFamily(DetectorFamily):
     def decode(self, model, outputs, valid_sizes, *, threshold):
         return boxes_to_detections(outputs, valid_sizes, threshold=threshold)
 
+    def decoder(self) -> nn.Module:
+        from maskfocal.models import detectors
+
+        return getattr(detectors, self.decoder_builder)(
+            score_floor=SCORE_FLOOR, nms_threshold=self.spec.decode.nms_threshold)
+
     def candidate_floor(self, model, floor):
         previous = model.score_thresh  # torchvision filters inside, before NMS
         model.score_thresh = floor
@@ -331,12 +347,14 @@ class BoxFamily(DetectorFamily):
 
 class FCOSFamily(BoxFamily):
     builder = "build_fcos"
+    decoder_builder = "fcos_decoder"
     loss_keys = ("loss_classification", "loss_box", "loss_centerness")
     export_outputs = ("cls_logits", "bbox_regression", "bbox_ctrness")
 
 
 class RetinaNetFamily(BoxFamily):
     builder = "build_retinanet"
+    decoder_builder = "retinanet_decoder"
     loss_keys = ("loss_classification", "loss_box")
     export_outputs = ("cls_logits", "bbox_regression")
 
@@ -376,6 +394,9 @@ class FasterRCNNFamily(BoxFamily):
         "depends on the image (the RPN's NMS and top-k inside the graph), so the graph would "
         "not be the fixed head-outputs graph every other family exports; count with the "
         "checkpoint itself, or export centernet, fcos or retinanet")
+
+    def decoder(self) -> nn.Module:
+        raise MaskfocalError(self.export_refusal)
 
     def export_forward(self, model, images):
         raise MaskfocalError(self.export_refusal)

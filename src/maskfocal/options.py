@@ -14,8 +14,8 @@ import dataclasses
 import math
 import types
 import typing
-from dataclasses import dataclass
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from maskfocal.errors import MaskfocalError

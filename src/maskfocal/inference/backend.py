@@ -91,11 +91,12 @@ def non_finite_weights(path: str | Path) -> list[str]:
 
 
 class OnnxRunner:
-    """Runs an exported model with ONNX Runtime; called like the eager model in
-    :class:`maskfocal.Counter` (returns what its family's ``forward`` would).
+    """Runs an exported model with ONNX Runtime; called like the eager model in eval
+    (returns what ``model(images)`` would).
 
-    ``model`` is the detector built from the file's config without weights: it is used only
-    for decoding (strides, anchors, box coding, NMS), never for the forward pass.
+    ``model`` is the family's decoder (:meth:`~maskfocal.families.DetectorFamily.decoder`):
+    the anchors, box coder, score floor and NMS of a box detector, nothing for CenterNet; no
+    network and no weights are built.
     """
 
     def __init__(self, path: str | Path, device: torch.device) -> None:
@@ -134,7 +135,7 @@ class OnnxRunner:
                                  f"(first: {damaged[0]}); export the model again from a "
                                  "sound checkpoint")
         self.family = family_for(self.spec)
-        self.model = self.family.build(pretrained=False).eval()
+        self.model = self.family.decoder().eval()  # decoding only: no network, no weights
 
     def __call__(self, images: Tensor):
         arrays = self.session.run(list(self.names),

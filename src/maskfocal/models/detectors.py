@@ -26,6 +26,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
+from torchvision.models.detection._utils import BoxCoder, BoxLinearCoder
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.fcos import FCOSHead
@@ -187,13 +188,60 @@ def _trim_convs(sequence: nn.Sequential, convs: int) -> nn.Sequential:
     return nn.Sequential(*list(sequence.children())[:convs])
 
 
+class BoxDecoder(nn.Module):
+    """What runs after a box detector's heads, without the network: its anchors, box coder,
+    score floor and NMS, and torchvision's own ``postprocess_detections`` of ``detector``
+    (FCOS or RetinaNet), for head outputs computed elsewhere (an ONNX export). No weights."""
+
+    def __init__(self, detector: type, anchor_generator: AnchorGenerator, box_coder, *,
+                 score_thresh: float, nms_thresh: float) -> None:
+        super().__init__()
+        self.detector = detector
+        self.anchor_generator = anchor_generator
+        self.box_coder = box_coder
+        self.score_thresh = score_thresh
+        self.nms_thresh = nms_thresh
+        self.detections_per_img = MIN_DETECTIONS
+        self.topk_candidates = MIN_DETECTIONS
+
+    def postprocess_detections(self, head_outputs, anchors, image_shapes):
+        return self.detector.postprocess_detections(self, head_outputs, anchors, image_shapes)
+
+
+def _fcos_anchors() -> AnchorGenerator:
+    """One anchor per location, of the stride's size (which sets FCOS's size ranges)."""
+    sizes = tuple((float(stride),) for stride in PYRAMID_STRIDES)
+    return AnchorGenerator(sizes, ((1.0,),) * len(sizes))
+
+
+def _retinanet_anchors() -> AnchorGenerator:
+    """2 x stride times 2^(0, 1/3, 2/3) per location, aspect ratio 1."""
+    sizes = tuple(tuple(2.0 * stride * 2 ** (k / 3) for k in range(3))
+                  for stride in PYRAMID_STRIDES)
+    return AnchorGenerator(sizes, ((1.0,),) * len(sizes))
+
+
+def fcos_decoder(*, score_floor: float = SCORE_FLOOR, nms_threshold: float = 0.5
+                 ) -> BoxDecoder:
+    """:func:`build_fcos`'s post-processing alone (:class:`BoxDecoder`)."""
+    return BoxDecoder(FCOS, _fcos_anchors(), BoxLinearCoder(normalize_by_size=True),
+                      score_thresh=score_floor, nms_thresh=nms_threshold)
+
+
+def retinanet_decoder(*, score_floor: float = SCORE_FLOOR, nms_threshold: float = 0.5
+                      ) -> BoxDecoder:
+    """:func:`build_retinanet`'s post-processing alone (:class:`BoxDecoder`)."""
+    return BoxDecoder(RetinaNet, _retinanet_anchors(), BoxCoder(weights=(1.0, 1.0, 1.0, 1.0)),
+                      score_thresh=score_floor, nms_thresh=nms_threshold)
+
+
 def build_fcos(backbone: Backbone, *, channels: int = 128, head_convs: int = 2,
                mfl: MaskFocalLossConfig | None = None, binary: bool = False,
                spread: SpreadRule | None = None, score_floor: float = SCORE_FLOOR,
                nms_threshold: float = 0.5) -> FCOS:
     """torchvision FCOS for one class (head) on strides 4 to 64."""
-    sizes = tuple((float(stride),) for stride in PYRAMID_STRIDES)
-    anchors = AnchorGenerator(sizes, ((1.0,),) * len(sizes))
+    anchors = _fcos_anchors()
+    sizes = anchors.sizes
     head = HeadFCOSHead(channels, 1, 1, num_convs=head_convs,
                         classification_loss=_anchor_mfl(mfl, binary, spread, sizes))
     model = HeadFCOS(PyramidBackbone(backbone, channels), num_classes=1,
@@ -209,9 +257,8 @@ def build_retinanet(backbone: Backbone, *, channels: int = 128, head_convs: int 
                     spread: SpreadRule | None = None, score_floor: float = SCORE_FLOOR,
                     nms_threshold: float = 0.5) -> RetinaNet:
     """torchvision RetinaNet for one class (head) on strides 4 to 64, three scales per level."""
-    sizes = tuple(tuple(2.0 * stride * 2 ** (k / 3) for k in range(3))
-                  for stride in PYRAMID_STRIDES)
-    anchors = AnchorGenerator(sizes, ((1.0,),) * len(sizes))
+    anchors = _retinanet_anchors()
+    sizes = anchors.sizes
     head = HeadRetinaNetHead(channels, anchors.num_anchors_per_location()[0], 1,
                              classification_loss=_anchor_mfl(mfl, binary, spread, sizes))
     head.classification_head.conv = _trim_convs(head.classification_head.conv, head_convs)
