@@ -85,3 +85,19 @@ def test_a_saved_spec_reads_every_key_of_its_sections_or_names_who_does():
     for section in ("model", "loss", "decode"):
         fields = set(vars(getattr(spec, section)))
         assert set(saved[section]) == fields | set(SAVED_ELSEWHERE.get(section, ())), section
+
+
+def test_an_older_saved_config_still_counts_without_the_new_keys():
+    """A config saved before the records existed (fewer keys, loss.name auto, the threshold
+    beside the config) gives the spec and options it was trained with."""
+    from maskfocal.checkpoint import _fold_threshold
+    from maskfocal.families import DetectorSpec
+    from maskfocal.inference import InferenceOptions
+
+    saved = {"model": {"name": "centernet", "backbone": "resnet18", "neck_channels": 64},
+             "loss": {"name": "auto"}, "decode": {"input_scale": 1.5}, "data": {}}
+    state = _fold_threshold({"config": saved, "threshold": 0.42})
+    spec = DetectorSpec.from_saved(state["config"])
+    options = InferenceOptions.from_saved(state["config"])
+    assert spec.model.neck_channels == 64 and spec.loss.name == "mfl"  # auto: CenterNet's
+    assert (options.threshold, options.input_scale, options.max_eval_side) == (0.42, 1.5, 2048)

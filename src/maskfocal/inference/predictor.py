@@ -74,7 +74,7 @@ class Predictor:
         options: the threshold, input scale, size cap and tiling
             (:class:`~maskfocal.inference.InferenceOptions`).
         device: where the model runs.
-        runner: runs a padded (B, 3, H, W) batch and returns what the family's ``forward``
+        runner: runs a padded (B, 3, H, W) batch and returns what ``model(batch)``
             would (:class:`maskfocal.inference.backend.OnnxRunner`); default: ``model`` itself.
         merge_radius: heads of two tiles closer than this (original pixels) are one head.
         batch_size: images (or tiles) per forward pass.
@@ -96,7 +96,7 @@ class Predictor:
         self.spec = spec
         self.options = options
         self.family = family_for(spec)
-        self.runner = runner
+        self.runner = runner if runner is not None else self.model  # one path: call it
         self.merge_radius = merge_radius
         self.batch_size = batch_size
         self.progress = progress
@@ -186,8 +186,7 @@ class Predictor:
         """Heads of each (3, h, w) image as given (in its pixels) and, with ``heatmaps``, its
         heatmap: pad to a multiple of 32, run the model (or the runner), decode."""
         batch = pad_batch(list(images), min_side=self.family.min_side).to(self.device)
-        outputs = (self.runner(batch) if self.runner is not None
-                   else self.model(batch))
+        outputs = self.runner(batch)
         sizes = [tuple(image.shape[-2:]) for image in images]
         detections = self.family.decode(self.model, outputs, sizes, threshold=threshold)
         maps = self.family.heatmaps(outputs, sizes) if heatmaps else [None] * len(sizes)
