@@ -39,7 +39,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("targets, decode, metrics", ("targets", "decode", "metrics")),
     ("models, losses", ("models", "losses")),
     ("families", ("families",)),
-    ("inference", ("inference", "export", "zones", "visualize")),
+    ("inference", ("inference", "export", "zones", "flow", "visualize")),
     ("config", ("config",)),
     ("engine", ("engine",)),
     ("commands", ("evaluation", "mining", "video", "archive", "service", "serve_protocol",

@@ -1,0 +1,184 @@
+"""People flow: lines that tracked heads cross, counted in and out, each crossing once.
+
+A lines file (JSON; the same file may hold ``zones`` and ``ground``, as zone files do)::
+
+    {"lines": [{"name": "gate A", "points": [[x1, y1], [x2, y2], ...], "in": "left"}]}
+
+- ``points``: a polyline in image pixels (x to the right, y down), at least two points, of
+  non-zero length, inside the frame.
+- ``in``: the side a head ends on when it comes **in**: ``"left"`` is the side on your left
+  as you walk the line from its first point to its last, as the image shows it (walking from
+  ``[0, 100]`` to ``[200, 100]``, left is up the image, towards y = 0); ``"right"`` the other.
+  A crossing that ends on the other side is **out**; ``net = in - out``.
+
+**The crossing rule (hysteresis).** A track is on a side of a line only once its point is at
+least ``margin`` px (default 4) from the line; inside that band it keeps the side it had. A
+crossing is counted when a track's side changes and its path since it was last on the old
+side actually cuts the line (a head walking round the line's end is not a crossing). So a
+head jittering on the line is never counted, however often its point changes side within the
+band; a head that goes through, at least ``margin`` px past, and back again is counted in and
+then out (net 0), as it did cross twice. A track first seen inside the band has no side until
+it leaves the band.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from maskfocal.errors import MaskfocalError
+
+__all__ = ["MARGIN", "Crossing", "Line", "LineCounter", "lines_from_dict", "load_lines"]
+
+MARGIN = 4.0  # px: how far past a line a head must be to be on its other side
+LINE_KEYS = ("name", "points", "in")
+SIDES = ("left", "right")
+
+
+@dataclass(frozen=True)
+class Line:
+    """A named polyline and the side a head ends on when it comes in."""
+
+    name: str
+    points: np.ndarray  # (k, 2) x, y; k >= 2
+    inside: str  # "left" or "right"
+
+    def side(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(distance to the line, side) of each (n, 2) point: side -1 on the line's left as
+        the image shows it, +1 on its right (the nearest segment decides)."""
+        points = np.asarray(points, np.float64).reshape(-1, 2)
+        start, end = self.points[:-1], self.points[1:]  # (k - 1, 2) segments
+        direction = end - start
+        length2 = (direction ** 2).sum(1)
+        offset = points[:, None, :] - start[None]  # (n, k - 1, 2)
+        along = np.clip((offset * direction).sum(-1) / np.maximum(length2, 1e-12), 0, 1)
+        nearest = start[None] + along[..., None] * direction[None]
+        distance = np.linalg.norm(points[:, None, :] - nearest, axis=-1)
+        segment = distance.argmin(1)
+        rows = np.arange(len(points))
+        cross = (direction[segment, 0] * offset[rows, segment, 1]
+                 - direction[segment, 1] * offset[rows, segment, 0])
+        return distance[rows, segment], np.where(cross < 0, -1, 1)  # y down: cross < 0 is left
+
+    def cuts(self, start: np.ndarray, end: np.ndarray) -> bool:
+        """Whether the path from ``start`` to ``end`` cuts the line."""
+        import shapely
+
+        return bool(shapely.LineString(self.points).intersects(
+            shapely.LineString([start, end])))
+
+    def check(self, height: int, width: int, where: str = "") -> None:
+        """Every point inside a frame of this size, or a one-line error."""
+        outside = [(x, y) for x, y in self.points if not (0 <= x <= width and 0 <= y <= height)]
+        if outside:
+            x, y = outside[0]
+            raise MaskfocalError(f"{where}line {self.name!r}: point ({x:g}, {y:g}) is outside "
+                                 f"the {width}x{height} frame")
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """One counted crossing: which track, which line, ``"in"`` or ``"out"``."""
+
+    track: int
+    line: str
+    direction: str
+
+
+@dataclass
+class LineCounter:
+    """Per-line in and out counts of tracked heads, each crossing counted once (the module's
+    hysteresis rule). ``update`` takes each frame's tracks, ``{track id: (x, y)}``."""
+
+    lines: list[Line]
+    margin: float = MARGIN
+    counts: dict[str, dict[str, int]] = field(init=False)
+    _side: dict[tuple[str, int], int] = field(init=False, default_factory=dict)
+    _anchor: dict[tuple[str, int], np.ndarray] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.margin >= 0:
+            raise MaskfocalError(f"line margin must be >= 0 px, got {self.margin}")
+        self.counts = {line.name: {"in": 0, "out": 0} for line in self.lines}
+
+    def update(self, tracks: dict[int, tuple[float, float]]) -> list[Crossing]:
+        """The crossings this frame's track positions complete."""
+        if not tracks:
+            return []
+        ids = list(tracks)
+        points = np.asarray([tracks[i] for i in ids], np.float64).reshape(-1, 2)
+        crossings = []
+        for line in self.lines:
+            distance, side = line.side(points)
+            for track, point, far, now in zip(ids, points, distance, side, strict=True):
+                key = (line.name, track)
+                if far < self.margin or far == 0:
+                    continue  # in the band (or on the line): the side it had stands
+                before = self._side.get(key)
+                if before is not None and before != now and line.cuts(self._anchor[key],
+                                                                       point):
+                    direction = "in" if (now < 0) == (line.inside == "left") else "out"
+                    self.counts[line.name][direction] += 1
+                    crossings.append(Crossing(track, line.name, direction))
+                self._side[key] = int(now)
+                self._anchor[key] = point
+        return crossings
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        """``{line: {"in", "out", "net"}}`` so far."""
+        return {name: {**c, "net": c["in"] - c["out"]} for name, c in self.counts.items()}
+
+
+def load_lines(path: str | Path) -> list[Line]:
+    """The lines of a JSON lines file (module docstring); a file that is not one is a
+    one-line error naming it and what is wrong."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MaskfocalError(f"{path}: no such lines file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise MaskfocalError(f"{path}: not a JSON lines file ({error})") from None
+    return lines_from_dict(data, str(path))
+
+
+def lines_from_dict(data, source: str) -> list[Line]:
+    """Lines from a lines file's content (zone files' other keys, ``zones`` and ``ground``,
+    may be there too)."""
+    from maskfocal.zones import FILE_KEYS, _all_numbers, _known
+
+    if isinstance(data, dict):
+        _known(data, FILE_KEYS, source)
+    if not isinstance(data, dict) or not isinstance(data.get("lines"), list) or not data["lines"]:
+        raise MaskfocalError(f'{source}: expected {{"lines": [{{"name": ..., "points": '
+                             '[[x1, y1], [x2, y2]], "in": "left"}, ...]} with at least one line')
+    lines, seen = [], set()
+    for number, entry in enumerate(data["lines"], 1):
+        where = f"{source}: line {number}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) \
+                or not entry["name"].strip():
+            raise MaskfocalError(f"{where}: needs a non-empty \"name\"")
+        name = entry["name"]
+        where = f"{source}: line {name!r}"
+        _known(entry, LINE_KEYS, where)
+        if name in seen:
+            raise MaskfocalError(f"{source}: line {number}: the name {name!r} is used twice")
+        seen.add(name)
+        value = entry.get("points")
+        points = (np.asarray(value, np.float64) if isinstance(value, list) and _all_numbers(value)
+                  else np.zeros(0))
+        if points.ndim != 2 or points.shape[1:] != (2,) or len(points) < 2 \
+                or not np.isfinite(points).all():
+            raise MaskfocalError(f"{where}: \"points\" must be at least two [x, y] numbers")
+        if not (np.linalg.norm(np.diff(points, axis=0), axis=1) > 0).all():
+            raise MaskfocalError(f"{where}: two consecutive points are the same (a "
+                                 "zero-length segment has no sides)")
+        if entry.get("in") not in SIDES:
+            raise MaskfocalError(f"{where}: \"in\" must be \"left\" or \"right\" (the side a "
+                                 "head ends on when it comes in), got "
+                                 f"{entry.get('in')!r}")
+        lines.append(Line(name, points, entry["in"]))
+    return lines
