@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from maskfocal.testing import (
     ALLOWED_BACK_ARROWS,
     LAYERS,
@@ -101,3 +103,11 @@ def test_an_older_saved_config_still_counts_without_the_new_keys():
     options = InferenceOptions.from_saved(state["config"])
     assert spec.model.neck_channels == 64 and spec.loss.name == "mfl"  # auto: CenterNet's
     assert (options.threshold, options.input_scale, options.max_eval_side) == (0.42, 1.5, 2048)
+
+
+def test_the_old_keyword_input_scale_still_works_and_says_its_new_name():
+    from maskfocal import Counter
+
+    with pytest.warns(DeprecationWarning, match="scale="):
+        counter = Counter.from_pretrained("crowd-r18", device="cpu", input_scale=1.25)
+    assert counter.options.input_scale == 1.25 and counter.options.scale_target is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from .tiles import ALIGN, MERGE_RADIUS, Tile, in_core, merge_across_tiles, plan_
 __all__ = ["AUTO_SCALES", "AUTO_TARGET", "Predictor", "check_tiling"]
 
 AUTO_SCALES = (1.0, 1.25, 1.5, 1.75, 2.0)
-"""The scales a photo may be counted at with ``input_scale="auto"``."""
+"""The scales a photo may be counted at with ``scale="auto"``."""
 AUTO_MIN_HEADS = 5
 """Fewer heads than this in the first pass: no spacing to read; the fixed scale counts."""
 
@@ -111,6 +112,10 @@ class Predictor:
         :class:`InferenceOptions` it carries, ``changes`` applied (``threshold``, ``scale``: a
         number or ``"auto"``, ``max_eval_side``, ``tile_above``, ``tile_size``, ``tile_overlap``;
         ``None`` keeps the model's). An invalid change is an error before the model loads."""
+        if "input_scale" in changes:  # its name before the options had one home
+            warnings.warn("input_scale= is now scale= (as the --scale flag)",
+                          DeprecationWarning, stacklevel=2)
+            changes["scale"] = changes.pop("input_scale")
         InferenceOptions().replace(**changes)  # checked before the model loads
         backend = load_backend(path, select_device(device))
         return cls(backend.model, backend.spec, backend.options.replace(**changes),
