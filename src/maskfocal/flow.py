@@ -148,25 +148,12 @@ def load_lines(path: str | Path) -> list[Line]:
 def lines_from_dict(data, source: str) -> list[Line]:
     """Lines from a lines file's content (zone files' other keys, ``zones`` and ``ground``,
     may be there too)."""
-    from maskfocal.zones import FILE_KEYS, _all_numbers, _known
+    from maskfocal.zones import _all_numbers, named_entries
 
-    if isinstance(data, dict):
-        _known(data, FILE_KEYS, source)
-    if not isinstance(data, dict) or not isinstance(data.get("lines"), list) or not data["lines"]:
-        raise MaskfocalError(f'{source}: expected {{"lines": [{{"name": ..., "points": '
-                             '[[x1, y1], [x2, y2]], "in": "left"}, ...]} with at least one line')
-    lines, seen = [], set()
-    for number, entry in enumerate(data["lines"], 1):
-        where = f"{source}: line {number}"
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) \
-                or not entry["name"].strip():
-            raise MaskfocalError(f"{where}: needs a non-empty \"name\"")
-        name = entry["name"]
-        where = f"{source}: line {name!r}"
-        _known(entry, LINE_KEYS, where)
-        if name in seen:
-            raise MaskfocalError(f"{source}: line {number}: the name {name!r} is used twice")
-        seen.add(name)
+    lines = []
+    for name, where, entry in named_entries(
+            data, "line", LINE_KEYS, source,
+            '{"name": ..., "points": [[x1, y1], [x2, y2]], "in": "left"}'):
         value = entry.get("points")
         points = (np.asarray(value, np.float64) if isinstance(value, list) and _all_numbers(value)
                   else np.zeros(0))

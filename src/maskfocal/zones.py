@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,26 +198,36 @@ def _all_numbers(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def zones_from_dict(data, source: str, folder: Path | None) -> Zones:
-    """Zones from a zone file's content; ``folder`` holds its mask files (None: no masks)."""
-    path = source
+def named_entries(data, kind: str, keys: tuple[str, ...], source: str, example: str
+                  ) -> Iterator[tuple[str, str, dict]]:
+    """(name, where, entry) of each entry of a zone file's ``kind + "s"`` list (``zones``,
+    ``lines``): a non-empty list of objects, each with a non-empty ``name`` used once and no
+    key but ``keys``; ``example`` shows the expected shape in the error."""
     if isinstance(data, dict):
-        _known(data, FILE_KEYS, path)
-    if not isinstance(data, dict) or not isinstance(data.get("zones"), list) or not data["zones"]:
-        raise MaskfocalError(f'{path}: expected {{"zones": [{{"name": ..., "polygon": '
-                             '[[x, y], ...]}, ...]} with at least one zone')
-    zones, seen = [], set()
-    for number, entry in enumerate(data["zones"], 1):
-        where = f"{path}: zone {number}"
+        _known(data, FILE_KEYS, source)
+    entries = data.get(f"{kind}s") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise MaskfocalError(f'{source}: expected {{"{kind}s": [{example}, ...]}} with at '
+                             f"least one {kind}")
+    seen = set()
+    for number, entry in enumerate(entries, 1):
+        where = f"{source}: {kind} {number}"
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) \
                 or not entry["name"].strip():
             raise MaskfocalError(f"{where}: needs a non-empty \"name\"")
-        _known(entry, ZONE_KEYS, f"{path}: zone {entry['name']!r}")
+        _known(entry, keys, f"{source}: {kind} {entry['name']!r}")
         name = entry["name"]
         if name in seen:
             raise MaskfocalError(f"{where}: the name {name!r} is used twice")
         seen.add(name)
-        where = f"{path}: zone {name!r}"
+        yield name, f"{source}: {kind} {name!r}", entry
+
+
+def zones_from_dict(data, source: str, folder: Path | None) -> Zones:
+    """Zones from a zone file's content; ``folder`` holds its mask files (None: no masks)."""
+    zones = []
+    for name, where, entry in named_entries(data, "zone", ZONE_KEYS, source,
+                                            '{"name": ..., "polygon": [[x, y], ...]}'):
         if ("polygon" in entry) == ("mask" in entry):
             raise MaskfocalError(f"{where}: give either \"polygon\" or \"mask\"")
         if "polygon" in entry:
@@ -226,8 +237,8 @@ def zones_from_dict(data, source: str, folder: Path | None) -> Zones:
                                  "polygons here")
         else:
             zones.append(Zone(name, mask=_mask(folder, entry["mask"], where)))
-    ground = _ground(data.get("ground"), f"{path}: ground") if "ground" in data else None
-    return Zones(tuple(zones), ground, str(path))
+    ground = _ground(data.get("ground"), f"{source}: ground") if "ground" in data else None
+    return Zones(tuple(zones), ground, source)
 
 
 def _polygon(value, where: str) -> np.ndarray:
