@@ -23,7 +23,6 @@ it leaves the band.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,14 +134,9 @@ class LineCounter:
 def load_lines(path: str | Path) -> list[Line]:
     """The lines of a JSON lines file (module docstring); a file that is not one is a
     one-line error naming it and what is wrong."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MaskfocalError(f"{path}: no such lines file") from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise MaskfocalError(f"{path}: not a JSON lines file ({error})") from None
-    return lines_from_dict(data, str(path))
+    from maskfocal.zones import read_json_file
+
+    return lines_from_dict(read_json_file(Path(path), "lines"), str(path))
 
 
 def lines_from_dict(data, source: str) -> list[Line]:

@@ -157,13 +157,18 @@ def load_zones(path: str | Path) -> Zones:
     """The zones of a JSON zone file (module docstring); a file that is not one is a
     one-line error naming it and what is wrong."""
     path = Path(path)
+    return zones_from_dict(read_json_file(path, "zone"), str(path), path.parent)
+
+
+def read_json_file(path: Path, kind: str):
+    """The content of a JSON ``kind`` file (zone, lines); one that is missing or not JSON is
+    a one-line error naming it."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise MaskfocalError(f"{path}: no such zone file") from None
+        raise MaskfocalError(f"{path}: no such {kind} file") from None
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise MaskfocalError(f"{path}: not a JSON zone file ({error})") from None
-    return zones_from_dict(data, str(path), path.parent)
+        raise MaskfocalError(f"{path}: not a JSON {kind} file ({error})") from None
 
 
 def zones_from_json(text: str, source: str = "zones") -> Zones:
