@@ -10,7 +10,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[dev,serve,pretrained,scale]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev,serve,pretrained,scale,flow]'
 	touch $(STAMP)
 
 demo: $(STAMP)

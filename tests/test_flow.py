@@ -95,3 +95,144 @@ def test_a_lines_file_and_its_mistakes(tmp_path):
         load_lines(path)
     with pytest.raises(MaskfocalError, match="no such lines file"):
         load_lines(tmp_path / "none.json")
+
+
+# --- tracking -------------------------------------------------------------------------------
+
+def test_tracker_keeps_identities_of_heads_that_walk_past_each_other():
+    pytest.importorskip("trackers")
+    from maskfocal.flow import HeadTracker
+
+    tracker = HeadTracker(fps=25, threshold=0.3)
+    seen = []
+    for frame in range(40):  # two heads on crossing paths, one passing above the other
+        points = np.array([[20 + 4 * frame, 100.0], [180 - 4 * frame, 130.0]])
+        boxes = np.concatenate([points - 10, points + 10], 1)
+        seen.append(tracker.update(points, np.array([0.9, 0.8]), boxes, frame / 25))
+    assert seen[0] == {}  # a head is confirmed once seen twice running
+    ids = {track for tracks in seen[2:] for track in tracks}
+    assert len(ids) == 2
+    for tracks in seen[2:]:  # each id stays on its own head
+        by_y = {round(y): track for track, (x, y) in tracks.items()}
+        assert by_y == {100: min(ids), 130: max(ids)} or by_y == {100: max(ids), 130: min(ids)}
+    assert len({tuple(sorted((round(y), t) for t, (x, y) in s.items())) for s in seen[2:]}) == 1
+
+
+def test_flow_with_true_heads_counts_what_crossed(tmp_path):
+    """Tracks and line counts from perfect detections of a synthetic moving crowd agree with
+    the true crossings up to heads hidden while they crossed."""
+    pytest.importorskip("trackers")
+    from maskfocal.data.moving import MovingConfig, MovingSequence, default_lines
+    from maskfocal.flow import Flow
+    from maskfocal.inference import CountResult
+    from maskfocal.video import write_moving_crowds
+
+    config = MovingConfig(width=320, height=240, frames=75, people=25)
+    (summary,) = write_moving_crowds(tmp_path, config, seed=4)
+    flow = Flow(lines_from_dict(default_lines(320, 240), "lines"), fps=25, threshold=0.3)
+    switches, last = 0, {}
+    for frame in MovingSequence(config, seed=4):
+        result = CountResult(len(frame.ids), frame.points, np.full(len(frame.ids), 0.9),
+                             frame.boxes)
+        state = flow.update(frame.index, frame.index / 25, result, (240, 320))
+        for track, (x, y) in state.tracks.items():  # the true id nearest each track
+            true = frame.ids[np.argmin(np.linalg.norm(frame.points - [x, y], axis=1))]
+            switches += track in last and last[track] != true
+            last[track] = true
+    truth = summary["crossings"]
+    assert sum(c["in"] + c["out"] for c in truth.values()) >= 3
+    for name, counted in state.lines.items():
+        for side in ("in", "out"):
+            assert abs(counted[side] - truth[name][side]) <= 1, (name, counted, truth)
+    assert switches <= 3
+    assert flow.occupancy_density().max() > 0
+    with pytest.raises(MaskfocalError, match="frame 99 is 300x240, the clip began at 320x240"):
+        flow.update(99, 4.0, result, (240, 300))
+
+
+# --- count CLIP --lines ---------------------------------------------------------------------
+
+def _clip(tmp_path, frames=12):
+    from maskfocal.data.moving import MovingConfig
+    from maskfocal.video import write_moving_crowds
+
+    write_moving_crowds(tmp_path / "synth", MovingConfig(width=160, height=120, frames=frames,
+                                                         people=10), seed=0)
+    return tmp_path / "synth" / "synth-flow-00"
+
+
+def test_count_video_with_lines_writes_flow_outputs(tmp_path, capsys):
+    pytest.importorskip("trackers")
+    import csv
+
+    from maskfocal.cli import main
+    from tests.test_inference import checkpoint
+
+    folder = _clip(tmp_path)
+    ck = checkpoint(tmp_path, threshold=0.12)
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main(["count", str(folder / "clip.mp4"), "--checkpoint", str(ck), "--lines",
+                 str(folder / "lines.json"), "--json", "--out", str(out)]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(record["lines"]) == {"gate", "middle"}
+    assert all(set(c) == {"in", "out", "net"} and c["net"] == c["in"] - c["out"]
+               for c in record["lines"].values())
+    rows = list(csv.DictReader((out / "clip.counts.csv").open()))
+    assert [int(r["frame"]) for r in rows] == list(range(12))  # --lines: every frame
+    assert {"tracks", "in gate", "out gate", "in middle", "out middle"} <= set(rows[0])
+    assert int(rows[-1]["in gate"]) == record["lines"]["gate"]["in"]
+    for name in ("clip.flow.png", "clip.heatmap.png", "clip.overlay.mp4"):
+        assert (out / name).stat().st_size > 1000
+    assert main(["count", str(folder / "clip.mp4"), "--checkpoint", str(ck), "--lines",
+                 str(folder / "lines.json"), "--every", "3", "--no-video", "--out",
+                 str(tmp_path / "out3")]) == 0
+    assert len(list(csv.DictReader((tmp_path / "out3" / "clip.counts.csv").open()))) == 4
+
+
+def test_count_lines_mistakes_are_one_line_and_write_nothing(tmp_path, capsys):
+    av = pytest.importorskip("av")
+    pytest.importorskip("trackers")
+    from maskfocal.cli import main
+    from tests.conftest import write_image
+    from tests.test_inference import checkpoint
+
+    folder = _clip(tmp_path, frames=4)
+    clip = str(folder / "clip.mp4")
+    ck = str(checkpoint(tmp_path, threshold=0.12))
+    gate = {"name": "gate", "points": [[10, 60], [150, 60]], "in": "left"}
+    cases = {
+        "outside": ({"lines": [{**gate, "points": [[10, 60], [400, 60]]}]}, clip,
+                    "line 'gate': point (400, 60) is outside the 160x120 frame"),
+        "zero length": ({"lines": [{**gate, "points": [[10, 60], [10, 60]]}]}, clip,
+                        "zero-length"),
+        "no lines": ({"lines": []}, clip, "at least one line"),
+        "still image": ({"lines": [gate]}, str(write_image(tmp_path / "photo.png")),
+                        "photo.png: --lines counts people crossing lines in a video"),
+    }
+    # a clip whose frame size changes half-way: two MPEG-TS streams, one after the other
+    parts = []
+    for number, (width, height) in enumerate(((160, 120), (128, 96))):
+        part = tmp_path / f"part{number}.ts"
+        with av.open(str(part), "w") as container:
+            stream = container.add_stream("mpeg2video", rate=10)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            for k in range(5):
+                frame = np.full((height, width, 3), 40 * k, np.uint8)
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+        parts.append(part.read_bytes())
+    resized = tmp_path / "resized.ts"
+    resized.write_bytes(b"".join(parts))
+    cases["size change"] = ({"lines": [gate]}, str(resized),
+                            "is 128x96, the clip began at 160x120")
+    for case, (document, source, message) in cases.items():
+        lines = tmp_path / f"{case}.json"
+        lines.write_text(json.dumps(document))
+        out = tmp_path / f"out-{case}"
+        capsys.readouterr()
+        assert main(["count", source, "--checkpoint", ck, "--lines", str(lines), "--out",
+                     str(out)]) == 2, case
+        errors = [line for line in capsys.readouterr().err.splitlines() if "rror" in line]
+        assert len(errors) == 1 and message in errors[0], (case, errors)  # one line, no trace
+        assert not [p for p in out.glob("*") if not p.name.startswith(".maskfocal")], case

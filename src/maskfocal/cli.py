@@ -255,6 +255,8 @@ def _count(args: argparse.Namespace) -> int:
     for video in videos:
         if not video.is_file():
             raise MaskfocalError(f"{video}: no such file")
+    lines = _count_lines(args, videos)  # every line checked before anything is written
+    every = args.every if args.every is not None else (1 if lines is not None else 10)
     zones = None
     if args.zones is not None:
         from maskfocal.zones import check_images, load_zones
@@ -312,18 +314,28 @@ def _count(args: argparse.Namespace) -> int:
                                                              rename=True, keep_earlier=keep)
         plot_path = (folder.claim(f"{video.stem}.zones.png", rename=True, keep_earlier=keep)
                      if zones is not None else None)
-        summary = count_video(video, counter, every=args.every, csv_path=csv_path,
+        flow_path, occupancy_path = ((folder.claim(f"{video.stem}.flow.png", rename=True,
+                                                   keep_earlier=keep),
+                                      folder.claim(f"{video.stem}.heatmap.png", rename=True,
+                                                   keep_earlier=keep))
+                                     if lines is not None else (None, None))
+        summary = count_video(video, counter, every=every, csv_path=csv_path,
                               video_path=video_path, heatmap=heatmap, progress=True,
-                              zones=zones, plot_path=plot_path)
+                              zones=zones, plot_path=plot_path, lines=lines,
+                              flow_path=flow_path, occupancy_path=occupancy_path)
         line = (f"{video}: {summary.frames_counted} of {summary.frames_read} frames counted, "
                 f"mean {summary.mean_count:.1f} heads -> {summary.csv_path}")
         if summary.video_path:
             line += f", {summary.video_path}"
-        if summary.plot_path:
-            line += f", {summary.plot_path}"
+        for extra in (summary.plot_path, summary.flow_path, summary.heatmap_path):
+            if extra:
+                line += f", {extra}"
         if summary.zone_peaks:
             line += "; peaks: " + ", ".join(f"{name} {n} at {t:.1f} s" for name, (n, t)
                                             in summary.zone_peaks.items())
+        if summary.lines is not None:
+            line += "; " + "; ".join(f"{name}: in {c['in']}, out {c['out']}, net {c['net']}"
+                                     for name, c in summary.lines.items())
         print(line, file=sys.stderr if args.json else sys.stdout)
         record = {"video": str(video), "csv": str(summary.csv_path),
                   "frames_counted": summary.frames_counted,
@@ -331,6 +343,8 @@ def _count(args: argparse.Namespace) -> int:
         if summary.zone_peaks:
             record["zone_peaks"] = {name: {"count": n, "time_s": round(t, 3)}
                                     for name, (n, t) in summary.zone_peaks.items()}
+        if summary.lines is not None:
+            record["lines"] = summary.lines
         results.append(record)
     if written:
         print(f"overlays and {', '.join(p.name for p in written)} written to {folder.path}",
@@ -584,17 +598,42 @@ def _add_count(commands) -> None:
                             "(never a file it did not write); default: new names beside them")
     count.add_argument("--no-heatmap", dest="heatmap", action="store_false",
                        help="overlays without the blended heatmap")
-    count.add_argument("--every", type=_whole(1), default=10, metavar="N",
-                       help="videos: count every N-th frame (default 10)")
+    count.add_argument("--every", type=_whole(1), default=None, metavar="N",
+                       help="videos: count every N-th frame (default 10; 1 with --lines)")
     count.add_argument("--no-video", action="store_true",
                        help="videos: write only the CSV, not the annotated video")
     count.add_argument("--zones", metavar="FILE",
                        help="a JSON zone file: heads per named polygon or mask (and people "
                             "per m² with a ground scale) in the output, CSV and overlays; "
                             "see docs/usage.md#zones")
+    count.add_argument("--lines", metavar="FILE",
+                       help="videos: a JSON lines file; heads are tracked and counted in and "
+                            "out through each line (console, --json, CSV, STEM.flow.png, "
+                            "STEM.heatmap.png, the overlay); see docs/usage.md#lines")
     _add_inference_options(count)
     count.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     count.set_defaults(run=_count)
+
+
+def _count_lines(args: argparse.Namespace, videos: list[Path]):
+    """``--lines``: the lines (a one-line error for a file that is not a lines file, a still
+    image among the inputs, or a line outside a video's frame), or None."""
+    if args.lines is None:
+        return None
+    from maskfocal.flow import load_lines
+    from maskfocal.media import VideoFrames, is_video
+
+    lines = load_lines(args.lines)
+    stills = [item for item in args.inputs if not is_video(item)]
+    if stills:
+        raise MaskfocalError(f"{stills[0]}: --lines counts people crossing lines in a video; "
+                             "this is not one")
+    for video in videos:
+        with VideoFrames(video) as source:
+            height, width = source.size
+        for line in lines:
+            line.check(height, width, where=f"{args.lines} on {video}: ")
+    return lines
 
 
 def _scale(text: str) -> float | str:

@@ -33,8 +33,8 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundations", ("errors", "options", "structures", "geometry", "fileio", "device",
-                     "checkpoint", "pretrained")),
+    ("foundations", ("errors", "options", "structures", "geometry", "fileio", "media",
+                     "device", "checkpoint", "pretrained")),
     ("data", ("data",)),
     ("targets, decode, metrics", ("targets", "decode", "metrics")),
     ("models, losses", ("models", "losses")),

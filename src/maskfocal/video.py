@@ -1,17 +1,14 @@
-"""Counting video: every N-th frame, a CSV of counts over time, an annotated video.
+"""Counting video: every N-th frame, a CSV of counts over time, an annotated video; with
+lines, every frame tracked and people counted in and out through each line.
 
-Decoding and encoding use PyAV (FFmpeg's libraries, shipped inside its wheels): one pip
-dependency that both reads every container FFmpeg knows and writes H.264, with each frame's
-presentation time, so the CSV's times are the stream's own rather than ``index / fps``
-(variable-frame-rate phone clips stay right). OpenCV would do too, but it is a larger
-dependency for the same FFmpeg underneath and gives no per-frame timestamps.
+Frames are read and the overlay written with PyAV (:mod:`maskfocal.media`).
 """
 
 from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,9 +16,10 @@ import numpy as np
 
 from maskfocal.errors import MaskfocalError
 from maskfocal.inference.records import CountRecord, zone_columns
+from maskfocal.media import VIDEO_EXTENSIONS, VideoFrames, VideoWriter, is_video
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg",
-                              ".mpeg", ".ts", ".wmv"})
+__all__ = ["VIDEO_EXTENSIONS", "VideoSummary", "count_video", "is_video", "plot_flow_series",
+           "plot_zone_series", "write_moving_crowds"]
 
 
 @dataclass
@@ -33,73 +31,90 @@ class VideoSummary:
     mean_count: float
     zone_peaks: dict[str, tuple[int, float]] | None = None  # zone -> (most heads, at time_s)
     plot_path: Path | None = None  # the per-zone time series (PNG)
-
-
-def is_video(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+    lines: dict[str, dict[str, int]] | None = None  # with lines: {line: {in, out, net}}
+    flow_path: Path | None = None  # with lines: in and out over time (PNG)
+    heatmap_path: Path | None = None  # with tracking: where heads were (PNG)
+    outputs: list[Path] = field(default_factory=list)
 
 
 def count_video(path: str | Path, counter, *, every: int = 10, csv_path: str | Path,
                 video_path: str | Path | None = None, heatmap: bool = False,
                 progress: bool = False, zones=None,
-                plot_path: str | Path | None = None) -> VideoSummary:
+                plot_path: str | Path | None = None, lines=None,
+                flow_path: str | Path | None = None,
+                occupancy_path: str | Path | None = None) -> VideoSummary:
     """Count every ``every``-th frame of ``path`` with ``counter`` (a :class:`Counter`).
 
     Writes ``csv_path`` (frame, time_s, count) and, with ``video_path``, an H.264 video of the
     counted frames with heads and the count drawn (at the source rate divided by ``every``,
-    so it lasts as long as the clip). Both files appear only once complete. With ``zones``
-    (:class:`~maskfocal.zones.Zones`) the CSV gains a ``zone NAME`` column per zone (and
-    ``per_m2 NAME`` with a ground scale), the video draws them, the summary holds each zone's
-    peak, and ``plot_path`` gets each zone's heads over time (PNG).
+    so it lasts as long as the clip). With ``zones`` (:class:`~maskfocal.zones.Zones`) the CSV
+    gains a ``zone NAME`` column per zone (and ``per_m2 NAME`` with a ground scale), the video
+    draws them, the summary holds each zone's peak, and ``plot_path`` gets each zone's heads
+    over time (PNG). With ``lines`` (:class:`~maskfocal.flow.Line` objects) heads are tracked
+    over the counted frames (``every`` should be 1 or small) and counted through each line:
+    the CSV gains ``tracks``, ``in NAME`` and ``out NAME`` (running totals), the video draws
+    tracks and lines, ``flow_path`` gets in and out over time and ``occupancy_path`` the
+    occupancy heat map over the first frame (PNG). Every file appears only once complete.
     """
-    import av
     from tqdm import tqdm
 
-    from maskfocal.visualize import draw_overlay
+    from maskfocal.visualize import draw_flow, draw_overlay
 
     if every < 1:
         raise MaskfocalError(f"--every must be at least 1, got {every}")
     path, csv_path = Path(path), Path(csv_path)
-    try:
-        source = av.open(str(path))
-    except (av.FFmpegError, OSError) as error:
-        raise MaskfocalError(f"{path}: not a readable video ({error})") from None
-    with source:
-        if not source.streams.video:
-            raise MaskfocalError(f"{path}: has no video stream")
-        stream = source.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-        time_base = stream.time_base or Fraction(1, int(rate))
+    names = zones.names if zones is not None else []
+    dense = zones is not None and zones.ground is not None
+    with VideoFrames(path) as source:
+        flow = None
+        if lines is not None:
+            from maskfocal.flow import Flow
+
+            flow = Flow(lines, fps=float(source.rate) / every, threshold=counter.threshold,
+                        source=str(path))
+        line_names = [line.name for line in flow.lines] if flow is not None else []
         csv_part = csv_path.with_name(f".{csv_path.name}.{os.getpid()}.part")
         csv_path.parent.mkdir(parents=True, exist_ok=True)
-        writer = _VideoWriter(video_path, rate / every) if video_path else None
-        bar = tqdm(total=stream.frames or None, desc=path.name, unit="frame", leave=False,
+        writer = VideoWriter(video_path, source.rate / every) if video_path else None
+        bar = tqdm(total=source.length, desc=path.name, unit="frame", leave=False,
                    disable=not progress)
-        rows, read, series = [], 0, []
-        names = zones.names if zones is not None else []
-        dense = zones is not None and zones.ground is not None
+        rows, read, series, crossings, first = [], 0, [], [], None
         try:
             with csv_part.open("w", newline="") as file:
                 table = csv.writer(file)
-                table.writerow(["frame", "time_s", "count", *zone_columns(names, dense)])
-                for index, frame in enumerate(_frames(source, stream, path)):
+                table.writerow(["frame", "time_s", "count", *zone_columns(names, dense),
+                                *(["tracks"] if flow is not None else []),
+                                *[f"{side} {name}" for name in line_names
+                                  for side in ("in", "out")]])
+                for index, seconds, frame in source:
                     bar.update(1)  # frames read, counted or not
                     read += 1
                     if index % every:
                         continue
-                    seconds = (float(frame.pts * time_base) if frame.pts is not None
-                               else index / float(rate))
                     pixels = frame.to_ndarray(format="rgb24")
+                    if first is None:
+                        first = pixels
                     result = counter(pixels, return_heatmap=heatmap, zones=zones)
                     in_zones = [result.zones[name] for name in names]
                     record = CountRecord(result)
+                    flowing = []
+                    if flow is not None:
+                        state = flow.update(index, seconds, result, pixels.shape[:2])
+                        flowing = [len(state.tracks)] + [state.lines[name][side]
+                                                         for name in line_names
+                                                         for side in ("in", "out")]
+                        crossings.append((seconds, state.lines))
                     table.writerow([index, f"{seconds:.3f}", record.count,
-                                    *record.zone_values(names, dense)])
+                                    *record.zone_values(names, dense), *flowing])
                     rows.append(result.count)
                     series.append((seconds, in_zones))
                     if writer is not None:
-                        writer.write(np.asarray(draw_overlay(pixels, result, zones=zones)))
+                        picture = draw_overlay(pixels, result, zones=zones)
+                        if flow is not None:
+                            draw_flow(picture, flow, state)
+                        writer.write(np.asarray(picture))
+            if not rows:
+                raise MaskfocalError(f"{path}: no frames could be decoded")
             if writer is not None:
                 writer.close()
             os.replace(csv_part, csv_path)
@@ -113,8 +128,6 @@ def count_video(path: str | Path, counter, *, every: int = 10, csv_path: str | P
             csv_part.unlink(missing_ok=True)
             if writer is not None:
                 writer.abort()
-    if not rows:
-        raise MaskfocalError(f"{path}: no frames could be decoded")
     peaks = None
     if zones is not None:
         peaks = {}
@@ -123,9 +136,22 @@ def count_video(path: str | Path, counter, *, every: int = 10, csv_path: str | P
             peaks[name] = (series[best][1][k], series[best][0])
         if plot_path is not None:
             plot_zone_series(series, names, plot_path, title=path.name)
-    return VideoSummary(read, len(rows), csv_path, Path(video_path) if video_path else None,
-                        float(np.mean(rows)), peaks, Path(plot_path) if plot_path and peaks
-                        is not None else None)
+    summary = VideoSummary(read, len(rows), csv_path, Path(video_path) if video_path else None,
+                           float(np.mean(rows)), peaks, Path(plot_path) if plot_path and peaks
+                           is not None else None)
+    if flow is not None:
+        summary.lines = flow.counter.totals()
+        if flow_path is not None and line_names:
+            plot_flow_series(crossings, line_names, flow_path, title=path.name)
+            summary.flow_path = Path(flow_path)
+        if occupancy_path is not None:
+            from maskfocal.fileio import save_png
+            from maskfocal.visualize import draw_occupancy
+
+            save_png(draw_occupancy(first, flow.occupancy_density(),
+                                    f"where heads were, {flow.frames} frames"), occupancy_path)
+            summary.heatmap_path = Path(occupancy_path)
+    return summary
 
 
 def plot_zone_series(series: list[tuple[float, list[int]]], names: list[str],
@@ -156,58 +182,102 @@ def plot_zone_series(series: list[tuple[float, list[int]]], names: list[str],
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _frames(container, stream, path: Path):
-    import av
+def plot_flow_series(series: list[tuple[float, dict[str, dict[str, int]]]], names: list[str],
+                     path: str | Path, *, title: str = "") -> None:
+    """Each line's people in (solid) and out (dashed) so far, over time, as a PNG."""
+    import io
 
-    try:
-        yield from container.decode(stream)
-    except av.FFmpegError as error:  # a damaged tail: keep what was decoded
-        import sys
+    import matplotlib
 
-        print(f"warning: {path}: decoding stopped early ({error})", file=sys.stderr)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from maskfocal.fileio import atomic_write_bytes
+    from maskfocal.visualize import ZONE_COLOURS
+
+    figure, axes = plt.subplots(figsize=(8, 3.5), dpi=100)
+    times = [seconds for seconds, _ in series]
+    for k, name in enumerate(names):
+        colour = np.asarray(ZONE_COLOURS[k % len(ZONE_COLOURS)]) / 255
+        for side, style in (("in", "-"), ("out", "--")):
+            axes.step(times, [totals[name][side] for _, totals in series], where="post",
+                      linestyle=style, color=colour, linewidth=1.5, label=f"{name} {side}")
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("people through the line")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
-class _VideoWriter:
-    """H.264 (yuv420p) video written to a temporary name and renamed when closed."""
+def write_moving_crowds(root: str | Path, config, *, sequences: int = 1, seed: int = 0,
+                       quality: int = 95, progress: bool = False) -> list[dict]:
+    """Write synthetic moving crowds (:mod:`maskfocal.data.moving`) with their ground truth.
 
-    def __init__(self, path: str | Path, rate: Fraction) -> None:
-        import av
+    Each sequence ``<root>/synth-flow-<nn>/`` holds the MOT layout (``img1/<frame>.jpg``,
+    ``gt/gt.txt`` with each person's own track id, ``seqinfo.ini`` with the frame rate), the
+    clip ``clip.mp4`` (H.264, the same frames), the lines it was made with (``lines.json``)
+    and the true crossings of those lines (``crossings.json``: ``{line: {"in", "out",
+    "net"}}``, counted on every person's true head path, seen or hidden, by the same rule as
+    ``count --lines``). Every file is written whole. Returns one summary per sequence."""
+    import io
+    import json
 
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.part = self.path.with_name(f".{self.path.stem}.{os.getpid()}.part"
-                                        f"{self.path.suffix}")
-        self.container = av.open(str(self.part), "w")
-        self.rate = rate.limit_denominator(1000) if rate > 0 else Fraction(1)
-        self.stream = None
-        self.done = False
+    from PIL import Image
+    from tqdm import tqdm
 
-    def write(self, pixels: np.ndarray) -> None:
-        import av
+    from maskfocal.data.moving import MovingSequence, default_lines
+    from maskfocal.fileio import atomic_write_bytes
+    from maskfocal.flow import LineCounter, lines_from_dict
 
-        height, width = pixels.shape[:2] // np.array([2, 2]) * 2  # yuv420p needs even sizes
-        pixels = np.ascontiguousarray(pixels[:height, :width])
-        if self.stream is None:
-            self.stream = self.container.add_stream("libx264", rate=self.rate)
-            self.stream.width, self.stream.height = int(width), int(height)
-            self.stream.pix_fmt = "yuv420p"
-            self.stream.options = {"crf": "23", "preset": "veryfast"}
-        frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-        for packet in self.stream.encode(frame):
-            self.container.mux(packet)
-
-    def close(self) -> None:
-        if self.stream is not None:
-            for packet in self.stream.encode():
-                self.container.mux(packet)
-        self.container.close()
-        os.replace(self.part, self.path)
-        self.done = True
-
-    def abort(self) -> None:
-        if not self.done:
-            try:
-                self.container.close()
-            except Exception:  # already failing; the partial file goes anyway
-                pass
-            self.part.unlink(missing_ok=True)
+    root = Path(root)
+    summaries = []
+    bar = tqdm(total=sequences * config.frames, desc="synthesising", unit="frame",
+               disable=not progress)
+    for number in range(sequences):
+        clip = MovingSequence(config, seed=seed, sequence=number)
+        folder = root / f"synth-flow-{number:02d}"
+        (folder / "img1").mkdir(parents=True, exist_ok=True)
+        (folder / "gt").mkdir(exist_ok=True)
+        line_file = default_lines(config.width, config.height)
+        truth = LineCounter(lines_from_dict(line_file, str(folder / "lines.json")))
+        writer = VideoWriter(folder / "clip.mp4", Fraction(config.fps).limit_denominator(1000),
+                              crf=18)
+        rows, heads = [], 0
+        try:
+            for frame in clip:
+                buffer = io.BytesIO()
+                Image.fromarray(frame.pixels).save(buffer, format="JPEG", quality=quality)
+                atomic_write_bytes(folder / "img1" / f"{frame.index + 1:06d}.jpg",
+                                   buffer.getvalue())
+                writer.write(frame.pixels)
+                for track, box, seen in zip(frame.ids, frame.boxes, frame.visibility,
+                                            strict=True):
+                    rows.append(f"{frame.index + 1},{track},{box[0]:.2f},{box[1]:.2f},"
+                                f"{box[2] - box[0]:.2f},{box[3] - box[1]:.2f},1,1,{seen:.3f}")
+                heads += len(frame.ids)
+                truth.update({k + 1: tuple(point) for k, point in enumerate(frame.heads)
+                              if np.isfinite(point).all()})
+                bar.update(1)
+            writer.close()
+        finally:
+            writer.abort()
+        atomic_write_bytes(folder / "gt" / "gt.txt", ("\n".join(rows) + "\n").encode())
+        info = (f"[Sequence]\nname={folder.name}\nimDir=img1\n"
+                f"frameRate={float(config.fps):g}\nseqLength={config.frames}\n"
+                f"imWidth={config.width}\nimHeight={config.height}\nimExt=.jpg\n")
+        atomic_write_bytes(folder / "seqinfo.ini", info.encode())
+        atomic_write_bytes(folder / "lines.json", (json.dumps(line_file, indent=1) + "\n")
+                           .encode())
+        crossings = truth.totals()
+        atomic_write_bytes(folder / "crossings.json", (json.dumps(crossings, indent=1) + "\n")
+                           .encode())
+        summaries.append({"sequence": folder.name, "frames": config.frames,
+                          "heads_per_frame": heads / config.frames, "people": clip.people,
+                          "crossings": crossings})
+    bar.close()
+    return summaries

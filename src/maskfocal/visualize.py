@@ -126,6 +126,73 @@ def draw_zones(picture: Image.Image, zones, counts: dict[str, int],
     return picture
 
 
+def _track_colour(track: int) -> tuple[int, int, int]:
+    """A bright colour per track id, the same id always the same colour."""
+    import colorsys
+
+    red, green, blue = colorsys.hsv_to_rgb((track * 0.61803398875) % 1.0, 0.85, 1.0)
+    return int(red * 255), int(green * 255), int(blue * 255)
+
+
+def draw_flow(picture: Image.Image, flow, state) -> Image.Image:
+    """Tracks (each head's recent path, one colour per track) and each line with an arrow to
+    its "in" side and its in/out counts so far, drawn onto ``picture`` in place
+    (:class:`~maskfocal.flow.Flow` and its :class:`~maskfocal.flow.FlowState`)."""
+    draw = ImageDraw.Draw(picture)
+    width = max(1, min(picture.size) // 400)
+    for track in state.tracks:
+        trail = flow.trails.get(track, [])
+        colour = _track_colour(track)
+        if len(trail) > 1:
+            draw.line(trail, fill=colour, width=width)
+        x, y = trail[-1] if trail else state.tracks[track]
+        radius = 1.5 + width
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)
+    font = ImageFont.load_default(size=max(11, min(picture.size) // 40))
+    thick = max(2, min(picture.size) // 250)
+    for number, line in enumerate(flow.lines):
+        colour = ZONE_COLOURS[number % len(ZONE_COLOURS)]
+        points = [tuple(map(float, point)) for point in line.points]
+        draw.line(points, fill=colour, width=thick, joint="curve")
+        start, end = line.points[0], line.points[1]  # the arrow: off the first segment's middle
+        middle, along = (start + end) / 2, (end - start) / np.linalg.norm(end - start)
+        left = np.array([along[1], -along[0]])  # the walker's left, in y-down pixels
+        tip = middle + (left if line.inside == "left" else -left) * 6 * thick
+        draw.line([tuple(middle), tuple(tip)], fill=colour, width=thick)
+        draw.ellipse([tip[0] - thick, tip[1] - thick, tip[0] + thick, tip[1] + thick],
+                     fill=colour)
+        totals = state.lines[line.name]
+        label = f"{line.name}: in {totals['in']}  out {totals['out']}"
+        x, y = points[0]
+        box = draw.textbbox((x, y), label, font=font)
+        x = min(max(x, 0), picture.size[0] - (box[2] - box[0]) - 4)
+        y = min(max(y - (box[3] - box[1]) - 6, 0), picture.size[1] - (box[3] - box[1]) - 4)
+        box = draw.textbbox((x + 2, y + 2), label, font=font)
+        draw.rectangle([box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2], fill=(0, 0, 0))
+        draw.text((x + 2, y + 2), label, fill=colour, font=font)
+    return picture
+
+
+def draw_occupancy(image: np.ndarray, density: np.ndarray, label: str = "occupancy"
+                   ) -> Image.Image:
+    """Where heads were over a clip: ``density`` (heads per cell per frame, on any grid over
+    the image) as a heat map over ``image`` (the first frame), ``label`` in the corner."""
+    from matplotlib import colormaps
+
+    pixels = np.asarray(image, dtype=np.uint8)
+    height, width = pixels.shape[:2]
+    peak = float(density.max()) if density.size else 0.0
+    scaled = np.asarray(Image.fromarray((density / peak if peak > 0 else density)
+                                        .astype(np.float32)).resize((width, height),
+                                                                    Image.BILINEAR))
+    colours = colormaps["inferno"](np.clip(scaled, 0, 1))[..., :3] * 255
+    alpha = (0.75 * np.clip(scaled, 0, 1) ** 0.5)[..., None]
+    blended = pixels * (1 - alpha) * 0.8 + colours * alpha  # the frame dimmed under the map
+    picture = Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8))
+    count_label(picture, label)
+    return picture
+
+
 def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 

@@ -222,16 +222,63 @@ class _Canvas:
         self.owner[region][alpha > 0.5] = owner
 
 
+@dataclass(frozen=True)
+class _Look:
+    """How one person looks: clothes, skin, hair and its style (a person keeps it while they
+    walk through a clip)."""
+
+    clothes: np.ndarray
+    neck: np.ndarray | None = None
+    light: float = 0.0  # where the light falls on the head, -1 left .. 1 right
+    skin: np.ndarray | None = None
+    hair: np.ndarray | None = None
+    style: float = 0.0  # < 0.25 seen from behind, < 0.85 a hair cap, else a hat
+    cap_lift: float = 0.0
+    hat: np.ndarray | None = None
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, *, neck: bool = True, head: bool = True) -> _Look:
+        """A look drawn from ``rng``; without ``neck`` or ``head`` (off the canvas) their
+        colours are not drawn, so a still scene's random stream is what it always was."""
+        clothes = CLOTHES[rng.integers(len(CLOTHES))] * rng.uniform(0.7, 1.15)
+        neck_colour = SKIN[rng.integers(len(SKIN))] * 0.8 if neck else None
+        if not head:
+            return cls(clothes, neck_colour)
+        light = rng.uniform(-0.6, 0.6)
+        skin = SKIN[rng.integers(len(SKIN))] * rng.uniform(0.85, 1.1)
+        hair = HAIR[rng.integers(len(HAIR))]
+        style = rng.random()
+        cap_lift = rng.uniform(0.25, 0.45) if 0.25 <= style < 0.85 else 0.0
+        hat = CLOTHES[rng.integers(len(CLOTHES))] if style >= 0.85 else None
+        return cls(clothes, neck_colour, light, skin, hair, style, cap_lift, hat)
+
+
+def _person_patches(canvas: _Canvas, u: float, v: float, rx: float, ry: float):
+    """The body's and the head's pixel patches (None where off the canvas)."""
+    shoulder = rx * SHOULDER_HALF_WIDTH_M / HEAD_RADIUS_X_M
+    torso_top = v + ry * 1.1
+    body = canvas.patch(u - shoulder * 1.3, torso_top, u + shoulder * 1.3, torso_top + ry * 9)
+    return body, canvas.patch(u - rx * 1.5, v - ry * 1.6, u + rx * 1.5, v + ry * 1.2)
+
+
 def _draw_person(canvas: _Canvas, index: int, u: float, v: float, rx: float, ry: float,
                  rng: np.random.Generator) -> float:
-    """Draw body, shoulders and head of one person; returns the head's drawn area in px."""
+    """Draw one person with a look drawn from ``rng``; returns the head's drawn area in px."""
+    body, head = _person_patches(canvas, u, v, rx, ry)
+    look = _Look.draw(rng, neck=body is not None, head=head is not None)
+    return _paint_person(canvas, index, u, v, rx, ry, look, (body, head))
+
+
+def _paint_person(canvas: _Canvas, index: int, u: float, v: float, rx: float, ry: float,
+                  look: _Look, patches=None) -> float:
+    """Paint body, shoulders and head of one person; returns the head's drawn area in px."""
+    body, got = patches or _person_patches(canvas, u, v, rx, ry)
     # Body: shoulders and torso as a wide ellipse below the head, legs as a darker column.
     shoulder = rx * SHOULDER_HALF_WIDTH_M / HEAD_RADIUS_X_M
-    clothes = CLOTHES[rng.integers(len(CLOTHES))] * rng.uniform(0.7, 1.15)
+    clothes = look.clothes
     torso_top = v + ry * 1.1
-    got = canvas.patch(u - shoulder * 1.3, torso_top, u + shoulder * 1.3, torso_top + ry * 9)
-    if got is not None:
-        region, xx, yy = got
+    if body is not None:
+        region, xx, yy = body
         torso = _ellipse_alpha(xx, yy, u, torso_top + ry * 2.4, shoulder, ry * 2.4, power=3.5)
         legs = ((np.abs(xx - u) < shoulder * 0.6) & (yy > torso_top + ry * 3.5)).astype(
             np.float32)
@@ -239,25 +286,21 @@ def _draw_person(canvas: _Canvas, index: int, u: float, v: float, rx: float, ry:
         canvas.paint(region, legs, clothes * 0.55)
         canvas.paint(region, torso, clothes, shade=shade)
         neck = _ellipse_alpha(xx, yy, u, torso_top, rx * 0.45, ry * 0.35)
-        canvas.paint(region, neck, SKIN[rng.integers(len(SKIN))] * 0.8)
+        canvas.paint(region, neck, look.neck)
     # Head: skin ellipse, hair cap (or full hair seen from behind), maybe a hat.
-    got = canvas.patch(u - rx * 1.5, v - ry * 1.6, u + rx * 1.5, v + ry * 1.2)
     if got is None:
         return 0.0
     region, xx, yy = got
     head = _ellipse_alpha(xx, yy, u, v, rx, ry)
-    light = rng.uniform(-0.6, 0.6)
-    shade = 1.05 - 0.35 * np.clip(((xx - u - light * rx) / rx) ** 2 + ((yy - v) / ry) ** 2, 0, 1)
-    skin = SKIN[rng.integers(len(SKIN))] * rng.uniform(0.85, 1.1)
-    canvas.paint(region, head, skin, owner=index, shade=shade)
+    shade = 1.05 - 0.35 * np.clip(((xx - u - look.light * rx) / rx) ** 2
+                                  + ((yy - v) / ry) ** 2, 0, 1)
+    canvas.paint(region, head, look.skin, owner=index, shade=shade)
     area = float((head > 0.5).sum())
-    hair_colour = HAIR[rng.integers(len(HAIR))]
-    style = rng.random()
-    if style < 0.25:  # seen from behind: hair covers the head
-        canvas.paint(region, head * 0.97, hair_colour, owner=index, shade=shade)
-    elif style < 0.85:  # hair cap on the top of the head
-        cap = _ellipse_alpha(xx, yy, u, v - ry * rng.uniform(0.25, 0.45), rx * 1.05, ry * 0.8)
-        canvas.paint(region, cap * head, hair_colour, owner=index, shade=shade)
+    if look.style < 0.25:  # seen from behind: hair covers the head
+        canvas.paint(region, head * 0.97, look.hair, owner=index, shade=shade)
+    elif look.style < 0.85:  # hair cap on the top of the head
+        cap = _ellipse_alpha(xx, yy, u, v - ry * look.cap_lift, rx * 1.05, ry * 0.8)
+        canvas.paint(region, cap * head, look.hair, owner=index, shade=shade)
         if rx > 3:  # a face hint: eyes and a darker brow band
             for side in (-1, 1):
                 eye = _ellipse_alpha(xx, yy, u + side * rx * 0.38, v + ry * 0.05,
@@ -265,11 +308,10 @@ def _draw_person(canvas: _Canvas, index: int, u: float, v: float, rx: float, ry:
                 canvas.paint(region, eye * head * 0.8, np.array([30, 25, 25], np.float32),
                              owner=index)
     else:  # a hat: a coloured crown and brim over the top half
-        hat_colour = CLOTHES[rng.integers(len(CLOTHES))]
         crown = _ellipse_alpha(xx, yy, u, v - ry * 0.45, rx * 1.08, ry * 0.7)
-        canvas.paint(region, crown * (yy < v + ry * 0.05), hat_colour, owner=index, shade=shade)
+        canvas.paint(region, crown * (yy < v + ry * 0.05), look.hat, owner=index, shade=shade)
         brim = _ellipse_alpha(xx, yy, u, v - ry * 0.1, rx * 1.45, ry * 0.18)
-        canvas.paint(region, brim, hat_colour * 0.85, owner=index)
+        canvas.paint(region, brim, look.hat * 0.85, owner=index)
     return area
 
 
@@ -305,8 +347,10 @@ def _draw_distractor(canvas: _Canvas, u: float, v_ground: float, scale: float,
     canvas.paint(region, _ellipse_alpha(xx, yy, u, top, r, r), colour)
 
 
-def _finish(image: np.ndarray, config: SyntheticConfig, rng: np.random.Generator) -> np.ndarray:
-    """Lighting gradient, blur and sensor noise; returns uint8."""
+def _finish(image: np.ndarray, config: SyntheticConfig, rng: np.random.Generator,
+            noise: np.random.Generator | None = None) -> np.ndarray:
+    """Lighting gradient, blur and sensor noise (its pixels from ``noise``, by default from
+    ``rng``); returns uint8."""
     height, width = image.shape[:2]
     angle = rng.uniform(0, 2 * np.pi)
     rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -315,7 +359,8 @@ def _finish(image: np.ndarray, config: SyntheticConfig, rng: np.random.Generator
     sigma = rng.uniform(0, config.max_blur)
     if sigma > 0.2:
         image = ndimage.gaussian_filter(image, (sigma, sigma, 0))
-    image += rng.normal(0, rng.uniform(0, config.noise), image.shape).astype(np.float32)
+    image += (noise or rng).normal(0, rng.uniform(0, config.noise),
+                               image.shape).astype(np.float32)
     return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
 

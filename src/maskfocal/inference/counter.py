@@ -177,6 +177,51 @@ class Counter:
                 result.density = zones.density(result.zones)
         return results if batch else results[0]
 
+    def track(self, video, *, lines=None, every: int = 1, fps: float | None = None,
+              threshold: float | None = None, zones: Zones | str | Path | None = None):
+        """Follow heads through a clip: yields a :class:`~maskfocal.flow.FlowState` per
+        counted frame (its ``result``, confirmed ``tracks`` ``{id: (x, y)}``, the
+        ``crossings`` it completed and the running ``lines`` totals ``{line: {"in", "out",
+        "net"}}``).
+
+        ``video``: a video file, or frames ((H, W, 3) arrays; ``fps`` their rate, default
+        25). ``lines``: a lines file or :class:`~maskfocal.flow.Line` objects (module
+        :mod:`maskfocal.flow`). ``every``: count every N-th frame (tracking wants 1 or a
+        small N). Needs the flow extra (``pip install 'maskfocal[flow]'``).
+
+        >>> for state in Counter.from_pretrained().track("clip.mp4", lines="lines.json"):
+        ...     print(state.frame, len(state.tracks), state.lines)
+        """
+        from maskfocal.flow import Flow
+        from maskfocal.media import VideoFrames
+
+        if every < 1:
+            raise MaskfocalError(f"every must be at least 1, got {every}")
+        if isinstance(video, str | Path):
+            with VideoFrames(video) as source:
+                flow = Flow(lines, fps=float(source.rate) / every,
+                            threshold=self.threshold if threshold is None else threshold,
+                            source=str(video))
+                for index, seconds, frame in source:
+                    if index % every == 0:
+                        yield self._flow_step(flow, index, seconds,
+                                              frame.to_ndarray(format="rgb24"), threshold,
+                                              zones)
+            return
+        rate = float(fps or 25.0)
+        flow = Flow(lines, fps=rate / every,
+                    threshold=self.threshold if threshold is None else threshold,
+                    source="frames")
+        for index, pixels in enumerate(video):
+            if index % every == 0:
+                yield self._flow_step(flow, index, index / rate, self.read_image(pixels),
+                                      threshold, zones)
+
+    def _flow_step(self, flow, index: int, seconds: float, pixels: np.ndarray,
+                   threshold: float | None, zones):
+        result = self(pixels, threshold=threshold, zones=zones)
+        return flow.update(index, seconds, result, pixels.shape[:2])
+
 
 def _check_threshold(threshold: float) -> None:
     if not 0 < threshold < 1:
