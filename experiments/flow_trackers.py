@@ -37,17 +37,17 @@ import numpy as np
 DENSITIES = {"sparse": 25, "dense": 120}
 
 
-def detections(sequence: Path, counter, threshold: float, frames: int) -> list[dict]:
-    """The first ``frames`` frames' heads (points, scores, boxes), found once and kept."""
+def detections(sequence: Path, counter, threshold: float, limit: int) -> list[dict]:
+    """The first ``limit`` frames' heads (points, scores, boxes), found once and kept."""
     from PIL import Image
 
-    cache = sequence / f"dets_{threshold:.3f}_{frames}.npz"
+    cache = sequence / f"dets_{threshold:.3f}_{limit}.npz"
     if cache.is_file():
         saved = np.load(cache, allow_pickle=True)
         return list(saved["frames"])
     frames = []
     started = time.perf_counter()
-    for path in sorted((sequence / "img1").glob("*.jpg"))[:frames]:
+    for path in sorted((sequence / "img1").glob("*.jpg"))[:limit]:
         result = counter(np.asarray(Image.open(path).convert("RGB")), threshold=threshold)
         frames.append({"points": result.points, "scores": result.scores,
                        "boxes": result.boxes})
@@ -93,22 +93,6 @@ def truth(sequence: Path) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]
     return frames
 
 
-def head_boxes(frame: dict) -> np.ndarray:
-    """The model's boxes, or a square of the nearest-neighbour half distance (4-24 px)."""
-    points = frame["points"]
-    if frame["boxes"] is not None and len(frame["boxes"]) == len(points):
-        return np.asarray(frame["boxes"], np.float32)
-    if len(points) < 2:
-        half = np.full(len(points), 8.0)
-    else:
-        from scipy.spatial import cKDTree
-
-        distance, _ = cKDTree(points).query(points, k=2)
-        half = np.clip(distance[:, 1] / 2, 4, 24)
-    return np.concatenate([points - half[:, None], points + half[:, None]], 1).astype(
-        np.float32)
-
-
 def make_tracker(name: str, fps: float, threshold: float):
     """A function frame -> {track id: (x, y)} for one fresh tracker, or raise ImportError."""
     if name == "norfair":
@@ -126,6 +110,8 @@ def make_tracker(name: str, fps: float, threshold: float):
         import supervision as sv
         import trackers
 
+        from maskfocal.flow import head_boxes
+
         kind = {"bytetrack": trackers.ByteTrackTracker, "sort": trackers.SORTTracker,
                 "ocsort": trackers.OCSORTTracker}[name]
         # their score gates set to the model's threshold (the defaults, 0.6-0.7, are for
@@ -137,7 +123,7 @@ def make_tracker(name: str, fps: float, threshold: float):
         tracker = kind(frame_rate=fps, **gates)
 
         def step(frame):
-            boxes = head_boxes(frame)
+            boxes = head_boxes(frame["points"], frame["boxes"])
             found = sv.Detections(xyxy=boxes.reshape(-1, 4),
                                   confidence=np.asarray(frame["scores"], np.float32),
                                   class_id=np.zeros(len(boxes), int))

@@ -236,3 +236,23 @@ def test_count_lines_mistakes_are_one_line_and_write_nothing(tmp_path, capsys):
         errors = [line for line in capsys.readouterr().err.splitlines() if "rror" in line]
         assert len(errors) == 1 and message in errors[0], (case, errors)  # one line, no trace
         assert not [p for p in out.glob("*") if not p.name.startswith(".maskfocal")], case
+
+
+def test_counter_track_yields_a_state_per_counted_frame(tmp_path):
+    pytest.importorskip("trackers")
+    from maskfocal import Counter
+    from maskfocal.flow import FlowState
+    from tests.test_inference import checkpoint
+
+    folder = _clip(tmp_path, frames=6)
+    counter = Counter.from_checkpoint(checkpoint(tmp_path, threshold=0.12), device="cpu")
+    states = list(counter.track(folder / "clip.mp4", lines=folder / "lines.json", every=2))
+    assert [s.frame for s in states] == [0, 2, 4] and all(isinstance(s, FlowState)
+                                                          for s in states)
+    assert states[1].time_s == pytest.approx(2 / 25)
+    assert set(states[-1].lines) == {"gate", "middle"}
+    assert states[0].result.count == len(states[0].result.points)
+    frames = [np.zeros((120, 160, 3), np.uint8)] * 3  # frames in memory, no lines
+    assert [s.lines for s in counter.track(frames, fps=10)] == [{}] * 3
+    with pytest.raises(MaskfocalError, match="every must be at least 1"):
+        next(counter.track(frames, every=0))

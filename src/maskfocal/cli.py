@@ -73,6 +73,9 @@ def _data_stats(args: argparse.Namespace) -> int:
 def _data_synth(args: argparse.Namespace) -> int:
     from maskfocal.data.synthetic import SyntheticConfig, clear_mot, write_mot
 
+    if args.video:
+        return _data_synth_video(args)
+
     if args.min_count > args.max_count:
         raise MaskfocalError(f"--min-count {args.min_count} is above --max-count "
                              f"{args.max_count}")
@@ -94,6 +97,30 @@ def _data_synth(args: argparse.Namespace) -> int:
     for split, count in splits.items():
         print(f"{split}: {count} images, {heads[split]:,} heads")
     print(f"written to {args.out} (read it with --format mot --root {args.out})")
+    return 0
+
+
+def _data_synth_video(args: argparse.Namespace) -> int:
+    from maskfocal.data.moving import MovingConfig
+    from maskfocal.video import write_moving_crowds
+
+    width, height = args.size
+    if width < 64 or height < 64:
+        raise MaskfocalError(f"--size {width}x{height}: moving crowds need at least 64x64")
+    config = MovingConfig(width=width, height=height, frames=args.frames, fps=args.fps,
+                          people=args.people)
+    folder = OutputFolder(args.out, "data synth", overwrite=args.overwrite)
+    names = [f"synth-flow-{number:02d}" for number in range(args.sequences)]
+    folder.claim_all(names)  # a sequence folder the user made is not written into
+    for summary in write_moving_crowds(folder.path, config, sequences=args.sequences,
+                                       seed=args.seed, progress=True):
+        crossings = ", ".join(f"{name} in {c['in']} out {c['out']}"
+                              for name, c in summary["crossings"].items())
+        print(f"{summary['sequence']}: {summary['frames']} frames, "
+              f"{summary['heads_per_frame']:.1f} heads a frame, {summary['people']} people; "
+              f"true crossings: {crossings}")
+    print(f"written to {args.out}: count a clip with `maskfocal count {args.out}/"
+          f"{names[0]}/clip.mp4 --lines {args.out}/{names[0]}/lines.json`")
     return 0
 
 
@@ -492,6 +519,17 @@ def _add_data(commands) -> None:
                        help="fewest people placed in one image (above 0: no empty images)")
     synth.add_argument("--max-count", type=_whole(1), default=scene.max_count,
                        help=f"most people placed in one image (default {scene.max_count})")
+    synth.add_argument("--video", action="store_true",
+                       help="moving crowds instead: clips with true tracks (MOT gt.txt), "
+                            "clip.mp4, lines.json and the true crossings (crossings.json)")
+    synth.add_argument("--sequences", type=_whole(1), default=2,
+                       help="--video: how many clips (default 2)")
+    synth.add_argument("--frames", type=_whole(1), default=250,
+                       help="--video: frames per clip (default 250)")
+    synth.add_argument("--fps", type=_whole(1, 240), default=25,
+                       help="--video: frame rate (default 25)")
+    synth.add_argument("--people", type=_whole(0), default=40,
+                       help="--video: people in view at a time, on average (default 40)")
     synth.set_defaults(run=_data_synth)
 
 

@@ -177,18 +177,14 @@ def lines_from_dict(data, source: str) -> list[Line]:
 
 def head_boxes(points: np.ndarray, boxes: np.ndarray | None = None) -> np.ndarray:
     """(n, 4) boxes of the heads at ``points``: ``boxes`` where the model gave them, else a
-    square around each point of half the distance to its nearest neighbour (4 to 24 px)."""
+    square around each point as wide as the distance to its nearest neighbour (8 to 48 px;
+    16 for a lone head)."""
+    from maskfocal.geometry import pseudo_boxes
+
     points = np.asarray(points, np.float32).reshape(-1, 2)
     if boxes is not None and len(boxes) == len(points):
         return np.asarray(boxes, np.float32).reshape(-1, 4)
-    if len(points) < 2:
-        half = np.full(len(points), 8.0, np.float32)
-    else:
-        from scipy.spatial import cKDTree
-
-        distance, _ = cKDTree(points).query(points, k=2)
-        half = np.clip(distance[:, 1] / 2, 4, 24).astype(np.float32)
-    return np.concatenate([points - half[:, None], points + half[:, None]], 1)
+    return pseudo_boxes(points, k=1, min_size=8, max_size=48, fallback=16).astype(np.float32)
 
 
 class HeadTracker:

@@ -243,6 +243,8 @@ def write_moving_crowds(root: str | Path, config, *, sequences: int = 1, seed: i
         folder = root / f"synth-flow-{number:02d}"
         (folder / "img1").mkdir(parents=True, exist_ok=True)
         (folder / "gt").mkdir(exist_ok=True)
+        for old in (folder / "img1").glob("[0-9][0-9][0-9][0-9][0-9][0-9].jpg"):
+            old.unlink()  # an earlier, longer clip's frames: no gt.txt row would describe them
         line_file = default_lines(config.width, config.height)
         truth = LineCounter(lines_from_dict(line_file, str(folder / "lines.json")))
         writer = VideoWriter(folder / "clip.mp4", Fraction(config.fps).limit_denominator(1000),

@@ -181,8 +181,9 @@ def draw_occupancy(image: np.ndarray, density: np.ndarray, label: str = "occupan
 
     pixels = np.asarray(image, dtype=np.uint8)
     height, width = pixels.shape[:2]
-    peak = float(density.max()) if density.size else 0.0
-    scaled = np.asarray(Image.fromarray((density / peak if peak > 0 else density)
+    busy = density[density > 0]  # one standing person should not make the rest invisible
+    top = float(np.quantile(busy, 0.98)) if busy.size else 0.0
+    scaled = np.asarray(Image.fromarray((density / top if top > 0 else density)
                                         .astype(np.float32)).resize((width, height),
                                                                     Image.BILINEAR))
     colours = colormaps["inferno"](np.clip(scaled, 0, 1))[..., :3] * 255

@@ -73,3 +73,19 @@ def test_bad_config():
         MovingConfig(width=32)
     with pytest.raises(ValueError, match="frames >= 1"):
         MovingConfig(frames=0)
+
+
+def test_data_synth_video_command(tmp_path, capsys):
+    from maskfocal.cli import main
+
+    out = tmp_path / "flow"
+    assert main(["data", "synth", "--video", "--out", str(out), "--sequences", "2",
+                 "--frames", "6", "--size", "96x64", "--people", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "synth-flow-01: 6 frames" in printed and "true crossings: gate in" in printed
+    assert len(list((out / "synth-flow-01" / "img1").glob("*.jpg"))) == 6
+    assert "frameRate=25" in (out / "synth-flow-00" / "seqinfo.ini").read_text()
+    assert main(["data", "synth", "--video", "--out", str(out), "--sequences", "1",
+                 "--frames", "3", "--size", "96x64"]) == 0  # again, shorter: no stale frames
+    assert len(list((out / "synth-flow-00" / "img1").glob("*.jpg"))) == 3
+    assert main(["data", "synth", "--video", "--out", str(out), "--size", "48x48"]) == 2
