@@ -188,6 +188,12 @@ def test_count_video_with_lines_writes_flow_outputs(tmp_path, capsys):
                  str(folder / "lines.json"), "--every", "3", "--no-video", "--out",
                  str(tmp_path / "out3")]) == 0
     assert len(list(csv.DictReader((tmp_path / "out3" / "clip.counts.csv").open()))) == 4
+    # the tracker sees candidates below the threshold; the counts are those of plain counting
+    assert main(["count", str(folder / "clip.mp4"), "--checkpoint", str(ck), "--every", "1",
+                 "--no-video", "--out", str(tmp_path / "plain")]) == 0
+    plain = list(csv.DictReader((tmp_path / "plain" / "clip.counts.csv").open()))
+    assert [r["count"] for r in plain] == [r["count"] for r in rows]
+    assert sum(int(r["count"]) for r in rows) > 0
 
 
 def test_count_lines_mistakes_are_one_line_and_write_nothing(tmp_path, capsys):

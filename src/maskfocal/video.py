@@ -94,12 +94,17 @@ def count_video(path: str | Path, counter, *, every: int = 10, csv_path: str | P
                     pixels = frame.to_ndarray(format="rgb24")
                     if first is None:
                         first = pixels
-                    result = counter(pixels, return_heatmap=heatmap, zones=zones)
+                    if flow is None:
+                        result = counter(pixels, return_heatmap=heatmap, zones=zones)
+                    else:  # the same count, and the tracker's candidates below it
+                        result, candidates = counter.with_candidates(
+                            pixels, flow.candidates, return_heatmap=heatmap, zones=zones)
                     in_zones = [result.zones[name] for name in names]
                     record = CountRecord(result)
                     flowing = []
                     if flow is not None:
-                        state = flow.update(index, seconds, result, pixels.shape[:2])
+                        state = flow.update(index, seconds, result, pixels.shape[:2],
+                                            candidates)
                         flowing = [len(state.tracks)] + [state.lines[name][side]
                                                          for name in line_names
                                                          for side in ("in", "out")]

@@ -219,8 +219,32 @@ class Counter:
 
     def _flow_step(self, flow, index: int, seconds: float, pixels: np.ndarray,
                    threshold: float | None, zones):
-        result = self(pixels, threshold=threshold, zones=zones)
-        return flow.update(index, seconds, result, pixels.shape[:2])
+        result, candidates = self.with_candidates(pixels, flow.candidates, threshold=threshold,
+                                                  zones=zones)
+        return flow.update(index, seconds, result, pixels.shape[:2], candidates)
+
+    def with_candidates(self, image, share: float, *, threshold: float | None = None,
+                        return_heatmap: bool = False, zones: Zones | None = None
+                        ) -> tuple[CountResult, CountResult]:
+        """One image counted as ``self(image, ...)`` counts it, and its candidates: every head
+        scored at least ``share`` of the threshold (a superset; a tracker keeps tracks alive
+        on them). Decoding keeps the higher-scored head wherever two compete, so the heads
+        at or above the threshold are the same either way."""
+        threshold = self.threshold if threshold is None else threshold
+        _check_threshold(threshold)
+        pixels = self.read_image(image)
+        if zones is not None and not isinstance(zones, Zones):
+            zones = load_zones(zones)
+        if zones is not None:
+            zones.check(*pixels.shape[:2])
+        found = self(pixels, threshold=threshold * share, return_heatmap=return_heatmap)
+        keep = found.scores >= threshold
+        result = CountResult(int(keep.sum()), found.points[keep], found.scores[keep],
+                             None if found.boxes is None else found.boxes[keep], found.heatmap)
+        if zones is not None:
+            result.zones = zones.count(result.points, *pixels.shape[:2])
+            result.density = zones.density(result.zones)
+        return result, found
 
 
 def _check_threshold(threshold: float) -> None:
