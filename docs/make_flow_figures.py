@@ -1,4 +1,4 @@
-"""Regenerate docs/img/flow_strip.jpg, flow_chart.png and flow_heatmap.jpg (docs/flow.md's
+"""Regenerate docs/img/flow_strip.png, flow_chart.png and flow_heatmap.jpg (docs/flow.md's
 pictures): a synthetic moving crowd counted with lines by the shipped model, the overlay
 video's first seconds as a strip, its in/out chart and its occupancy heat map.
 
@@ -40,17 +40,19 @@ def main() -> None:
             wanted = [round(k * (frames - 1) / 3) for k in range(4)]
             for index, _, frame in video:
                 if index in wanted:
-                    picked.append(frame.to_ndarray(format="rgb24")[::2, ::2])
+                    picked.append(np.asarray(frame.to_image().resize((480, 360),
+                                                                     Image.LANCZOS)))
         strip = np.concatenate([np.pad(p, ((0, 0), (0, 4), (0, 0)), constant_values=255)
                                 for p in picked], axis=1)[:, :-4]
-        Image.fromarray(strip).save(HERE / "img" / "flow_strip.jpg", quality=85)
+        Image.fromarray(strip).quantize(256).save(HERE / "img" / "flow_strip.png",
+                                                  optimize=True)
         Image.open(folder / "out" / "clip.flow.png").save(HERE / "img" / "flow_chart.png",
                                                           optimize=True)
         Image.open(folder / "out" / "clip.heatmap.png").convert("RGB").save(
             HERE / "img" / "flow_heatmap.jpg", quality=85)
         print((clip / "crossings.json").read_text())
         print((folder / "out" / "clip.counts.csv").read_text().splitlines()[-1])
-    for name in ("flow_strip.jpg", "flow_chart.png", "flow_heatmap.jpg"):
+    for name in ("flow_strip.png", "flow_chart.png", "flow_heatmap.jpg"):
         print(HERE / "img" / name)
 
 

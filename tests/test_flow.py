@@ -194,6 +194,18 @@ def test_count_video_with_lines_writes_flow_outputs(tmp_path, capsys):
     plain = list(csv.DictReader((tmp_path / "plain" / "clip.counts.csv").open()))
     assert [r["count"] for r in plain] == [r["count"] for r in rows]
     assert sum(int(r["count"]) for r in rows) > 0
+    # one file with zones and lines, both in the same run
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps({**json.loads((folder / "lines.json").read_text()),
+                                "zones": [{"name": "top", "polygon": [[0, 0], [160, 0],
+                                                                      [160, 60], [0, 60]]}]}))
+    assert main(["count", str(folder / "clip.mp4"), "--checkpoint", str(ck), "--lines",
+                 str(both), "--zones", str(both), "--no-video", "--out",
+                 str(tmp_path / "both")]) == 0
+    mixed = list(csv.DictReader((tmp_path / "both" / "clip.counts.csv").open()))
+    assert {"zone top", "in gate", "tracks"} <= set(mixed[0]) and len(mixed) == 12
+    assert [r["count"] for r in mixed] == [r["count"] for r in rows]
+    assert (tmp_path / "both" / "clip.zones.png").is_file()
 
 
 def test_count_lines_mistakes_are_one_line_and_write_nothing(tmp_path, capsys):

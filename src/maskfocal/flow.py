@@ -3,9 +3,10 @@ each crossing once), and where people were over a clip.
 
 **Tracks.** :class:`HeadTracker` connects a frame's heads to the last frame's with ByteTrack
 (Roboflow's ``trackers`` package, ``pip install 'maskfocal[flow]'``) on head boxes (the model's
-own when it predicts sizes, else a square of half the distance to the nearest other head). It
-was chosen by measurement on synthetic moving crowds against norfair's point tracker, SORT and
-OC-SORT (experiments/flow_trackers.py, docs/flow.md): the best MOTA and IDF1 at both densities
+own when it predicts sizes, else a square as wide as the distance to the nearest other head),
+and places each track at its head's point. It was chosen by measurement on synthetic moving
+crowds against norfair's point tracker, SORT and OC-SORT (experiments/flow_trackers.py,
+docs/flow.md): the best MOTA at both densities, with good heads and with the shipped model's,
 and the smallest line-count error. norfair tracks points, the natural input, but pins numpy
 below 2, which this project cannot install beside torch.
 
