@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -162,34 +163,29 @@ def count_video(path: str | Path, counter, *, every: int = 10, csv_path: str | P
 def plot_zone_series(series: list[tuple[float, list[int]]], names: list[str],
                      path: str | Path, *, title: str = "") -> None:
     """Heads per zone over time, one line each, as a PNG (written whole)."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from maskfocal.fileio import atomic_write_bytes
-
-    figure, axes = plt.subplots(figsize=(8, 3.5), dpi=100)
-    times = [seconds for seconds, _ in series]
-    for k, name in enumerate(names):
-        axes.plot(times, [counts[k] for _, counts in series], label=name, linewidth=1.5)
-    axes.set_xlabel("time (s)")
-    axes.set_ylabel("heads in zone")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend(loc="upper left", fontsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
+    with _time_chart(path, "heads in zone", title) as axes:
+        times = [seconds for seconds, _ in series]
+        for k, name in enumerate(names):
+            axes.plot(times, [counts[k] for _, counts in series], label=name, linewidth=1.5)
 
 
 def plot_flow_series(series: list[tuple[float, dict[str, dict[str, int]]]], names: list[str],
                      path: str | Path, *, title: str = "") -> None:
     """Each line's people in (solid) and out (dashed) so far, over time, as a PNG."""
+    from maskfocal.visualize import ZONE_COLOURS
+
+    with _time_chart(path, "people through the line", title) as axes:
+        times = [seconds for seconds, _ in series]
+        for k, name in enumerate(names):
+            colour = np.asarray(ZONE_COLOURS[k % len(ZONE_COLOURS)]) / 255
+            for side, style in (("in", "-"), ("out", "--")):
+                axes.step(times, [totals[name][side] for _, totals in series], where="post",
+                          linestyle=style, color=colour, linewidth=1.5, label=f"{name} {side}")
+
+
+@contextmanager
+def _time_chart(path: str | Path, ylabel: str, title: str):
+    """Axes for a chart over time; on leaving, the chart is written to ``path`` whole."""
     import io
 
     import matplotlib
@@ -198,24 +194,20 @@ def plot_flow_series(series: list[tuple[float, dict[str, dict[str, int]]]], name
     import matplotlib.pyplot as plt
 
     from maskfocal.fileio import atomic_write_bytes
-    from maskfocal.visualize import ZONE_COLOURS
 
     figure, axes = plt.subplots(figsize=(8, 3.5), dpi=100)
-    times = [seconds for seconds, _ in series]
-    for k, name in enumerate(names):
-        colour = np.asarray(ZONE_COLOURS[k % len(ZONE_COLOURS)]) / 255
-        for side, style in (("in", "-"), ("out", "--")):
-            axes.step(times, [totals[name][side] for _, totals in series], where="post",
-                      linestyle=style, color=colour, linewidth=1.5, label=f"{name} {side}")
-    axes.set_xlabel("time (s)")
-    axes.set_ylabel("people through the line")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend(loc="upper left", fontsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
+    try:
+        yield axes
+        axes.set_xlabel("time (s)")
+        axes.set_ylabel(ylabel)
+        axes.set_title(title)
+        axes.grid(alpha=0.3)
+        axes.legend(loc="upper left", fontsize=8)
+        figure.tight_layout()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+    finally:
+        plt.close(figure)
     atomic_write_bytes(path, buffer.getvalue())
 
 
