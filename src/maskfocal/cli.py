@@ -171,7 +171,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from maskfocal.device import set_threads
     from maskfocal.evaluation import evaluate_checkpoint, write_submission
+
+    set_threads(args.threads)
 
     if args.submit is not None:
         if args.out is None:
@@ -250,7 +253,8 @@ def _serve(args: argparse.Namespace) -> int:
                              timeout_s=args.timeout, receive_timeout_s=args.receive_timeout,
                              max_connections=args.max_connections,
                              allowed_hosts=tuple(args.allowed_hosts) if args.allowed_hosts
-                             else None, inference=_serve_options(args), device=args.device)
+                             else None, inference=_serve_options(args), device=args.device,
+                             threads=args.threads)
     serve(settings, host=args.host, port=args.port, workers=args.workers)
     return 0
 
@@ -269,12 +273,14 @@ def _number(value: float, spec: str) -> str:
 
 
 def _count(args: argparse.Namespace) -> int:
+    from maskfocal.device import set_threads
     from maskfocal.errors import DatasetError
     from maskfocal.inference import Counter, expand_inputs
     from maskfocal.inference.records import CountRecord
     from maskfocal.video import count_video, is_video
     from maskfocal.visualize import contact_sheet, draw_overlay
 
+    set_threads(args.threads)
     options = _inference_changes(args)
     videos = [Path(item) for item in args.inputs if is_video(item)]
     images = expand_inputs([i for i in args.inputs if not is_video(i)]) if \
@@ -613,6 +619,7 @@ def _add_eval(commands) -> None:
     evaluate.add_argument("--out", metavar="DIR", help="the folder for --submit's files")
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     _add_inference_options(evaluate)
+    _add_threads(evaluate)
     evaluate.set_defaults(run=_eval)
 
 
@@ -649,6 +656,7 @@ def _add_count(commands) -> None:
                             "out through each line (console, --json, CSV, STEM.flow.png, "
                             "STEM.heatmap.png, the overlay); see docs/usage.md#lines")
     _add_inference_options(count)
+    _add_threads(count)
     count.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     count.set_defaults(run=_count)
 
@@ -685,6 +693,14 @@ def _scale(text: str) -> float | str:
     if not value > 0 or not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected auto or a number > 0, got {text!r}")
     return value
+
+
+def _add_threads(parser) -> None:
+    parser.add_argument("--threads", type=_whole(1), default=None, metavar="N",
+                        help="CPU threads for the model, torch and ONNX Runtime alike "
+                             "(default: the CPUs this process may use, by its affinity and "
+                             "cgroup quota" + (", divided among --workers)" if parser.prog
+                                               .endswith("serve") else ")"))
 
 
 def _add_inference_options(parser) -> None:
@@ -853,6 +869,7 @@ def _add_serve(commands) -> None:
                        help="answer only requests whose Host header is one of these (e.g. "
                             "crowds.example.org; default: any)")
     _add_inference_options(serve)
+    _add_threads(serve)
     serve.add_argument("--device", default=settings.device,
                        help=f"cpu, cuda or auto (default {settings.device})")
     serve.set_defaults(run=_serve)

@@ -1,6 +1,18 @@
-"""Which device runs the model: decided here, once, for training, evaluation and counting."""
+"""Which device runs the model, and how many CPU threads: decided here, once, for training,
+evaluation and counting.
+
+**Threads.** One rule for intra-op threads, torch's and ONNX Runtime's alike (an ONNX session
+takes torch's number): ``--threads N`` where given, else the CPUs this process may actually
+use (:func:`usable_cpus`: its affinity mask and its cgroup's CPU quota, not the machine's
+count: a container limited to 2 CPUs on a 64-core host gets 2), divided among the processes
+that share them (``serve --workers N``).
+"""
 
 from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
 
 import torch
 
@@ -22,3 +34,47 @@ def select_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise MaskfocalError(f"unknown device {name!r} (use {', '.join(DEVICES)})") from None
+
+
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def usable_cpus(cgroup: Path = CGROUP) -> int:
+    """The CPUs this process may use: the smaller of its affinity mask and its cgroup's CPU
+    quota (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``; a quota of
+    1.5 CPUs gives 2), at least 1."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_quota(cgroup)
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return max(1, cpus)
+
+
+def _cgroup_quota(cgroup: Path) -> float | None:
+    """CPUs allowed by the cgroup's quota, or None without one."""
+    try:
+        fields = (cgroup / "cpu.max").read_text().split()
+        if len(fields) == 2 and fields[0] != "max" and float(fields[1]) > 0:
+            return float(fields[0]) / float(fields[1])
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = float((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = float((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def set_threads(threads: int | None = None, *, share: int = 1) -> int:
+    """Set torch's intra-op threads (ONNX Runtime sessions take the same number): ``threads``
+    where given, else :func:`usable_cpus` divided among ``share`` processes; returns it."""
+    if threads is not None and threads < 1:
+        raise MaskfocalError(f"--threads must be at least 1, got {threads}")
+    chosen = threads or max(1, usable_cpus() // max(share, 1))
+    torch.set_num_threads(chosen)
+    return chosen

@@ -64,7 +64,7 @@ class ServeSettings:
     allowed_hosts: tuple[str, ...] | None = None  # Host headers served (None: any)
     inference: dict = field(default_factory=dict)  # InferenceOptions changes (tile_above ...)
     device: str = "cpu"
-    threads: int | None = None  # torch threads of this worker (None: torch's default)
+    threads: int | None = None  # threads of each worker (None: usable CPUs / workers)
 
     def check(self) -> None:
         """A one-line error for a limit that cannot work."""
@@ -458,8 +458,10 @@ def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
             pass
     except OSError as error:
         raise MaskfocalError(f"cannot listen on {host}:{port} ({error.strerror})") from None
-    if settings.threads is None:
-        settings.threads = max(1, (os.cpu_count() or 1) // workers)
+    if settings.threads is None:  # the CPUs this process may use, shared by the workers
+        from maskfocal.device import usable_cpus
+
+        settings.threads = max(1, usable_cpus() // workers)
     os.environ[ENV_SETTINGS] = json.dumps(asdict(settings))  # workers and the protocol read it
     limits = {"http": "maskfocal.serve_protocol:ReceivingProtocol",
               "limit_concurrency": settings.max_connections,
