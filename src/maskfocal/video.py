@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,7 +35,6 @@ class VideoSummary:
     lines: dict[str, dict[str, int]] | None = None  # with lines: {line: {in, out, net}}
     flow_path: Path | None = None  # with lines: in and out over time (PNG)
     heatmap_path: Path | None = None  # with tracking: where heads were (PNG)
-    outputs: list[Path] = field(default_factory=list)
 
 
 def count_video(path: str | Path, counter, *, every: int = 10, csv_path: str | Path,
