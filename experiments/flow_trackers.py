@@ -13,7 +13,7 @@ Candidates (each optional: a missing one is reported as such):
 - ``norfair``: a point tracker (Kalman filter per point, euclidean distance). Installable
   only beside numpy < 2 (norfair 2.3.0 pins it), which torch 2.14 and this project do not
   use: for this measurement, ``pip install --no-deps --target DIR norfair==2.3.0
-  filterpy==1.4.5 rich markdown-it-py mdurl pygments`` and ``--path DIR``.
+  filterpy==1.4.5 rich markdown-it-py mdurl pygments`` and run with ``PYTHONPATH=DIR``.
 - ``bytetrack``, ``sort``, ``ocsort``: Roboflow's ``trackers`` 2.6 on head boxes (the model's
   own boxes, or a box of the local head size around each point); needs opencv.
 - ``maskfocal``: the toolkit's :class:`~maskfocal.flow.HeadTracker` (what ``count --lines``
@@ -26,7 +26,7 @@ sees the counted heads. (A first run that fed ``maskfocal`` only the counted hea
 sparse and 0.474 dense, line-count error 0 and 12, against 0.500, 0.537, 1 and 6 with the
 candidates; so it takes them.)
 
-    python -m experiments.flow_trackers --work runs/flow_trackers \\
+    PYTHONPATH=/tmp/norfair python -m experiments.flow_trackers --work runs/flow_trackers \\
         --out experiments/results/flow_trackers.json
 """
 
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -213,10 +212,7 @@ def main(argv=None) -> int:
                         help="how many sequences the model's heads are found in (slow)")
     parser.add_argument("--model-frames", type=int, default=150)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--path", action="append", default=[],
-                        help="a folder to import trackers from (norfair, trackers)")
     args = parser.parse_args(argv)
-    sys.path[:0] = args.path
     import torch
 
     from maskfocal.data.moving import MovingConfig
