@@ -192,30 +192,25 @@ class Counter:
         >>> for state in Counter.from_pretrained().track("clip.mp4", lines="lines.json"):
         ...     print(state.frame, len(state.tracks), state.lines)
         """
+        from contextlib import nullcontext
+
         from maskfocal.flow import Flow
         from maskfocal.media import VideoFrames
 
         if every < 1:
             raise MaskfocalError(f"every must be at least 1, got {every}")
-        if isinstance(video, str | Path):
-            with VideoFrames(video) as source:
-                flow = Flow(lines, fps=float(source.rate) / every,
-                            threshold=self.threshold if threshold is None else threshold,
-                            source=str(video))
-                for index, seconds, frame in source:
-                    if index % every == 0:
-                        yield self._flow_step(flow, index, seconds,
-                                              frame.to_ndarray(format="rgb24"), threshold,
-                                              zones)
-            return
-        rate = float(fps or 25.0)
-        flow = Flow(lines, fps=rate / every,
-                    threshold=self.threshold if threshold is None else threshold,
-                    source="frames")
-        for index, pixels in enumerate(video):
-            if index % every == 0:
-                yield self._flow_step(flow, index, index / rate, self.read_image(pixels),
-                                      threshold, zones)
+        reading = isinstance(video, str | Path)
+        with VideoFrames(video) if reading else nullcontext() as source:
+            rate = float(source.rate) if reading else float(fps or 25.0)
+            frames = (((index, seconds, frame.to_ndarray(format="rgb24"))
+                       for index, seconds, frame in source if index % every == 0) if reading
+                      else ((index, index / rate, self.read_image(pixels))
+                            for index, pixels in enumerate(video) if index % every == 0))
+            flow = Flow(lines, fps=rate / every,
+                        threshold=self.threshold if threshold is None else threshold,
+                        source=str(video) if reading else "frames")
+            for index, seconds, pixels in frames:
+                yield self._flow_step(flow, index, seconds, pixels, threshold, zones)
 
     def _flow_step(self, flow, index: int, seconds: float, pixels: np.ndarray,
                    threshold: float | None, zones):
