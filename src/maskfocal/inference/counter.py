@@ -173,8 +173,7 @@ class Counter:
         results = [_result(detections, maps) for detections, maps in found]
         if zones is not None:
             for result, image in zip(results, pixels, strict=True):
-                result.zones = zones.count(result.points, *image.shape[:2])
-                result.density = zones.density(result.zones)
+                _add_zones(result, zones, image)
         return results if batch else results[0]
 
     def track(self, video, *, lines=None, every: int = 1, fps: float | None = None,
@@ -237,9 +236,14 @@ class Counter:
         result = CountResult(int(keep.sum()), found.points[keep], found.scores[keep],
                              None if found.boxes is None else found.boxes[keep], found.heatmap)
         if zones is not None:
-            result.zones = zones.count(result.points, *pixels.shape[:2])
-            result.density = zones.density(result.zones)
+            _add_zones(result, zones, pixels)
         return result, found
+
+
+def _add_zones(result: CountResult, zones: Zones, image: np.ndarray) -> None:
+    """Heads per zone (and per m² with a ground scale) of a result on ``image``."""
+    result.zones = zones.count(result.points, *image.shape[:2])
+    result.density = zones.density(result.zones)
 
 
 def _check_threshold(threshold: float) -> None:
