@@ -323,7 +323,7 @@ class _CountWorker:
     """One actor of the pool: loads the model once, counts batches of decoded images."""
 
     def __init__(self, model: list, name: str, suffix: str, options, points: bool,
-                 threads: int, device: str, zones=None) -> None:
+                 threads: int, device: str, zones=None, backend: str | None = None) -> None:
         import ray
         import torch
 
@@ -334,7 +334,8 @@ class _CountWorker:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / f"model{suffix}"
             path.write_bytes(blob)
-            self.counter = Counter.from_checkpoint(path, device=device).with_options(options)
+            self.counter = Counter.from_checkpoint(path, device=device, backend=backend
+                                                   ).with_options(options)
         self.name, self.threshold, self.points, self.zones = (name, options.threshold, points,
                                                               zones)
 
@@ -376,7 +377,7 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
                   gpus_per_worker: float = 0, batch_size: int = 4, address: str | None = None,
                   column: str = "path", flush_rows: int = FLUSH_ROWS, progress: bool = True,
                   zones: str | Path | None = None, retry_errors: bool = False,
-                  **options) -> ArchiveSummary:
+                  backend: str | None = None, **options) -> ArchiveSummary:
     """Count every image of ``source`` not yet in ``out`` on Ray Data (module docstring).
 
     Args:
@@ -403,6 +404,9 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
             and, with a ground scale, ``density`` (people per m²).
         retry_errors: count the images whose rows are errors again (a file missing then,
             present now); each image keeps one row, the new one.
+        backend: as :meth:`maskfocal.Counter.from_checkpoint` takes it; decided once, here:
+            CPU actors receive the ONNX export where it is ONNX Runtime (none exports again),
+            GPU actors the checkpoint.
     """
     from maskfocal.inference import Counter, InferenceOptions
     from maskfocal.pretrained import DEFAULT_MODEL, MODELS, checkpoint_or_shipped
@@ -417,9 +421,15 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
         zone_set = load_zones(zones)
     paths = list_source(source, column)
     model_path = checkpoint_or_shipped(checkpoint, say=progress)
-    counter = Counter.from_checkpoint(model_path, device="cpu", **options)
+    counter = Counter.from_checkpoint(model_path, device="cpu", backend=backend, **options)
     chosen = counter.options
     blob = model_path.read_bytes()
+    exported = getattr(counter.predictor.runner, "path", None)  # the ONNX file it runs
+    if gpus_per_worker == 0 and exported is not None:
+        sent, suffix, backend = Path(exported).read_bytes(), ".onnx", None
+    else:  # GPU actors: auto is PyTorch on CUDA; CPU actors run what the driver resolved
+        sent, suffix = blob, model_path.suffix
+        backend = backend if gpus_per_worker else "torch"
     shipped = checkpoint is None or (str(checkpoint) in MODELS
                                      and not Path(checkpoint).exists())
     name = (str(checkpoint or DEFAULT_MODEL)) if shipped else str(checkpoint)
@@ -443,10 +453,10 @@ def count_archive(source: str | Path, out: str | Path, checkpoint: str | Path | 
     with _ray_session(address) as ray:
         if workers is None:
             workers = _default_workers(ray, cpus_per_worker, gpus_per_worker)
-        model = ray.put(blob)
+        model = ray.put(sent)
         datasets = (_pipeline(ray, todo[start:start + CHUNK_IMAGES], model, name,
-                              model_path.suffix, chosen, points, workers,
-                              cpus_per_worker, gpus_per_worker, batch_size, zone_set)
+                              suffix, chosen, points, workers, cpus_per_worker,
+                              gpus_per_worker, batch_size, zone_set, backend)
                     for start in range(0, len(todo), CHUNK_IMAGES))
         batches = _batches(datasets, len(todo), progress, first, started)
         flushed = _flushed(batches, flush_rows)
@@ -556,7 +566,8 @@ def _default_workers(ray, cpus_per_worker: float, gpus_per_worker: float) -> int
 
 def _pipeline(ray, todo: list[str], model, name: str, suffix: str, options,
               points: bool, workers: int, cpus_per_worker: float,
-              gpus_per_worker: float, batch_size: int, zones=None):
+              gpus_per_worker: float, batch_size: int, zones=None,
+              backend: str | None = None):
     import pyarrow as pa
     from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
@@ -578,7 +589,7 @@ def _pipeline(ray, todo: list[str], model, name: str, suffix: str, options,
         fn_constructor_kwargs={"model": [model], "name": name, "suffix": suffix,
                                "options": options, "points": points,
                                "threads": max(1, round(cpus_per_worker)), "device": device,
-                               "zones": zones})
+                               "zones": zones, "backend": backend})
 
 
 def _batches(datasets: Iterable, total: int, progress: bool, first: list, started: float

@@ -184,7 +184,8 @@ def _eval(args: argparse.Namespace) -> int:
         written = write_submission(checkpoint_or_shipped(args.checkpoint), args.submit,
                                    args.format, args.root, split=args.split or "test",
                                    out=args.out, overwrite=args.overwrite,
-                                   device=args.device, progress=not args.json)
+                                   device=args.device, progress=not args.json,
+                                   backend=args.backend)
         if args.json:
             print(dumps_json(written))
         else:
@@ -197,7 +198,7 @@ def _eval(args: argparse.Namespace) -> int:
                                   save_dir=args.save_dir, overwrite=args.overwrite,
                                   device=args.device, progress=not args.json,
                                   protocol=args.protocol, gt_loc=args.gt_loc,
-                                  **_inference_changes(args))
+                                  backend=args.backend, **_inference_changes(args))
     if args.json:
         print(dumps_json(metrics))
     else:
@@ -254,7 +255,7 @@ def _serve(args: argparse.Namespace) -> int:
                              max_connections=args.max_connections,
                              allowed_hosts=tuple(args.allowed_hosts) if args.allowed_hosts
                              else None, inference=_serve_options(args), device=args.device,
-                             threads=args.threads)
+                             backend=args.backend, threads=args.threads)
     serve(settings, host=args.host, port=args.port, workers=args.workers)
     return 0
 
@@ -302,7 +303,8 @@ def _count(args: argparse.Namespace) -> int:
         folder = OutputFolder(args.out or "runs/count", "count")
         folder.protect([*images, *videos])  # never written over, whoever wrote them
     counter = Counter.from_checkpoint(checkpoint_or_shipped(args.checkpoint),
-                                      device=args.device, progress=True, **options)
+                                      device=args.device, backend=args.backend, progress=True,
+                                      **options)
     heatmap = args.heatmap and counter.has_heatmap
     overlays = args.out is not None
     results, skipped, sheet, table = [], 0, [], []
@@ -398,7 +400,8 @@ def _count_archive(args: argparse.Namespace) -> int:
         workers=args.workers, cpus_per_worker=args.cpus_per_worker,
         gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
         address=args.address, column=args.column, flush_rows=args.flush_every,
-        zones=args.zones, retry_errors=args.retry_errors, **_inference_changes(args))
+        zones=args.zones, retry_errors=args.retry_errors, backend=args.backend,
+        **_inference_changes(args))
     line = (f"{summary.listed} images in {args.source}: {summary.already} already in "
             f"{summary.results}, {summary.counted} counted now")
     if summary.counted:
@@ -706,6 +709,7 @@ def _add_threads(parser) -> None:
 def _add_inference_options(parser) -> None:
     """The inference options (:class:`~maskfocal.inference.InferenceOptions`), the same flags
     in count, eval, serve and count-archive; each defaults to the model's own."""
+    from maskfocal.device import BACKENDS
     from maskfocal.inference.options import InferenceOptions
 
     default = InferenceOptions()
@@ -739,6 +743,11 @@ def _add_inference_options(parser) -> None:
     group.add_argument("--no-tiles", action="store_true",
                        help="never tile (the default): scale large photos down to "
                             "--max-eval-side")
+    group.add_argument("--backend", choices=BACKENDS, default=None,
+                       help="what runs the network: auto (default; $MASKFOCAL_BACKEND sets "
+                            "another) is ONNX Runtime on a CPU, the model exported once into "
+                            "the cache folder, and PyTorch on CUDA or for Faster R-CNN; torch "
+                            "or onnx insist. The heads are the same")
 
 
 def _inference_changes(args: argparse.Namespace) -> dict:

@@ -1,5 +1,5 @@
-"""Which device runs the model, and how many CPU threads: decided here, once, for training,
-evaluation and counting.
+"""Which device runs the model, which backend, and how many CPU threads: decided here, once,
+for training, evaluation and counting.
 
 **Threads.** One rule for intra-op threads, torch's and ONNX Runtime's alike (an ONNX session
 takes torch's number): ``--threads N`` where given, else the CPUs this process may actually
@@ -34,6 +34,30 @@ def select_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise MaskfocalError(f"unknown device {name!r} (use {', '.join(DEVICES)})") from None
+
+
+BACKENDS = ("auto", "torch", "onnx")
+"""``--backend``: what runs a model's network. ``torch``: eager PyTorch; ``onnx``: ONNX Runtime
+on the model's ONNX export (a ``.pt`` or ``.safetensors`` exported once into the cache,
+:func:`maskfocal.export.cached_onnx`); ``auto``: ONNX Runtime on a CPU where the model's family
+exports (every one but Faster R-CNN), PyTorch on CUDA and where it does not."""
+
+
+BACKEND_VARIABLE = "MASKFOCAL_BACKEND"
+"""The environment variable that sets the backend where none is given (default ``auto``)."""
+
+
+def check_backend(name: str | None) -> str:
+    """``name``, or the default where None (``$MASKFOCAL_BACKEND``, else ``auto``); one not
+    in :data:`BACKENDS` is a one-line error."""
+    if name is None:
+        name = os.environ.get(BACKEND_VARIABLE) or "auto"
+        where = f" (from ${BACKEND_VARIABLE})"
+    else:
+        where = ""
+    if name not in BACKENDS:
+        raise MaskfocalError(f"unknown backend {name!r}{where} (use {', '.join(BACKENDS)})")
+    return name
 
 
 CGROUP = Path("/sys/fs/cgroup")

@@ -102,7 +102,8 @@ def protocol_report(protocol: str, images, predictions, threshold: float,
 
 def write_submission(checkpoint: str | Path, leaderboard: str, format: str, root: str, *,
                      split: str | None = "test", out: str | Path, overwrite: bool = False,
-                     device: str = "auto", progress: bool = False) -> dict[str, Any]:
+                     device: str = "auto", progress: bool = False,
+                     backend: str | None = None) -> dict[str, Any]:
     """Count every image of ``split`` (labelled or not) and write the leaderboard's files:
     NWPU-Crowd's counting file (``id count``) and localisation file (``id n x1 y1 ...``,
     integers), sorted by id. Returns ``{"images", "files"}``."""
@@ -117,7 +118,7 @@ def write_submission(checkpoint: str | Path, leaderboard: str, format: str, root
     images = read_dataset(format, root, split=split).images
     if not images:
         raise MaskfocalError(f"{root}: no images in split {split!r}")
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, backend=backend)
     predictions = predictor.candidates(images, progress=progress)
     ids = image_ids(images)
     points = {i: d.above(predictor.threshold).points.numpy()

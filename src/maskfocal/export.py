@@ -9,21 +9,32 @@ ONNX Runtime equal PyTorch's, and the threshold can change without a re-export. 
 metadata holds the config and the calibrated threshold, so the ``.onnx`` file alone is a
 counter (``maskfocal count --checkpoint model.onnx``); running one is
 :class:`maskfocal.inference.backend.OnnxRunner`'s work.
+
+Counting on a CPU runs ONNX Runtime by default (``--backend auto``, :func:`open_backend`): a
+``.pt`` or ``.safetensors`` is exported once into the user's cache folder, keyed by the
+SHA-256 of its bytes (:func:`cached_onnx`), and run from there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import hashlib
+import io
 import json
+import sys
+import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from maskfocal import __version__
+from maskfocal.device import check_backend
 from maskfocal.errors import MaskfocalError
 from maskfocal.families import DetectorFamily, family_for
-from maskfocal.fileio import atomic_write_bytes, writable_file
-from maskfocal.inference.backend import load_detector
+from maskfocal.fileio import atomic_write_bytes, cache_folder, writable_file
+from maskfocal.inference.backend import Backend, load_backend, load_detector
 
 OPSET = 18
 
@@ -66,28 +77,104 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, example_size: tuple[
     family = family_for(spec)
     if family.export_refusal:
         raise MaskfocalError(f"{checkpoint}: {family.export_refusal}")
-    graph = _ExportGraph(model, family).eval()
-    names = graph.names
-    example = torch.rand(1, 3, *example_size)
+    atomic_write_bytes(out, onnx_bytes(model, family, state["config"], example_size))
+    return out
+
+
+def onnx_bytes(model: nn.Module, family: DetectorFamily, config: dict,
+               example_size: tuple[int, int] = (384, 512)) -> bytes:
+    """The serialised ONNX model of ``model`` (in eval mode), its config in the metadata.
+    The exporter's progress lines are kept off stdout (``count --json`` writes there)."""
     import onnx
 
+    from maskfocal.models.efficientnet import with_static_padding
+
+    graph = _ExportGraph(with_static_padding(copy.deepcopy(model)), family).eval()
+    names = graph.names
+    example = torch.rand(1, 3, *example_size)
     batch, height, width = (torch.export.Dim("batch", min=1, max=1024),
                             torch.export.Dim("height", min=1, max=4096),
                             torch.export.Dim("width", min=1, max=4096))
-    with torch.no_grad():
+    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         program = torch.onnx.export(
             graph, (example,), input_names=["images"], output_names=list(names),
             dynamic_shapes={"images": {0: batch, 2: 32 * height, 3: 32 * width}},
             opset_version=OPSET, dynamo=True, verbose=False)
     proto = program.model_proto
-    metadata = {"maskfocal_version": __version__, "config": json.dumps(state["config"]),
+    metadata = {"maskfocal_version": __version__, "config": json.dumps(config),
                 "outputs": ",".join(names)}
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(proto)
-    atomic_write_bytes(out, proto.SerializeToString())
-    return out
+    return proto.SerializeToString()
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cached_onnx(checkpoint: str | Path) -> Path:
+    """Where the ONNX export of ``checkpoint`` (a ``.pt`` or ``.safetensors``) lives in the
+    cache folder (:func:`maskfocal.fileio.cache_folder`): named by the SHA-256 of the
+    checkpoint's bytes and this maskfocal's version (a new version may export differently),
+    so changed weights never meet a stale export. :func:`open_backend` writes it."""
+    return cache_folder() / "onnx" / f"{file_sha256(checkpoint)}-{__version__}.onnx"
+
+
+def open_backend(path: str | Path, device: torch.device, backend: str | None = None
+                 ) -> Backend:
+    """What runs the model in ``path`` under ``backend`` (:data:`maskfocal.device.BACKENDS`;
+    None: ``$MASKFOCAL_BACKEND``, else ``auto``).
+
+    ``torch``: eager PyTorch (an ``.onnx`` file cannot, asked for it; the environment's
+    default leaves it to ONNX Runtime). ``onnx``: ONNX Runtime; a ``.pt`` or
+    ``.safetensors`` runs from its export in the cache (:func:`cached_onnx`), exported the first
+    time (atomically: two processes exporting at once both leave a whole file). ``auto``: as
+    ``onnx`` on a CPU, as ``torch`` on CUDA and for a family that does not export (Faster
+    R-CNN); where the export cannot be written or fails, it warns and runs eagerly. Decoding is
+    the same Python code either way, so the counts are the same (tests/test_backends.py).
+    """
+    asked, backend = backend, check_backend(backend)
+    if Path(path).suffix.lower() == ".onnx":  # $MASKFOCAL_BACKEND=torch does not forbid it
+        if asked == "torch":
+            raise MaskfocalError(f"{path}: an ONNX export runs with ONNX Runtime only (use "
+                                 "--backend onnx or auto, or count its .pt or .safetensors)")
+        return load_backend(path, device)
+    if backend == "torch" or (backend == "auto" and device.type != "cpu"):
+        return load_backend(path, device)
+    cached = cached_onnx(path)
+    if cached.is_file():
+        try:
+            return load_backend(cached, device)
+        except MaskfocalError:  # damaged in the cache: export it again
+            pass
+    model, spec, options, state = load_detector(path)
+    eager = Backend(model, spec, options, device, None, state["config"])
+    family = family_for(spec)
+    if family.export_refusal:
+        if backend == "onnx":
+            raise MaskfocalError(f"{path}: {family.export_refusal}")
+        return eager
+    print(f"maskfocal: exporting {Path(path).name} for ONNX Runtime, once (cached as {cached})",
+          file=sys.stderr, flush=True)
+    try:
+        atomic_write_bytes(cached, onnx_bytes(model, family, state["config"]))
+    except Exception as error:  # a read-only cache, a full disk, an exporter that fails
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+        if backend == "onnx":
+            raise MaskfocalError(f"{path}: no ONNX export could be written to {cached.parent} "
+                                 f"({reason}); set MASKFOCAL_CACHE to a writable folder or use "
+                                 "--backend torch") from None
+        warnings.warn(f"{path}: counting with PyTorch, as no ONNX export could be written to "
+                      f"{cached.parent} ({reason})", stacklevel=2)
+        return eager
+    return load_backend(cached, device)
 
 
 def is_maskfocal_onnx(path: str | Path) -> bool:

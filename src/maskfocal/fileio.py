@@ -54,6 +54,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def cache_folder() -> Path:
+    """Where maskfocal keeps what it derives once and reuses (the ONNX exports of
+    :func:`maskfocal.export.cached_onnx`): ``$MASKFOCAL_CACHE``, else
+    ``$XDG_CACHE_HOME/maskfocal``, else ``~/.cache/maskfocal``. Nothing in it is the user's
+    work: deleting it costs a re-export, never a result."""
+    if os.environ.get("MASKFOCAL_CACHE"):
+        return Path(os.environ["MASKFOCAL_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "maskfocal"
+
+
 def _resolved(path: str | Path) -> Path:
     """``path`` with its links followed; a link that loops (or cannot be followed) stays as it
     is, made absolute: it names no file, so nothing is written through it."""

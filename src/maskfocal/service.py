@@ -64,6 +64,7 @@ class ServeSettings:
     allowed_hosts: tuple[str, ...] | None = None  # Host headers served (None: any)
     inference: dict = field(default_factory=dict)  # InferenceOptions changes (tile_above ...)
     device: str = "cpu"
+    backend: str | None = None  # auto, torch or onnx (None: $MASKFOCAL_BACKEND, else auto)
     threads: int | None = None  # threads of each worker (None: usable CPUs / workers)
 
     def check(self) -> None:
@@ -80,9 +81,11 @@ class ServeSettings:
             if not (value > 0 and math.isfinite(value)):
                 raise MaskfocalError(f"{name[:-2].replace('_', '-')} must be a number of "
                                      f"seconds > 0, got {value}")
+        from maskfocal.device import check_backend
         from maskfocal.inference.options import InferenceOptions
 
         InferenceOptions().replace(**self.inference)  # a bad option: one line, before any work
+        check_backend(self.backend)
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise MaskfocalError(f"{self.checkpoint}: no such checkpoint")
 
@@ -204,7 +207,8 @@ class CountingService:
 
             torch.set_num_threads(settings.threads)
         if counter is None:
-            options = {"device": settings.device, **settings.inference}
+            options = {"device": settings.device, "backend": settings.backend,
+                       **settings.inference}
             counter = Counter.from_checkpoint(settings.checkpoint, **options) \
                 if settings.checkpoint else Counter.from_pretrained(**options)
         self.settings = settings
@@ -219,7 +223,7 @@ class CountingService:
         from maskfocal import __version__
 
         return {"status": "ok", "model": self.model_name, "version": __version__,
-                **self.state}
+                "backend": self.counter.predictor.backend, **self.state}
 
     def count_now(self, data: bytes, threshold: float | None, overlay: bool,
                   stop: threading.Event | None = None, zones=None) -> dict:
@@ -472,7 +476,11 @@ def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000,
         return
     from maskfocal.inference import Predictor
 
-    if settings.checkpoint:  # a bad checkpoint is one line here, not N tracebacks
-        Predictor.from_checkpoint(settings.checkpoint, device="cpu")
+    # a bad checkpoint is one line here, not N tracebacks; and its ONNX export is written
+    # once, here, before the workers load it
+    from maskfocal.pretrained import pretrained_path
+
+    Predictor.from_checkpoint(settings.checkpoint or pretrained_path(), device=settings.device,
+                              backend=settings.backend)
     uvicorn.run("maskfocal.service:app_from_env", factory=True, host=host, port=port,
                 workers=workers, **limits)

@@ -159,3 +159,26 @@ def test_backbone_learning_rate_is_its_own_group():
     assert backbone["lr"] == pytest.approx(1e-4) and "lr" not in rest
     assert len(backbone["params"]) + len(rest["params"]) == len(list(model.parameters()))
     assert {id(p) for p in backbone["params"]} == {id(p) for p in model.backbone.parameters()}
+
+
+def test_static_same_padding_equals_timms_on_sides_that_are_multiples_of_32():
+    """What the export runs (a fixed pad) against what training ran (a pad computed from the
+    input's size): the same maps wherever the predictor's padding to 32 holds."""
+    import copy
+
+    from timm.layers import Conv2dSame
+
+    torch.manual_seed(0)
+    model = build_model(load_config(None, ["model.backbone=efficientnet_lite0",
+                                           "model.pretrained=none", "model.neck_channels=16",
+                                           "model.head_channels=8"])).eval()
+    fixed = lite.with_static_padding(copy.deepcopy(model))
+    assert any(isinstance(m, Conv2dSame) for m in model.modules())
+    assert not any(isinstance(m, Conv2dSame) for m in fixed.modules())
+    assert fixed.state_dict().keys() == model.state_dict().keys()
+    with torch.no_grad():
+        for height, width in ((32, 64), (96, 160), (224, 96)):
+            images = torch.rand(2, 3, height, width)
+            a, b = model(images), fixed(images)
+            for name in a:
+                assert torch.equal(a[name], b[name]), (height, width, name)

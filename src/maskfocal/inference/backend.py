@@ -105,6 +105,7 @@ class OnnxRunner:
         path = Path(path)
         if not path.is_file():
             raise MaskfocalError(f"{path}: no such file")
+        self.path = path
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")

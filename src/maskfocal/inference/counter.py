@@ -87,14 +87,15 @@ class Counter:
     def from_pretrained(cls, name: str | None = None, device: str = "auto", **options
                         ) -> Counter:
         """A model shipped inside the package (:data:`maskfocal.pretrained.MODELS`; default
-        ``crowd-r18``, see ``docs/MODEL.md``), loaded with no network; ``options`` as for
-        :meth:`from_checkpoint`."""
+        ``crowd-r18``, see ``docs/MODEL.md``), loaded with no network; ``options`` (``backend``
+        included) as for :meth:`from_checkpoint`."""
         from maskfocal.pretrained import pretrained_path
 
         return cls.from_checkpoint(pretrained_path(name), device=device, **options)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", *,
+                        backend: str | None = None,
                         threshold: float | None = None, scale: float | str | None = None,
                         max_eval_side: int | None = None, tile_above: int | None = KEEP,
                         tile_size: int | None = None, tile_overlap: int | None = None,
@@ -107,13 +108,17 @@ class Counter:
         a scale per photo), ``max_eval_side`` (a photo counted whole is scaled down to this
         longer side), ``tile_above`` (count larger photos in tiles; ``None``: never; the model's
         own: :data:`~maskfocal.inference.options.KEEP`),
-        ``tile_size`` and ``tile_overlap``. ``options``: the :class:`Predictor`'s (batch size,
-        progress, merge radius). An invalid option is an error before the model loads."""
+        ``tile_size`` and ``tile_overlap``. ``backend``: ``auto`` (ONNX Runtime on a CPU, the
+        checkpoint exported once into the user's cache; PyTorch on CUDA), ``torch`` or
+        ``onnx``; None: ``$MASKFOCAL_BACKEND``, else ``auto``. ``options``: the
+        :class:`Predictor`'s (batch size, progress, merge radius). An invalid option is an
+        error before the model loads."""
         if threshold is not None:
             _check_threshold(threshold)
         return cls(Predictor.from_checkpoint(
-            path, device=device, threshold=threshold, scale=scale, max_eval_side=max_eval_side,
-            tile_above=tile_above, tile_size=tile_size, tile_overlap=tile_overlap, **options))
+            path, device=device, backend=backend, threshold=threshold, scale=scale,
+            max_eval_side=max_eval_side, tile_above=tile_above, tile_size=tile_size,
+            tile_overlap=tile_overlap, **options))
 
     @property
     def config(self):

@@ -25,12 +25,11 @@ from tqdm import tqdm
 from maskfocal.data.training import pad_batch
 from maskfocal.data.transforms import fit_image, resize, to_tensor
 from maskfocal.decode import SCORE_FLOOR, Detections
-from maskfocal.device import select_device
+from maskfocal.device import check_backend, select_device
 from maskfocal.errors import MaskfocalError
 from maskfocal.families import DetectorSpec, family_for
 from maskfocal.structures import AnnotatedImage
 
-from .backend import load_backend
 from .options import AUTO_TARGET, InferenceOptions, check_tiling
 from .scoring import Predictions
 from .tiles import ALIGN, MERGE_RADIUS, Tile, in_core, merge_across_tiles, plan_tiles
@@ -105,19 +104,27 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", *,
-                        merge_radius: float = MERGE_RADIUS, batch_size: int = 4,
-                        progress: bool = False, **changes) -> Predictor:
+                        backend: str | None = None, merge_radius: float = MERGE_RADIUS,
+                        batch_size: int = 4, progress: bool = False, **changes) -> Predictor:
         """A ``.pt`` checkpoint of ``maskfocal train``, ``.safetensors`` weights (the shipped
         kind) or a ``.onnx`` file of ``maskfocal export`` (run with ONNX Runtime), with the
         :class:`InferenceOptions` it carries, ``changes`` applied (``threshold``, ``scale``: a
         number or ``"auto"``, ``max_eval_side``, ``tile_above``, ``tile_size``, ``tile_overlap``;
-        ``None`` keeps the model's). An invalid change is an error before the model loads."""
+        ``None`` keeps the model's). An invalid change is an error before the model loads.
+
+        ``backend`` (:data:`maskfocal.device.BACKENDS`): ``auto`` runs ONNX Runtime on a CPU
+        (the checkpoint exported once into the cache, :func:`maskfocal.export.open_backend`)
+        and PyTorch on CUDA or for Faster R-CNN; ``torch`` or ``onnx`` insist; None:
+        ``$MASKFOCAL_BACKEND``, else ``auto``."""
         if "input_scale" in changes:  # its name before the options had one home
             warnings.warn("input_scale= is now scale= (as the --scale flag)",
                           DeprecationWarning, stacklevel=2)
             changes["scale"] = changes.pop("input_scale")
+        from maskfocal.export import open_backend
+
+        check_backend(backend)
         InferenceOptions().replace(**changes)  # checked before the model loads
-        backend = load_backend(path, select_device(device))
+        backend = open_backend(path, select_device(device), backend)
         return cls(backend.model, backend.spec, backend.options.replace(**changes),
                    backend.device, runner=backend.runner, merge_radius=merge_radius,
                    batch_size=batch_size, progress=progress, saved_config=backend.saved_config)
@@ -132,6 +139,11 @@ class Predictor:
         from maskfocal.config import config_from_dict
 
         return config_from_dict(self.saved_config or {})
+
+    @property
+    def backend(self) -> str:
+        """What runs the network: ``"onnx"`` (ONNX Runtime) or ``"torch"`` (eager)."""
+        return "torch" if self.runner is self.model else "onnx"
 
     @property
     def threshold(self) -> float:

@@ -136,3 +136,37 @@ class LiteFeatures(nn.Module):
 
     def forward(self, images: Tensor) -> OrderedDict[str, Tensor]:
         return OrderedDict(zip(("c2", "c3", "c4", "c5"), self.body(images), strict=True))
+
+
+class StaticSameConv2d(nn.Conv2d):
+    """A convolution with TensorFlow's "same" padding fixed in advance: what timm's
+    ``Conv2dSame`` computes for every input whose sides are multiples of its stride (the
+    padding ``(k - 1) * d + 1 - s``, the larger half after), as a constant."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0,
+                         conv.dilation, conv.groups, conv.bias is not None,
+                         device=conv.weight.device, dtype=conv.weight.dtype)
+        self.load_state_dict(conv.state_dict())
+        pads = [max((k - 1) * d + 1 - s, 0) for k, d, s in
+                zip(conv.kernel_size, conv.dilation, conv.stride, strict=True)]
+        self.same = (pads[1] // 2, pads[1] - pads[1] // 2, pads[0] // 2, pads[0] - pads[0] // 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(nn.functional.pad(x, self.same), self.weight, self.bias)
+
+
+def with_static_padding(model: nn.Module) -> nn.Module:
+    """``model`` (changed in place, and returned) with each timm ``Conv2dSame`` (the strided
+    convolutions of the EfficientNet-Lite backbones) replaced by :class:`StaticSameConv2d`:
+    the same outputs for inputs whose sides are multiples of 32, which is all the predictor
+    and the ONNX graph give a model. The export needs it: a padding computed from the input's
+    size made ``torch.export`` reason symbolically about ``ceil`` and ``max`` through the whole
+    network (22 minutes for crowd-lite0 on 2 busy cores; seconds without)."""
+    from timm.layers import Conv2dSame
+
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, Conv2dSame):
+                setattr(parent, name, StaticSameConv2d(child))
+    return model
