@@ -64,6 +64,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="crowd-r18")
     parser.add_argument("--calibration", type=int, default=32)
     parser.add_argument("--crop", type=int, default=512)
+    parser.add_argument("--method", default="minmax", choices=["minmax", "percentile",
+                                                               "entropy"],
+                        help="ONNX Runtime's calibration method")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--size", default="1024x768", help="of the speed photos")
     parser.add_argument("--limit", type=int, help="every n-th validation photo (a smoke run)")
@@ -91,12 +94,14 @@ def main() -> None:
     result = {"checkpoint": args.checkpoint, "threshold": threshold,
               "input_scale": exported.options.input_scale, "validation_images": len(val),
               "calibration_photos": args.calibration, "crop": args.crop,
+              "method": args.method,
               "threads": args.threads, "date": time.strftime("%Y-%m-%d")}
     with tempfile.TemporaryDirectory() as scratch:
         int8_path = Path(scratch) / "int8.onnx"
         started = time.perf_counter()
         quantize_int8(exported.runner.path, int8_path,
-                      calibration_batches(exported, train, args.calibration, args.crop))
+                      calibration_batches(exported, train, args.calibration, args.crop),
+                      method=args.method)
         result["quantize_seconds"] = round(time.perf_counter() - started, 1)
         result["sizes_mb"] = {"float": round(exported.runner.path.stat().st_size / 1e6, 1),
                               "int8": round(int8_path.stat().st_size / 1e6, 1)}
