@@ -77,7 +77,7 @@ class Predictor:
         runner: runs a padded (B, 3, H, W) batch and returns what ``model(batch)``
             would (:class:`maskfocal.inference.backend.OnnxRunner`); default: ``model`` itself.
         merge_radius: heads of two tiles closer than this (original pixels) are one head.
-        batch_size: images (or tiles) per forward pass.
+        batch_size: images per forward pass (and tiles, on CUDA; on a CPU one tile a pass).
         progress: a progress bar over the tiles of a tiled image.
         saved_config: the saved config it came with (what :attr:`config` reads when asked).
     """
@@ -280,7 +280,10 @@ class Predictor:
         scale = self.input_scale
         shapes = {n: (round((t.y1 - t.y0) * scale), round((t.x1 - t.x0) * scale))
                   for n, t in enumerate(tiles)}
-        groups = _same_padded_size(shapes, self.batch_size)
+        # one tile per pass on a CPU: a tile is a large image already, so a batch of them
+        # buys no speed there (measured: 63 s against 70 s for 24 tiles) and holds four
+        # tiles' activations at once (+500 MB eager, +900 MB in ONNX Runtime)
+        groups = _same_padded_size(shapes, 1 if self.device.type == "cpu" else self.batch_size)
         for group in tqdm(groups, desc=f"{len(tiles)} tiles", unit="batch", leave=False,
                           disable=not self.progress or len(groups) < 2):
             _check(stop)
