@@ -1,10 +1,15 @@
-"""Peak memory of counting a huge image in tiles, and tiled vs whole-image counts.
+"""Peak memory of counting a huge image in tiles and whole, and tiled vs whole-image counts.
 
+    .venv/bin/python benchmarks/tiling_memory.py                   # the shipped crowd-r18
     .venv/bin/python benchmarks/tiling_memory.py --checkpoint demo_out/run/best.pt
 
 1. Peak resident memory (``ru_maxrss`` of a fresh process for each measurement) of counting an
-   8000x6000 JPEG (a mosaic of synthetic scenes) in tiles, against the same process only
-   loading the model and decoding the image: the difference is what counting costs.
+   8000x6000 JPEG (a mosaic of synthetic scenes) in tiles (``--tile-above 2048``) and whole
+   (the default: scaled down to the model's ``max_eval_side``), on each of ``--backends``,
+   against the same process only loading the model and decoding the image: the difference is
+   what counting costs. ``before``: the same, with this version's two savings undone in the
+   child (tiles four to a forward pass, and the photo converted to float before it is
+   shrunk), so that before and after are measured by the same code on the same machine.
 2. On images small enough to run both ways (synthetic scenes of 2048x1536), the tiled count
    against the whole-image count. Needs a trained checkpoint to mean anything; without
    ``--checkpoint`` a randomly initialised CenterNet-R18 is used (memory only).
@@ -31,22 +36,32 @@ def child(args: argparse.Namespace) -> None:
     from maskfocal import Counter
 
     torch.set_num_threads(args.threads)
+    if args.before:
+        import maskfocal.inference.predictor as predictor
+        from maskfocal.data.transforms import fit_image, to_tensor
+
+        grouped = predictor._same_padded_size
+        predictor._same_padded_size = lambda sizes, batch: grouped(sizes, max(batch, 4))
+        predictor.fit_pixels = lambda pixels, side, scale: fit_image(to_tensor(pixels), side,
+                                                                     scale)
     counter = Counter.from_checkpoint(args.checkpoint, device="cpu", tile_size=args.tile_size,
-                                      tile_above=None if args.mode == "whole" else 2048)
-    counter.predictor.max_side = 1 << 30  # whole means whole: no scaling down
+                                      tile_above=None if args.mode == "whole" else 2048,
+                                      backend=args.backend)
     image = counter.read_image(args.image)
     start = time.perf_counter()
     count = None if args.mode == "load" else counter(image).count
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"mode": args.mode, "count": count, "seconds": round(seconds, 2),
-                      "peak_mb": round(peak_mb, 1)}))
+    print(json.dumps({"mode": args.mode, "backend": counter.predictor.backend, "count": count,
+                      "seconds": round(seconds, 2), "peak_mb": round(peak_mb, 1)}))
 
 
-def measure(mode: str, image: Path, args: argparse.Namespace) -> dict:
+def measure(mode: str, image: Path, args: argparse.Namespace, backend: str = "auto",
+            before: bool = False) -> dict:
     command = [sys.executable, __file__, "--child", mode, "--image", str(image),
                "--checkpoint", str(args.checkpoint), "--tile-size", str(args.tile_size),
-               "--threads", str(args.threads)]
+               "--threads", str(args.threads), "--backend", backend,
+               *(["--before"] if before else [])]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -71,26 +86,21 @@ def mosaic(width: int, height: int, folder: Path) -> Path:
     return path
 
 
-def random_checkpoint(folder: Path) -> Path:
-    from maskfocal.checkpoint import save_checkpoint
-    from maskfocal.config import load_config
-    from maskfocal.families import build_model
-
-    config = load_config(None, [])
-    path = folder / "random.pt"
-    save_checkpoint(path, {"model": build_model(config).state_dict(),
-                           "config": config.to_dict(), "threshold": config.decode.threshold})
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--checkpoint", type=Path, help="default: the shipped crowd-r18")
+    parser.add_argument("--backends", nargs="+", default=["torch", "auto"])
+    parser.add_argument("--skip-counts", action="store_true",
+                        help="memory only: leave out the tiled vs whole counts")
+    parser.add_argument("--out", type=Path,
+                        default=Path("benchmarks/results/tiling_memory.json"))
     parser.add_argument("--size", default="8000x6000", help="the huge image, WIDTHxHEIGHT")
     parser.add_argument("--tile-size", type=int, default=1024)
     parser.add_argument("--scenes", type=int, default=6, help="scenes for the count check")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--child", choices=["load", "tiled", "whole"], help=argparse.SUPPRESS)
+    parser.add_argument("--backend", default="auto", help=argparse.SUPPRESS)
+    parser.add_argument("--before", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--image", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -101,22 +111,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         if args.checkpoint is None:
-            args.checkpoint = random_checkpoint(folder)
-            print("no --checkpoint: a randomly initialised CenterNet-R18 (memory figures only)")
+            from maskfocal.pretrained import pretrained_path
+
+            args.checkpoint = pretrained_path("crowd-r18")
         huge = mosaic(width, height, folder)
-        load = measure("load", huge, args)
-        tiled = measure("tiled", huge, args)
-        print(f"{width}x{height}, tiles of {args.tile_size}: peak {tiled['peak_mb']:.0f} MB "
-              f"(model + decoded image alone: {load['peak_mb']:.0f} MB; counting adds "
-              f"{tiled['peak_mb'] - load['peak_mb']:.0f} MB), {tiled['count']} heads in "
-              f"{tiled['seconds']:.1f} s")
+        rows = []
+        for backend in args.backends:
+            load = measure("load", huge, args, backend)
+            for mode in ("tiled", "whole"):
+                for before in (True, False):
+                    found = measure(mode, huge, args, backend, before)
+                    rows.append({**found, "before": before, "load_mb": load["peak_mb"]})
+                    print(f"{width}x{height} {mode:5s} {found['backend']:5s} "
+                          f"{'before' if before else 'now   '}: peak {found['peak_mb']:.0f} MB "
+                          f"(model + decoded photo alone {load['peak_mb']:.0f} MB), "
+                          f"{found['count']} heads in {found['seconds']:.1f} s", flush=True)
+        args.out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "size": args.size,
+                                        "threads": args.threads, "date": time.strftime(
+                                            "%Y-%m-%d"), "runs": rows}, indent=1) + "\n")
+        if args.skip_counts:
+            return
 
         from maskfocal import Counter
         from maskfocal.data.synthetic import SyntheticConfig, generate_scene
 
         config = SyntheticConfig(width=2048, height=1536, max_count=2500)
         whole = Counter.from_checkpoint(args.checkpoint, device="cpu", tile_above=None)
-        whole.predictor.max_side = 1 << 30  # run whole, however large
         tiles = Counter.from_checkpoint(args.checkpoint, device="cpu", tile_above=0,
                                         tile_size=args.tile_size)
         pairs = []

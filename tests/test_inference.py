@@ -431,3 +431,18 @@ def test_count_takes_scale_auto_or_a_number_and_eval_checks_it(tmp_path, capsys)
     assert main(["eval", "--checkpoint", str(path), "--format", "synthetic",
                  "--scale", "zero"]) == 2
     assert "--scale" in capsys.readouterr().err
+
+
+def test_a_photo_is_shrunk_while_8_bit_within_one_grey_level_of_the_float_resize():
+    """Issue 56: a huge photo counted whole is scaled down before its float copy exists."""
+    from maskfocal.data.transforms import fit_image, fit_pixels, to_tensor
+
+    pixels = np.random.default_rng(0).integers(0, 255, (300, 500, 3), dtype=np.uint8)
+    for max_side, scale in ((200, 1.0), (200, 1.5), (2048, 1.5), (2048, 1.0)):
+        lean, lean_scale = fit_pixels(pixels, max_side, scale)
+        full, full_scale = fit_image(to_tensor(pixels), max_side, scale)
+        assert lean_scale == full_scale and lean.shape == full.shape and lean.dtype == full.dtype
+        if lean_scale >= 1:
+            assert torch.equal(lean, full)  # enlarged or as it is: the same path
+        else:
+            assert (lean - full).abs().max() <= 1 / 255 + 1e-6

@@ -116,6 +116,23 @@ def augment(sample: Sample, *, size: int, min_scale: float, max_scale: float, fl
     return sample
 
 
+def fit_pixels(pixels: np.ndarray, max_side: int, scale: float = 1.0) -> tuple[Tensor, float]:
+    """:func:`fit_image` of an (H, W, 3) uint8 photo, shrunk while still 8-bit where it is
+    shrunk: the float copy of an 8000 x 6000 photo alone is 576 MB, and antialiased bilinear
+    resizing of uint8 (channels-last, as the photo lies) is torch's fast path. Within one
+    grey level of resizing the float image, so the same heads to within that rounding."""
+    height, width = pixels.shape[:2]
+    scale = min(scale, max_side / max(height, width))
+    if scale >= 1:
+        image = to_tensor(pixels)
+        return (resize(image, scale) if scale != 1 else image), scale
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    batch = torch.from_numpy(np.require(pixels, np.uint8, ["C"])).permute(2, 0, 1)[None]
+    small = F.interpolate(batch, size=size, mode="bilinear", align_corners=False,
+                          antialias=True)[0]
+    return small.float().div_(255), scale
+
+
 def fit_image(image: Tensor, max_side: int, scale: float = 1.0) -> tuple[Tensor, float]:
     """A (3, H, W) image scaled by ``scale`` (test-time scale), and further down if its longer
     side would exceed ``max_side``; and the factor used (input pixels per original pixel)."""

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from maskfocal.data.training import pad_batch
-from maskfocal.data.transforms import fit_image, resize, to_tensor
+from maskfocal.data.transforms import fit_pixels, resize, to_tensor
 from maskfocal.decode import SCORE_FLOOR, Detections
 from maskfocal.device import check_backend, select_device
 from maskfocal.errors import MaskfocalError
@@ -232,7 +232,7 @@ class Predictor:
             elif self.scale_target is not None:
                 results[i] = self._find_auto(image, threshold, heatmaps, stop)
             else:
-                fitted[i] = fit_image(to_tensor(image), self.max_eval_side, self.input_scale)
+                fitted[i] = fit_pixels(image, self.max_eval_side, self.input_scale)
         sizes = {i: tuple(tensor.shape[-2:]) for i, (tensor, _) in fitted.items()}
         for indices in _same_padded_size(sizes, self.batch_size):
             _check(stop)
