@@ -44,10 +44,12 @@ def calibration_batches(predictor, train, count: int, crop: int, seed: int = 0):
             image = torch.nn.functional.interpolate(image, scale_factor=scale,
                                                     mode="bilinear", align_corners=False)
         height, width = image.shape[-2:]
-        side_h, side_w = min(crop, height // 32 * 32), min(crop, width // 32 * 32)
-        top = int(rng.integers(0, height - side_h + 1))
-        left = int(rng.integers(0, width - side_w + 1))
-        yield image[..., top:top + side_h, left:left + side_w].numpy().astype(np.float32)
+        top = int(rng.integers(0, max(height - crop, 0) + 1))
+        left = int(rng.integers(0, max(width - crop, 0) + 1))
+        window = torch.zeros(1, 3, crop, crop)  # one shape for every calibrator (a smaller
+        cut = image[..., top:top + crop, left:left + crop]  # photo padded, as counting pads)
+        window[..., :cut.shape[-2], :cut.shape[-1]] = cut
+        yield window.numpy()
 
 
 def speed(counter, images, repeats: int) -> float:
