@@ -1,5 +1,6 @@
-"""Static int8 (ONNX Runtime) against the float ONNX export of a model: each validation
-source's MAE at the model's own threshold, and images/s through the counter, same process.
+"""Static int8 (ONNX Runtime) against the float ONNX export of a model, and eager PyTorch beside
+them: each validation source's MAE at the model's own threshold, and images/s through the
+counter, same process.
 
     python -m experiments.int8 --checkpoint crowd-r18 --threads 2
 
@@ -107,7 +108,8 @@ def main() -> None:
         result["quantize_seconds"] = round(time.perf_counter() - started, 1)
         result["sizes_mb"] = {"float": round(exported.runner.path.stat().st_size / 1e6, 1),
                               "int8": round(int8_path.stat().st_size / 1e6, 1)}
-        predictors = {"float": exported,
+        predictors = {"torch": Predictor.from_checkpoint(path, device="cpu", backend="torch"),
+                      "float": exported,
                       "int8": Predictor.from_checkpoint(int8_path, device="cpu")}
         scored = {}
         for name, predictor in predictors.items():
@@ -134,7 +136,7 @@ def main() -> None:
                            and result["speedup"] >= RULE_SPEED)
     print("| file | " + " | ".join(moves) + " | images/s |")
     print("|---|" + "---|" * (len(moves) + 1))
-    for name in ("float", "int8"):
+    for name in ("torch", "float", "int8"):
         maes = " | ".join(f"{result['validation'][name]['per_source'][k]['mae']:.2f}"
                           for k in moves)
         print(f"| {name} | {maes} | {rates[name]:.2f} |")
