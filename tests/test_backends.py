@@ -98,6 +98,19 @@ def test_a_cache_that_cannot_be_written(default_backend, tmp_path, capsys):
     assert "MASKFOCAL_CACHE" in error[-1] and "Traceback" not in "\n".join(error)
 
 
+def test_a_missing_or_damaged_checkpoint_is_one_line_on_the_default_backend(default_backend,
+                                                                           tmp_path, capsys):
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(image)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    for checkpoint in (tmp_path / "missing.pt", garbage, tmp_path):
+        capsys.readouterr()
+        assert main(["count", str(image), "--checkpoint", str(checkpoint)]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("maskfocal") and "\n" not in error and "Traceback" not in error
+
+
 def test_backend_errors_are_one_line(tmp_path, monkeypatch, capsys):
     ck = checkpoint(tmp_path, threshold=0.09)
     onnx_path = tmp_path / "model.onnx"

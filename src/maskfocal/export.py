@@ -148,7 +148,8 @@ def open_backend(path: str | Path, device: torch.device, backend: str | None = N
             raise MaskfocalError(f"{path}: an ONNX export runs with ONNX Runtime only (use "
                                  "--backend onnx or auto, or count its .pt or .safetensors)")
         return load_backend(path, device)
-    if backend == "torch" or (backend == "auto" and device.type != "cpu"):
+    if (backend == "torch" or (backend == "auto" and device.type != "cpu")
+            or not Path(path).is_file()):  # no file: the loader's one-line error
         return load_backend(path, device)
     cached = cached_onnx(path)
     if cached.is_file():
