@@ -104,9 +104,9 @@ def test_a_missing_or_damaged_checkpoint_is_one_line_on_the_default_backend(defa
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(image)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    for checkpoint in (tmp_path / "missing.pt", garbage, tmp_path):
+    for given in (tmp_path / "missing.pt", garbage, tmp_path):
         capsys.readouterr()
-        assert main(["count", str(image), "--checkpoint", str(checkpoint)]) == 2
+        assert main(["count", str(image), "--checkpoint", str(given)]) == 2
         error = capsys.readouterr().err.strip()
         assert error.startswith("maskfocal") and "\n" not in error and "Traceback" not in error
 
