@@ -101,6 +101,21 @@ def test_counts_equal_maskfocal_count_and_bad_files_are_rows(archive, local_ray,
     assert json.loads((out / MARKER).read_text())["tile_above"] == 256
 
 
+def test_onnx_runtime_counts_the_archive_as_pytorch_does(archive, local_ray, tmp_path,
+                                                         monkeypatch, capsys):
+    """Issue 56: the driver exports once and sends the export to its CPU actors, whose counts
+    equal eager PyTorch's."""
+    monkeypatch.setenv("MASKFOCAL_CACHE", str(tmp_path / "cache"))
+    _root, folder, ck = archive
+    out = tmp_path / "results"
+    count_archive(folder, out, ck, workers=2, batch_size=3, progress=False, backend="onnx",
+                  **TILED)
+    rows = {r["path"]: r["count"] for r in read_results(out).to_pylist()}
+    single = _cli_counts(capsys, folder, ck)  # eager PyTorch: the suite's default
+    assert {p: rows[p] for p in single} == single
+    assert len(list((tmp_path / "cache" / "onnx").iterdir())) == 1
+
+
 def test_a_second_run_counts_only_what_is_missing(archive, local_ray, tmp_path, monkeypatch):
     import maskfocal.archive
 
