@@ -200,4 +200,4 @@ def test_the_service_counts_with_the_backend_it_is_given(default_backend, tmp_pa
         service = CountingService(ServeSettings(checkpoint=str(ck), backend=backend))
         answers[backend] = service.count_now(crowd_image(), None, False)["count"]
         assert service.health()["backend"] == ("torch" if backend else "onnx")
-    assert answers["torch"] == answers[None]
+    assert answers["torch"] == answers[None] > 0
