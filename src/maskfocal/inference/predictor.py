@@ -25,7 +25,7 @@ from tqdm import tqdm
 from maskfocal.data.training import pad_batch
 from maskfocal.data.transforms import fit_pixels, resize, to_tensor
 from maskfocal.decode import SCORE_FLOOR, Detections
-from maskfocal.device import check_backend, select_device
+from maskfocal.device import select_device
 from maskfocal.errors import MaskfocalError
 from maskfocal.families import DetectorSpec, family_for
 from maskfocal.structures import AnnotatedImage
@@ -122,12 +122,11 @@ class Predictor:
             changes["scale"] = changes.pop("input_scale")
         from maskfocal.export import open_backend
 
-        check_backend(backend)
-        InferenceOptions().replace(**changes)  # checked before the model loads
-        backend = open_backend(path, select_device(device), backend)
-        return cls(backend.model, backend.spec, backend.options.replace(**changes),
-                   backend.device, runner=backend.runner, merge_radius=merge_radius,
-                   batch_size=batch_size, progress=progress, saved_config=backend.saved_config)
+        InferenceOptions().replace(**changes)  # checked before the model loads (the backend
+        loaded = open_backend(path, select_device(device), backend)  # is, in open_backend)
+        return cls(loaded.model, loaded.spec, loaded.options.replace(**changes),
+                   loaded.device, runner=loaded.runner, merge_radius=merge_radius,
+                   batch_size=batch_size, progress=progress, saved_config=loaded.saved_config)
 
     @property
     def config(self):
