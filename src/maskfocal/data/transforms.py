@@ -123,9 +123,8 @@ def fit_pixels(pixels: np.ndarray, max_side: int, scale: float = 1.0) -> tuple[T
     grey level of resizing the float image, so the same heads to within that rounding."""
     height, width = pixels.shape[:2]
     scale = min(scale, max_side / max(height, width))
-    if scale >= 1:
-        image = to_tensor(pixels)
-        return (resize(image, scale) if scale != 1 else image), scale
+    if scale >= 1:  # enlarged or as it is: no float copy to save
+        return fit_image(to_tensor(pixels), max_side, scale)
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
     batch = torch.from_numpy(np.require(pixels, np.uint8, ["C"])).permute(2, 0, 1)[None]
     small = F.interpolate(batch, size=size, mode="bilinear", align_corners=False,
