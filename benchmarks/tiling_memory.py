@@ -7,9 +7,10 @@
    8000x6000 JPEG (a mosaic of synthetic scenes) in tiles (``--tile-above 2048``) and whole
    (the default: scaled down to the model's ``max_eval_side``), on each of ``--backends``,
    against the same process only loading the model and decoding the image: the difference is
-   what counting costs. ``before``: the same, with this version's two savings undone in the
-   child (tiles four to a forward pass, and the photo converted to float before it is
-   shrunk), so that before and after are measured by the same code on the same machine.
+   what counting costs. ``before``: the same, with issue 56's savings undone in the child
+   (tiles four to a forward pass, the photo converted to float before it is shrunk,
+   torchvision imported, the decoded photo copied whole through ``tobytes()``), so that
+   before and after are measured by the same code on the same machine.
 2. On images small enough to run both ways (synthetic scenes of 2048x1536), the tiled count
    against the whole-image count. Needs a trained checkpoint to mean anything; without
    ``--checkpoint`` a randomly initialised CenterNet-R18 is used (memory only).
@@ -37,13 +38,17 @@ def child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     if args.before:
+        import torchvision  # noqa: F401  (imported by every counting path before)
+
         import maskfocal.inference.predictor as predictor
+        import maskfocal.structures as structures
         from maskfocal.data.transforms import fit_image, to_tensor
 
         grouped = predictor._same_padded_size
         predictor._same_padded_size = lambda sizes, batch: grouped(sizes, max(batch, 4))
         predictor.fit_pixels = lambda pixels, side, scale: fit_image(to_tensor(pixels), side,
                                                                      scale)
+        structures._rows_to_array = np.asarray  # the photo as one tobytes() copy
     counter = Counter.from_checkpoint(args.checkpoint, device="cpu", tile_size=args.tile_size,
                                       tile_above=None if args.mode == "whole" else 2048,
                                       backend=args.backend)
@@ -117,10 +122,12 @@ def main() -> None:
         huge = mosaic(width, height, folder)
         rows = []
         for backend in args.backends:
-            load = measure("load", huge, args, backend)
+            loads = {before: measure("load", huge, args, backend, before)
+                     for before in (True, False)}
             for mode in ("tiled", "whole"):
                 for before in (True, False):
                     found = measure(mode, huge, args, backend, before)
+                    load = loads[before]
                     rows.append({**found, "before": before, "load_mb": load["peak_mb"]})
                     print(f"{width}x{height} {mode:5s} {found['backend']:5s} "
                           f"{'before' if before else 'now   '}: peak {found['peak_mb']:.0f} MB "

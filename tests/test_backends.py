@@ -201,3 +201,22 @@ def test_the_service_counts_with_the_backend_it_is_given(default_backend, tmp_pa
         answers[backend] = service.count_now(crowd_image(), None, False)["count"]
         assert service.health()["backend"] == ("torch" if backend else "onnx")
     assert answers["torch"] == answers[None] > 0
+
+
+def test_counting_through_onnx_runtime_leaves_torchvision_unimported(default_backend, tmp_path):
+    """Its import costs 160 MB resident (torchvision pulls in torch._dynamo); counting with an
+    export needs neither (the torch backend and training do, and import it where used)."""
+    import subprocess
+    import sys
+
+    ck = checkpoint(tmp_path, "model.neck_channels=32")
+    Counter.from_checkpoint(ck, device="cpu")  # exported into the cache here
+    program = ("import sys, numpy as np; from maskfocal import Counter; "
+               f"counter = Counter.from_checkpoint({str(ck)!r}, device='cpu'); "
+               "assert counter.predictor.backend == 'onnx'; "
+               "counter(np.zeros((64, 96, 3), np.uint8)); "
+               "print(sorted({m.split('.')[0] for m in sys.modules} & {'torchvision', 'timm'}),"
+               " 'torch._dynamo' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["[]", "False"]

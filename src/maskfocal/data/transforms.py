@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
 from .negatives import head_free_window
@@ -85,6 +84,8 @@ def hflip(sample: Sample) -> Sample:
 
 def color_jitter(image: Tensor, strength: float, rng: np.random.Generator) -> Tensor:
     """Brightness, contrast and saturation each scaled by a factor in [1 - s, 1 + s]."""
+    import torchvision.transforms.v2.functional as TF
+
     low, high = max(0.0, 1 - strength), 1 + strength
     image = TF.adjust_brightness(image, float(rng.uniform(low, high)))
     image = TF.adjust_contrast(image, float(rng.uniform(low, high)))

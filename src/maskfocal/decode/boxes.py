@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.models.detection.image_list import ImageList
 
 from maskfocal.errors import MaskfocalError
 
@@ -47,6 +46,8 @@ def box_postprocess(model: nn.Module, head_outputs: dict[str, Tensor],
                     image_size: tuple[int, int], batch: int, strides: Sequence[int]
                     ) -> list[dict[str, Tensor]]:
     """torchvision's FCOS/RetinaNet inference after the heads: anchors, decode, NMS."""
+    from torchvision.models.detection.image_list import ImageList
+
     sizes = feature_sizes(*image_size, list(strides))
     images = ImageList(torch.empty(batch, 0, *image_size), [image_size] * batch)
     features = [torch.empty(batch, 0, h, w) for h, w in sizes]

@@ -85,9 +85,16 @@ def non_finite_weights(path: str | Path) -> list[str]:
     from onnx import numpy_helper
 
     model = onnx.load(str(path), load_external_data=False)
-    return [tensor.name for tensor in model.graph.initializer
-            if np.issubdtype((values := numpy_helper.to_array(tensor)).dtype, np.floating)
-            and not np.isfinite(values).all()]
+    damaged = []
+    for tensor in model.graph.initializer:
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+        if not np.issubdtype(dtype, np.floating):
+            continue
+        values = (np.frombuffer(tensor.raw_data, dtype) if tensor.raw_data  # no copy
+                  else numpy_helper.to_array(tensor))
+        if not np.isfinite(values).all():
+            damaged.append(tensor.name)
+    return damaged
 
 
 class OnnxRunner:
@@ -111,11 +118,16 @@ class OnnxRunner:
             providers.insert(0, "CUDAExecutionProvider")
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()  # as many as eager PyTorch
-        try:
+        try:  # the weights are read before the session exists: the two peaks do not add up
+            damaged = non_finite_weights(path)
             self.session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as error:  # ORT raises its own Fail/InvalidGraph/... types
+        except Exception as error:  # onnx's DecodeError, ORT's own Fail/InvalidGraph/...
             raise MaskfocalError(f"{path}: not a readable ONNX model "
                                  f"({str(error).splitlines()[0][:200]})") from None
+        if damaged:
+            raise MaskfocalError(f"{path}: {len(damaged)} weight tensors hold NaN or infinity "
+                                 f"(first: {damaged[0]}); export the model again from a "
+                                 "sound checkpoint")
         metadata = self.session.get_modelmeta().custom_metadata_map
         if "config" not in metadata:
             raise MaskfocalError(f"{path}: an ONNX model without maskfocal metadata (export "
@@ -130,11 +142,6 @@ class OnnxRunner:
             raise MaskfocalError(f"{path}: damaged maskfocal metadata ({error})") from None
         self.spec, self.options = read_saved(saved, path)
         self.saved_config = saved
-        damaged = non_finite_weights(path)
-        if damaged:
-            raise MaskfocalError(f"{path}: {len(damaged)} weight tensors hold NaN or infinity "
-                                 f"(first: {damaged[0]}); export the model again from a "
-                                 "sound checkpoint")
         self.family = family_for(self.spec)
         self.model = self.family.decoder().eval()  # decoding only: no network, no weights
 

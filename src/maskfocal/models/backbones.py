@@ -17,9 +17,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import Tensor, nn
-from torchvision.models.feature_extraction import create_feature_extractor
 
 from maskfocal.errors import MaskfocalError
 
@@ -50,6 +48,8 @@ def resolve_weights(name: str, weights: str | None):
     """The torchvision weight enum for ``weights``, or None (random init or a local file)."""
     if weights is None or Path(weights).suffix in (".pth", ".pt"):
         return None
+    import torchvision
+
     try:
         if weights == "DEFAULT":
             return torchvision.models.get_model_weights(name).DEFAULT
@@ -64,6 +64,8 @@ def build_classifier(name: str, weights: str | None = None) -> nn.Module:
     if name not in RETURN_NODES:
         raise MaskfocalError(f"unknown torchvision backbone {name!r}; choose one of: "
                              f"{', '.join(RETURN_NODES)}")
+    import torchvision
+
     enum = resolve_weights(name, weights)
     try:
         model = torchvision.models.get_model(name, weights=enum)
@@ -131,6 +133,8 @@ class Backbone(nn.Module):
             return
         if imagenet:
             check_imagenet(name)
+        from torchvision.models.feature_extraction import create_feature_extractor
+
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
         self.body = create_feature_extractor(build_classifier(name, weights), RETURN_NODES[name])
         self.out_channels = self._channels()
