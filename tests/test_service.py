@@ -65,9 +65,60 @@ def test_health_and_openapi(client):
     spec = client.get("/openapi.json").json()
     assert "/api/count" in spec["paths"]
     body = spec["paths"]["/api/count"]["post"]
-    assert {p["name"] for p in body["parameters"]} == {"threshold", "overlay"}
-    for page in ("/docs", "/redoc"):  # they would load Swagger/ReDoc from a CDN: not served
-        assert client.get(page).status_code == 404
+    assert {p["name"] for p in body["parameters"]} == {"threshold", "overlay", "floor",
+                                                       "model"}
+    for page, script in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        html = client.get(page)
+        assert html.status_code == 200 and "http://" not in html.text.replace(
+            "http://www.w3.org", "")  # SVG's namespace is a name, not a request
+        assert "https://" not in html.text  # no CDN: the scripts come from this server
+        source = next(line for line in html.text.splitlines() if script in line)
+        url = source.split('src="')[1].split('"')[0] if 'src="' in source else \
+            source.split("'")[1]
+        assert client.get(url).status_code == 200
+
+
+def test_models_lists_the_shipped_and_the_started_checkpoint_and_a_request_picks_one(client):
+    from maskfocal.pretrained import MODELS
+
+    listed = client.get("/api/models").json()
+    assert listed["default"] == "tiny.pt"
+    names = [m["name"] for m in listed["models"]]
+    assert names == [*MODELS, "tiny.pt"]
+    tiny = listed["models"][-1]
+    assert tiny["threshold"] == pytest.approx(0.3) and tiny["loaded"]
+    assert all(m["threshold"] is not None for m in listed["models"])
+    data = crowd_image()
+    assert post(client, data).json()["model"] == "tiny.pt"
+    other = post(client, data, model="crowd-r18")
+    assert other.status_code == 200, other.text
+    assert other.json()["model"] == "crowd-r18"
+    assert other.json()["threshold"] == pytest.approx(listed["models"][0]["threshold"])
+    assert client.get("/api/models").json()["models"][0]["loaded"]
+    refused = post(client, data, model="nope")
+    assert refused.status_code == 400
+    assert refused.json()["error"] == ("model: no model 'nope' here; choose one of: "
+                                       f"{', '.join(names)}")
+
+
+def test_floor_answers_the_candidates_that_count_like_the_api_at_each_threshold(client):
+    data = crowd_image("PNG", (320, 240), seed=3)
+    answer = post(client, data, threshold=0.3, floor=0.05).json()
+    candidates = answer["candidates"]
+    assert candidates["floor"] == 0.05
+    scores = np.array(candidates["scores"])
+    assert (scores >= 0.05).all() and candidates["count"] == len(scores)
+    assert answer["count"] == int((scores >= 0.3).sum())
+    counts = set()
+    for threshold in (0.05, 0.1, 0.2, 0.3):
+        direct = post(client, data, threshold=threshold).json()
+        assert direct["count"] == int((scores >= threshold).sum())
+        counts.add(direct["count"])
+    assert len(counts) > 1  # the thresholds were not all alike
+    for floor, says in ((0.3, "floor: 0.3 must be below the threshold 0.3"),
+                        (0.0, "floor: Input should be greater than 0")):
+        refused = post(client, data, threshold=0.3, floor=floor)
+        assert refused.status_code == 400 and refused.json()["error"] == says
 
 
 def test_allowed_hosts_restrict_the_host_header(checkpoint):

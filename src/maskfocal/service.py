@@ -2,7 +2,9 @@
 
 An ASGI app (FastAPI, served by uvicorn): ``POST /api/count`` takes one image (multipart field
 ``image``: JPEG, PNG or WebP) and answers JSON; ``GET /`` is a page that sends photos there and
-shows each overlay; ``GET /healthz`` says the worker is up; ``/docs`` is the OpenAPI page.
+draws each photo's heads, zones and lines; ``GET /api/models`` lists the models a request may
+name; ``GET /healthz`` says the worker is up; ``/docs`` and ``/redoc`` are the OpenAPI pages
+(served from the fastapi-offline wheel, no CDN).
 
 What keeps it alive, per worker process (each loads the model once):
 
@@ -192,32 +194,84 @@ def _model_name(checkpoint: str | None) -> str:
     return DEFAULT_MODEL if checkpoint is None else Path(checkpoint).name
 
 
+def model_files(checkpoint: str | None) -> dict[str, Path]:
+    """The models a server can count with, by the name its answers give them: the shipped
+    models, and the checkpoint it was started with (which wins a clash of names)."""
+    from maskfocal.pretrained import MODELS, pretrained_path
+
+    files = {name: pretrained_path(name) for name in MODELS}
+    if checkpoint is not None:
+        files[_model_name(checkpoint)] = Path(checkpoint)
+    return files
+
+
 class CountingService:
-    """One worker's counting, without the web framework: a :class:`~maskfocal.Counter`
-    loaded once, at most ``max_in_flight`` images counted at once, at most ``max_waiting``
-    waiting for a turn, each request within ``timeout_s``. Refusals are :class:`UploadError`.
+    """One worker's counting, without the web framework: a :class:`~maskfocal.Counter` per
+    model (the default loaded at once, any other the first time a request names it), at most
+    ``max_in_flight`` images counted at once, at most ``max_waiting`` waiting for a turn, each
+    request within ``timeout_s``. Refusals are :class:`UploadError`.
     """
 
     def __init__(self, settings: ServeSettings, counter=None) -> None:
-        from maskfocal.inference import Counter
-
         settings.check()
         if settings.threads:
             import torch
 
             torch.set_num_threads(settings.threads)
-        if counter is None:
-            options = {"device": settings.device, "backend": settings.backend,
-                       **settings.inference}
-            counter = Counter.from_checkpoint(settings.checkpoint, **options) \
-                if settings.checkpoint else Counter.from_pretrained(**options)
         self.settings = settings
-        self.counter = counter
         self.model_name = _model_name(settings.checkpoint)
+        self.files = model_files(settings.checkpoint)
+        self.counters = {self.model_name: counter or self._load(self.model_name)}
+        self.loading = threading.Lock()
         self.executor = ThreadPoolExecutor(max_workers=settings.max_in_flight,
                                            thread_name_prefix="maskfocal-count")
         self.slots = asyncio.Semaphore(settings.max_in_flight)
         self.state = {"in_flight": 0, "waiting": 0, "served": 0}
+
+    @property
+    def counter(self):
+        """The default model's counter."""
+        return self.counters[self.model_name]
+
+    def _load(self, name: str):
+        from maskfocal.inference import Counter
+
+        settings = self.settings
+        return Counter.from_checkpoint(self.files[name], device=settings.device,
+                                       backend=settings.backend, **settings.inference)
+
+    def counter_for(self, name: str | None):
+        """The counter of model ``name`` (None: the default), loaded the first time (each
+        model a worker has loaded stays in its memory: about 200 MB)."""
+        name = name or self.model_name
+        if name not in self.files:
+            raise UploadError(400, f"model: no model {name!r} here; choose one of: "
+                                   f"{', '.join(self.files)}")
+        with self.loading:
+            if name not in self.counters:
+                self.counters[name] = self._load(name)
+        return self.counters[name]
+
+    def models(self) -> dict:
+        """``GET /api/models``: the default, and each model's name, score threshold and
+        whether this worker holds it already (a threshold is read from the file's config,
+        without building the network)."""
+        from maskfocal.checkpoint import load_checkpoint
+        from maskfocal.inference.options import InferenceOptions
+
+        listed = []
+        for name, path in self.files.items():
+            if name in self.counters:
+                threshold = self.counters[name].threshold
+            else:
+                try:
+                    config = load_checkpoint(path)["config"]
+                    threshold = InferenceOptions.from_saved(config).threshold
+                except MaskfocalError:  # not loadable: a request naming it says why
+                    threshold = None
+            listed.append({"name": name, "threshold": threshold,
+                           "loaded": name in self.counters})
+        return {"default": self.model_name, "models": listed}
 
     def health(self) -> dict:
         from maskfocal import __version__
@@ -226,19 +280,32 @@ class CountingService:
                 "backend": self.counter.predictor.backend, **self.state}
 
     def count_now(self, data: bytes, threshold: float | None, overlay: bool,
-                  stop: threading.Event | None = None, zones=None) -> dict:
+                  stop: threading.Event | None = None, zones=None, floor: float | None = None,
+                  model: str | None = None) -> dict:
         """Decode and count one upload (in a worker thread): the answer's fields. ``stop``
         set (the request timed out) ends the count before its next forward pass. ``zones``
-        (:class:`~maskfocal.zones.Zones`): heads per zone too."""
+        (:class:`~maskfocal.zones.Zones`): heads per zone too. ``floor`` (below the
+        threshold): also every head scored at least that (``candidates``), so that a client
+        can count at any threshold from the floor up without asking again. ``model``: a
+        name :meth:`models` lists (None: the default)."""
         from maskfocal.inference.predictor import Stopped
 
         started = time.perf_counter()
+        counter = self.counter_for(model)
         pixels = decode_upload(data, self.settings)
-        threshold = self.counter.threshold if threshold is None else threshold
-        heatmap = overlay and self.counter.has_heatmap
+        threshold = counter.threshold if threshold is None else threshold
+        if floor is not None and floor >= threshold:
+            raise UploadError(400, f"floor: {floor:g} must be below the threshold "
+                                   f"{threshold:g}")
+        heatmap = overlay and counter.has_heatmap
         try:
-            result = self.counter(pixels, threshold=threshold, return_heatmap=heatmap,
-                                  stop=stop, zones=zones)
+            if floor is None:
+                result = counter(pixels, threshold=threshold, return_heatmap=heatmap,
+                                 stop=stop, zones=zones)
+            else:
+                result, candidates = counter.with_candidates(
+                    pixels, floor / threshold, threshold=threshold, return_heatmap=heatmap,
+                    zones=zones, stop=stop)
         except Stopped:
             raise
         except MaskfocalError as error:  # a zone that does not fit this image
@@ -248,19 +315,26 @@ class CountingService:
         from maskfocal.inference.records import CountRecord
 
         answer = CountRecord(result, width=int(pixels.shape[1]), height=int(pixels.shape[0]),
-                             model=self.model_name, threshold=float(threshold)).to_json(
-            points=True, scores=True, boxes=True, size=True, provenance=True)
+                             model=model or self.model_name, threshold=float(threshold)
+                             ).to_json(points=True, scores=True, boxes=True, size=True,
+                                       provenance=True)
+        if floor is not None:
+            answer["candidates"] = {"floor": floor, **CountRecord(candidates).to_json(
+                points=True, scores=True)}
         if overlay:
             answer["overlay_png"] = overlay_png(pixels, result, zones)
         answer["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
         return answer
 
     async def count(self, upload, threshold: float | None, overlay: bool,
-                    zones: str | None = None) -> dict:
+                    zones: str | None = None, floor: float | None = None,
+                    model: str | None = None) -> dict:
         """Read the upload (an object with ``async read(n)``), wait for a turn, count it in
         the thread pool; busy (503), too large (413) and too slow (504) are refusals."""
         settings, state = self.settings, self.state
         deadline = time.monotonic() + settings.timeout_s
+        if model is not None and model not in self.files:
+            self.counter_for(model)  # the 400 naming the choices, before the upload is read
         if zones:
             from maskfocal.zones import zones_from_json
 
@@ -292,7 +366,7 @@ class CountingService:
         state["in_flight"] += 1
         stop = threading.Event()
         future = asyncio.get_running_loop().run_in_executor(
-            self.executor, self.count_now, data, threshold, overlay, stop, zones)
+            self.executor, self.count_now, data, threshold, overlay, stop, zones, floor, model)
 
         def finished(_):
             state["in_flight"] -= 1
@@ -331,6 +405,19 @@ def _schemas():
             None, description="with a zones field: heads in each named zone")
         density: dict[str, float] | None = Field(
             None, description="with zones and a ground scale: people per square metre")
+        candidates: dict | None = Field(
+            None, description='with floor: {"floor", "count", "points", "scores"} of every '
+                              "head scored at least the floor (a superset of points)")
+
+    class Model(BaseModel):
+        name: str = Field(description="what a request's model field names")
+        threshold: float | None = Field(description="its calibrated score threshold")
+        loaded: bool = Field(description="held by this worker already (else loaded on "
+                                         "first use)")
+
+    class Models(BaseModel):
+        default: str
+        models: list[Model]
 
     class Health(BaseModel):
         status: str
@@ -340,28 +427,25 @@ def _schemas():
         waiting: int
         served: int
 
-    return CountResponse, Health
+    return CountResponse, Health, Models
 
 
 def create_app(settings: ServeSettings | None = None, counter=None):
     """The app of one worker (loads the model now, or uses ``counter``): routes that hand
     each request to a :class:`CountingService`, and JSON for every error."""
-    from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+    from fastapi import File, Form, Query, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse
     from fastapi.staticfiles import StaticFiles
+    from fastapi_offline import FastAPIOffline
     from starlette.exceptions import HTTPException
 
     from maskfocal import __version__
 
     settings = settings or ServeSettings()
     service = CountingService(settings, counter)
-    CountResponse, Health = _schemas()
-    app = FastAPI(
-        # /docs and /redoc would load their scripts from a CDN, which a closed network cannot
-        # reach and a careful one should not: the schema is at /openapi.json, the fields in
-        # docs/usage.md
-        docs_url=None, redoc_url=None,
+    CountResponse, Health, Models = _schemas()
+    app = FastAPIOffline(  # FastAPI whose /docs and /redoc load no script from a CDN
         title="maskfocal", version=__version__,
         description="Count people in images by detecting their heads. Limits per worker: "
                     f"uploads up to {settings.max_upload_bytes:,} bytes, images up to "
@@ -404,6 +488,10 @@ def create_app(settings: ServeSettings | None = None, counter=None):
     async def healthz():
         return Health(**service.health())
 
+    @app.get("/api/models", response_model=Models, summary="the models a request may name")
+    async def models():
+        return Models(**await asyncio.get_running_loop().run_in_executor(None, service.models))
+
     @app.post("/api/count", response_model=CountResponse, response_model_exclude_none=False,
               summary="count the heads in one image",
               responses={400: {"description": "not an image, damaged, truncated or empty"},
@@ -424,12 +512,21 @@ def create_app(settings: ServeSettings | None = None, counter=None):
                 include_in_schema=False)] = None,
             overlay_form: Annotated[bool | None, Form(
                 alias="overlay", include_in_schema=False)] = None,
+            floor: Annotated[float | None, Query(
+                gt=0, lt=1, allow_inf_nan=False,
+                description="also answer every head scored at least this (below the "
+                            "threshold) as candidates, to count at other thresholds "
+                            "without asking again")] = None,
+            model: Annotated[str | None, Query(
+                max_length=200, description="a model /api/models lists (default: the "
+                                            "server's)")] = None,
             zones: Annotated[str | None, Form(
                 description='a zone file\'s JSON, polygons only: {"zones": [{"name": ..., '
                             '"polygon": [[x, y], ...]}], "ground": {...}}; the answer '
                             "gains heads (and people per m²) per zone")] = None):
         return await service.count(image, threshold if threshold is not None
-                                   else threshold_form, overlay or bool(overlay_form), zones)
+                                   else threshold_form, overlay or bool(overlay_form), zones,
+                                   floor, model)
 
     web = resources.files("maskfocal") / "web"
     app.mount("/static", StaticFiles(directory=str(web)), name="static")

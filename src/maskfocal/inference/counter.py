@@ -223,8 +223,8 @@ class Counter:
         return flow.update(index, seconds, result, pixels.shape[:2], candidates)
 
     def with_candidates(self, image, share: float, *, threshold: float | None = None,
-                        return_heatmap: bool = False, zones: Zones | None = None
-                        ) -> tuple[CountResult, CountResult]:
+                        return_heatmap: bool = False, zones: Zones | None = None,
+                        stop=None) -> tuple[CountResult, CountResult]:
         """One image counted as ``self(image, ...)`` counts it, and its candidates: every head
         scored at least ``share`` of the threshold (a superset; a tracker keeps tracks alive
         on them). Decoding keeps the higher-scored head wherever two compete, so the heads
@@ -236,7 +236,8 @@ class Counter:
             zones = load_zones(zones)
         if zones is not None:
             zones.check(*pixels.shape[:2])
-        found = self(pixels, threshold=threshold * share, return_heatmap=return_heatmap)
+        found = self(pixels, threshold=threshold * share, return_heatmap=return_heatmap,
+                     stop=stop)
         keep = found.scores >= threshold
         result = CountResult(int(keep.sum()), found.points[keep], found.scores[keep],
                              None if found.boxes is None else found.boxes[keep], found.heatmap)
