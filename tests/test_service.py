@@ -341,7 +341,8 @@ def test_page_is_served_without_external_resources(client):
     assert "http://" not in page.text and "https://" not in page.text
     script = client.get("/static/app.js")
     assert script.status_code == 200 and "/api/count" in script.text
-    assert "http" not in script.text.replace("response", "")
+    assert "http" not in script.text.replace("response", "").replace(
+        '"http://www.w3.org/2000/svg"', "")  # SVG's namespace: a name, never fetched
 
 
 def test_serve_cli_refuses_a_taken_port_and_a_missing_checkpoint(capsys):
@@ -378,51 +379,160 @@ def test_load_on_loopback_every_request_answered_memory_bounded(checkpoint, work
 # --- the page in a real browser ---------------------------------------------------------------
 
 
-ZONES_TEXT = ('{"zones": [{"name": "left", "polygon": [[0, 0], [160, 0], [160, 240], [0, 240]]},'
-              ' {"name": "top", "polygon": [[0, 0], [320, 0], [320, 80], [0, 80]]}]}')
+def _click_at(driver, element, x: float, y: float, size: tuple[int, int]) -> None:
+    """A real mouse click on ``element`` (a photo's drawing layer) at image pixel (x, y)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    width, height = element.size["width"], element.size["height"]
+    ActionChains(driver).move_to_element_with_offset(  # offsets from the element's centre
+        element, round(x / size[0] * width - width / 2),
+        round(y / size[1] * height - height / 2)).click().perform()
+
+
+def _draw(driver, kind: str, name: str, corners, size, side: str | None = None) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    driver.find_element(By.ID, f"draw-{kind}").click()
+    field = driver.find_element(By.ID, "shape-name")
+    field.clear()
+    field.send_keys(name)
+    if side is not None:
+        Select(driver.find_element(By.ID, "line-in")).select_by_value(side)
+    layer = driver.find_element(By.CSS_SELECTOR, ".card.done svg")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", layer)
+    for x, y in corners:
+        _click_at(driver, layer, x, y, size)
+    driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ENTER)  # Enter finishes it
 
 
 @pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
                     reason="no Chromium/ChromeDriver (Debian: apt-get install chromium "
                            "chromium-driver; `make browser`)")
-def test_page_in_headless_chromium_counts_like_the_api(checkpoint, tmp_path):
+def test_page_in_headless_chromium_draws_zones_and_counts_like_the_api(tmp_path, capsys):
+    """Issue 57: the shipped model on a synthetic crowd, as a user would: the count and its
+    range, the slider against the API at each threshold, two zones and a line drawn with the
+    mouse against the API and `count --zones` with the downloaded file, the file loaded back,
+    the CSV's zone columns, /docs offline, and not one request leaving the server."""
     pytest.importorskip("selenium", reason="the browser test needs selenium")
+    import csv
+    import json
+
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    from maskfocal.cli import main
+
+    size = (640, 480)
     photo = tmp_path / "synthetic crowd.png"
-    photo.write_bytes(crowd_image("PNG", (320, 240), seed=7))
-    with Server("--checkpoint", str(checkpoint)) as server:
-        status, api = post_url(server.url, photo.read_bytes(), query="?overlay=true")
-        assert status == 200
-        driver = chromium(tmp_path / "profile", (1100, 800))
+    photo.write_bytes(crowd_image("PNG", size, seed=11))
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    with Server() as server:  # the default shipped model
+        driver = chromium(tmp_path / "profile", (1000, 1750))
         try:
+            driver.execute_cdp_cmd("Page.setDownloadBehavior",
+                                   {"behavior": "allow", "downloadPath": str(downloads)})
             driver.get(server.url + "/")
+            WebDriverWait(driver, 30).until(
+                lambda d: d.find_element(By.ID, "model").is_enabled())
+            options = [o.get_attribute("value") for o in
+                       driver.find_elements(By.CSS_SELECTOR, "#model option")]
+            assert options == ["crowd-r18", "crowd-lite0"]
             driver.find_element(By.ID, "files").send_keys(str(photo))
-            card = WebDriverWait(driver, 60).until(
+            card = WebDriverWait(driver, 120).until(
                 lambda d: d.find_element(By.CSS_SELECTOR, ".card.done"))
+            status, api = post_url(server.url, photo.read_bytes(), query="?floor=0.01")
+            assert status == 200 and api["model"] == "crowd-r18"
+            threshold = api["threshold"]
             shown = int(card.find_element(By.CSS_SELECTOR, ".count").get_attribute("data-count"))
-            assert card.find_element(By.TAG_NAME, "img").get_attribute("src").startswith(
-                "data:image/png;base64,")
-            assert not driver.find_element(By.ID, "csv").get_property("disabled")
+            assert shown == api["count"] > 5
+            assert "crowd-r18" in card.find_element(By.CSS_SELECTOR, ".name").text
+            scores = np.array(api["candidates"]["scores"])
+            low, high = ((scores >= threshold + d - 1e-9).sum() for d in (0.05, -0.05))
+            assert card.find_element(By.CSS_SELECTOR, ".range").text.startswith(
+                f"{low}–{high} within threshold ±0.05")
+            assert card.find_element(By.TAG_NAME, "img").get_attribute("alt") == (
+                f"synthetic crowd.png: {shown} heads marked at threshold {threshold:.2f}")
+            # the slider counts locally what the API counts at that threshold
+            slider = card.find_element(By.CSS_SELECTOR, "input[type=range]")
+            for value in (round(threshold - 0.05, 2), round(threshold + 0.03, 2), threshold):
+                driver.execute_script("arguments[0].value = arguments[1]; arguments[0]"
+                                      ".dispatchEvent(new Event('input'))", slider, str(value))
+                status, direct = post_url(server.url, photo.read_bytes(),
+                                          query=f"?threshold={value}")
+                assert int(card.find_element(By.CSS_SELECTOR, ".count").get_attribute(
+                    "data-count")) == direct["count"], value
+            # two zones and a line, drawn with the mouse
+            _draw(driver, "zone", "left half", [(8, 8), (320, 8), (320, 472), (8, 472)], size)
+            _draw(driver, "zone", "top band", [(40, 20), (600, 40), (560, 200), (60, 180)],
+                  size)
+            _draw(driver, "line", "gate", [(100, 400), (540, 380)], size, side="right")
+            zone_text = card.find_element(By.CSS_SELECTOR, ".zones").text
+            driver.find_element(By.ID, "save-shapes").click()
+            drawn_file = downloads / "zones.json"
+            WebDriverWait(driver, 10).until(lambda d: drawn_file.is_file())
+            driver.find_element(By.ID, "csv").click()
+            WebDriverWait(driver, 10).until(lambda d: (downloads / "counts.csv").is_file())
             screenshot = Path(os.environ.get("MASKFOCAL_SCREENSHOT", tmp_path / "page.png"))
+            driver.execute_script("window.scrollTo(0, 0)")
             driver.save_screenshot(str(screenshot))
-            # zones pasted into the page's box travel with the next photo
-            driver.execute_script("document.getElementById('zones').value = arguments[0]",
-                                  ZONES_TEXT)
-            driver.find_element(By.ID, "files").send_keys(str(photo))
-            WebDriverWait(driver, 60).until(
-                lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card.done")) == 2)
-            zoned = driver.find_elements(By.CSS_SELECTOR, ".card.done")[0]
-            zone_text = zoned.find_element(By.CSS_SELECTOR, ".zones").text
+            # the file loads back: the same zones and lines
+            listed = driver.find_element(By.ID, "shape-list").text
+            driver.find_element(By.XPATH, "//button[@aria-label='remove zone left half']").click()
+            assert "left half" not in driver.find_element(By.ID, "shape-list").text
+            driver.find_element(By.ID, "load-shapes").send_keys(str(drawn_file))
+            WebDriverWait(driver, 10).until(
+                lambda d: d.find_element(By.ID, "shape-list").text == listed)
+            assert card.find_element(By.CSS_SELECTOR, ".zones").text == zone_text
+            # nothing but this server was asked for anything; the page's weight
+            requests = driver.execute_script(
+                "return performance.getEntriesByType('navigation').concat("
+                "performance.getEntriesByType('resource')).map(e => [e.name, e.encodedBodySize])")
+            page_kb = sum(n for url, n in requests if not url.startswith(("blob:", "data:"))
+                          and "/api/" not in url and "/healthz" not in url) / 1024
+            assert all(url.startswith((server.url, "blob:", "data:")) for url, _ in requests)
+            driver.set_window_size(390, 844)  # a phone's width: nothing wider than it
+            assert driver.execute_script(
+                "return document.documentElement.scrollWidth <= window.innerWidth")
+            driver.get(server.url + "/docs")  # Swagger UI, from this server alone
+            WebDriverWait(driver, 30).until(
+                lambda d: d.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock-summary-path"))
+            paths = {e.text for e in driver.find_elements(By.CSS_SELECTOR,
+                                                          ".opblock-summary-path")}
+            assert {"/api/count", "/api/models"} <= paths
+            docs_requests = driver.execute_script(
+                "return performance.getEntriesByType('resource').map(e => e.name)")
+            assert docs_requests and all(url.startswith(server.url) for url in docs_requests)
         finally:
             driver.quit()
-    assert shown == api["count"]
-    from maskfocal.zones import zones_from_json
+        drawn = json.loads(drawn_file.read_text())
+        assert [z["name"] for z in drawn["zones"]] == ["left half", "top band"]
+        assert drawn["lines"] == [{"name": "gate", "points": drawn["lines"][0]["points"],
+                                   "in": "right"}]
+        corners = np.array(drawn["zones"][1]["polygon"])
+        assert np.abs(corners - [(40, 20), (600, 40), (560, 200), (60, 180)]).max() <= 2
+        status, zoned = post_url(server.url, photo.read_bytes(),
+                                 fields={"zones": drawn_file.read_text()})
+    assert status == 200, zoned
+    assert zone_text == " · ".join(f"{name}: {n}" for name, n in zoned["zones"].items())
+    assert all(n > 0 for n in zoned["zones"].values())
+    # the downloaded file is one `count --zones` (and `--lines`) reads unchanged
+    capsys.readouterr()
+    assert main(["count", str(photo), "--zones", str(drawn_file), "--json"]) == 0
+    counted = json.loads(capsys.readouterr().out)
+    counted = counted[0] if isinstance(counted, list) else counted
+    assert counted["zones"] == zoned["zones"]
+    from maskfocal.flow import load_lines
 
-    expected = zones_from_json(ZONES_TEXT).count(np.array(api["points"]).reshape(-1, 2),
-                                                 240, 320)
-    assert zone_text == " · ".join(f"{name}: {n}" for name, n in expected.items())
+    assert [line.name for line in load_lines(drawn_file)] == ["gate"]
+    with open(downloads / "counts.csv", newline="") as table:
+        rows = list(csv.DictReader(table))
+    assert rows[0]["zone left half"] == str(zoned["zones"]["left half"])
+    assert rows[0]["model"] == "crowd-r18" and rows[0]["count"] == str(api["count"])
+    print(f"\npage: {page_kb:.1f} KB of HTML/JS/CSS, {len(requests)} requests, all to the "
+          f"server; zones {zoned['zones']}")
     assert Image.open(screenshot).size[0] > 0
 
 

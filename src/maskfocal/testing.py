@@ -241,11 +241,15 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def post_url(url: str, data: bytes, name: str = "crowd.png", query: str = "") -> tuple[int, dict]:
-    """A multipart POST with the standard library only (no client of the server's kind)."""
+def post_url(url: str, data: bytes, name: str = "crowd.png", query: str = "",
+             fields: dict[str, str] | None = None) -> tuple[int, dict]:
+    """A multipart POST with the standard library only (no client of the server's kind);
+    ``fields``: form fields beside the image (``zones``)."""
     boundary = "maskfocal-test-boundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
-            f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").encode() + \
+    body = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{key}\"\r\n\r\n"
+                    f"{value}\r\n".encode() for key, value in (fields or {}).items())
+    body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
+             f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").encode() + \
         data + f"\r\n--{boundary}--\r\n".encode()
     request = urllib.request.Request(
         f"{url}/api/count{query}", data=body, method="POST",
