@@ -9,8 +9,10 @@
    against the same process only loading the model and decoding the image: the difference is
    what counting costs. ``before``: the same, with issue 56's savings undone in the child
    (tiles four to a forward pass, the photo converted to float before it is shrunk,
-   torchvision imported, the decoded photo copied whole through ``tobytes()``), so that
-   before and after are measured by the same code on the same machine.
+   torchvision imported, the decoded photo copied whole through ``tobytes()``, a JPEG
+   counted whole decoded at full size, ONNX Runtime's memory pattern on), so that
+   before and after are measured by the same code on the same machine. Seconds include
+   decoding the photo.
 2. On images small enough to run both ways (synthetic scenes of 2048x1536), the tiled count
    against the whole-image count. Needs a trained checkpoint to mean anything; without
    ``--checkpoint`` a randomly initialised CenterNet-R18 is used (memory only).
@@ -49,12 +51,20 @@ def child(args: argparse.Namespace) -> None:
         predictor.fit_pixels = lambda pixels, side, scale: fit_image(to_tensor(pixels), side,
                                                                      scale)
         structures._rows_to_array = np.asarray  # the photo as one tobytes() copy
+        import maskfocal.inference.backend as backend
+
+        backend.MEMORY_PATTERN = True
     counter = Counter.from_checkpoint(args.checkpoint, device="cpu", tile_size=args.tile_size,
                                       tile_above=None if args.mode == "whole" else 2048,
                                       backend=args.backend)
-    image = counter.read_image(args.image)
     start = time.perf_counter()
-    count = None if args.mode == "load" else counter(image).count
+    count = None
+    if args.mode == "load":  # the photo decoded whole, nothing counted
+        counter.read_image(args.image)
+    elif args.before:  # decoded whole, then counted
+        count = counter(counter.read_image(args.image)).count
+    else:  # as `count` does: the file's path (a JPEG counted whole is read smaller)
+        count = counter(args.image).count
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(json.dumps({"mode": args.mode, "backend": counter.predictor.backend, "count": count,

@@ -446,3 +446,60 @@ def test_a_photo_is_shrunk_while_8_bit_within_one_grey_level_of_the_float_resize
             assert torch.equal(lean, full)  # enlarged or as it is: the same path
         else:
             assert (lean - full).abs().max() <= 1 / 255 + 1e-6
+
+
+def _scene_jpeg(path, width, height, seed=4, orientation=None):
+    from maskfocal.data.synthetic import SyntheticConfig, generate_scene
+
+    scene = generate_scene(SyntheticConfig(width=width, height=height, min_count=40,
+                                           max_count=80), seed=seed)
+    image = Image.fromarray(scene.pixels)
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    image.save(path, quality=95, exif=exif)
+    return scene.pixels
+
+
+def test_a_huge_jpeg_counted_whole_is_read_smaller_with_its_heads_in_its_own_pixels(tmp_path):
+    """A JPEG shrunk at least twofold for the network is decoded at 1/2, 1/4 or 1/8 (never
+    below the network's side), and its heads and zones are in the photo's own pixels."""
+    from maskfocal.structures import read_rgb
+    from maskfocal.zones import zones_from_dict
+
+    photo = tmp_path / "big.jpg"
+    _scene_jpeg(photo, 2400, 1800)
+    counter = Counter.from_checkpoint(checkpoint(tmp_path, threshold=0.1), device="cpu",
+                                      max_eval_side=600, scale=1.0)
+    assert counter.predictor.decode_side(1800, 2400) == 600
+    pixels, size = read_rgb(photo, counter.predictor.decode_side)
+    assert pixels.shape == (450, 600, 3) and size == (1800, 2400)
+    whole = counter(counter.read_image(photo))
+    read_small = counter(photo)
+    assert whole.count > 10
+    assert abs(read_small.count - whole.count) <= max(2, 0.05 * whole.count)
+    assert read_small.points[:, 0].max() > 1200 and read_small.points[:, 1].max() > 900
+    assert (read_small.points <= [2400, 1800]).all()
+    everything = zones_from_dict({"zones": [{"name": "all", "polygon": [
+        [0, 0], [2400, 0], [2400, 1800], [0, 1800]]}]}, "zones", None)
+    assert counter(photo, zones=everything).zones == {"all": read_small.count}
+    # never where the photo is counted in tiles, at a scale per photo, or shrunk less
+    assert counter.predictor.decode_side(1100, 1100) is None
+    assert Counter.from_checkpoint(checkpoint(tmp_path), device="cpu", max_eval_side=600,
+                                   tile_above=1000).predictor.decode_side(1800, 2400) is None
+    assert Counter.from_checkpoint(checkpoint(tmp_path), device="cpu", max_eval_side=600,
+                                   scale="auto").predictor.decode_side(1800, 2400) is None
+
+
+def test_read_rgb_gives_the_upright_size_and_reads_other_formats_whole(tmp_path):
+    from maskfocal.structures import read_rgb
+
+    turned = tmp_path / "turned.jpg"
+    _scene_jpeg(turned, 1600, 1200, orientation=6)  # a phone held upright
+    pixels, size = read_rgb(turned, lambda height, width: 400)
+    assert size == (1600, 1200) and pixels.shape == (400, 300, 3)
+    assert read_rgb(turned)[0].shape == (1600, 1200, 3)
+    flat = tmp_path / "flat.png"
+    Image.fromarray(np.zeros((1200, 1600, 3), np.uint8)).save(flat)
+    pixels, size = read_rgb(flat, lambda height, width: 400)
+    assert pixels.shape == (1200, 1600, 3) and size == (1200, 1600)

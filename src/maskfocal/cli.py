@@ -309,13 +309,14 @@ def _count(args: argparse.Namespace) -> int:
     overlays = args.out is not None
     results, skipped, sheet, table = [], 0, [], []
     for path in images:
-        try:
-            pixels = counter.read_image(path)
+        try:  # without overlays the counter reads the file (a huge JPEG read smaller)
+            pixels = counter.read_image(path) if overlays else None
+            result = counter(path if pixels is None else pixels,
+                             return_heatmap=heatmap and overlays, zones=zones)
         except DatasetError as error:
             print(f"warning: skipped {error}", file=sys.stderr)
             skipped += 1
             continue
-        result = counter(pixels, return_heatmap=heatmap and overlays, zones=zones)
         counted = CountRecord(result)
         record = {"image": str(path), **counted.to_json(points=True)}
         if not args.json:

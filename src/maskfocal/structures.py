@@ -8,8 +8,10 @@ normal value everywhere in the project.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from PIL import Image
 
 from maskfocal.errors import DatasetError, MaskfocalError
 
-__all__ = ["AnnotatedImage", "as_rgb", "load_rgb"]
+__all__ = ["AnnotatedImage", "as_rgb", "load_rgb", "read_rgb"]
 
 
 MAX_PIXELS = 300_000_000
@@ -37,19 +39,38 @@ def load_rgb(path: str | Path) -> np.ndarray:
     oversized (more than :data:`MAX_PIXELS`; Pillow's own smaller limit is lifted for this
     read) files raise :class:`DatasetError`.
     """
+    return read_rgb(path)[0]
+
+
+def read_rgb(path: str | Path, min_side: Callable[[int, int], int | None] | None = None
+             ) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`load_rgb`'s array, and the image's own upright ``(height, width)``.
+
+    ``min_side(height, width)``: where it gives a longer side, the photo is shrunk to at
+    least that anyway, and a JPEG is decoded at 1/2, 1/4 or 1/8 of its size where its longer
+    side stays at least that (libjpeg's DCT scaling, Pillow's draft mode): an 8000x6000
+    photo counted whole by the shipped models is read at 4000x3000, a quarter of the memory.
+    Other formats are read whole.
+    """
     from PIL import ImageOps
 
     try:
         with _pillow_bomb_limit(), Image.open(path) as image:
-            pixels = image.width * image.height
-            if pixels > MAX_PIXELS:
-                raise DatasetError(path, f"image of {image.width}x{image.height} has more "
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise DatasetError(path, f"image of {width}x{height} has more "
                                          f"than maskfocal.structures.MAX_PIXELS = "
                                          f"{MAX_PIXELS:,} pixels (a decompression bomb?)")
+            side = min_side(height, width) if min_side is not None else None
+            if side is not None and image.format in ("JPEG", "MPO"):
+                factor = side / max(width, height)
+                image.draft("RGB", (math.ceil(width * factor), math.ceil(height * factor)))
             image.load()
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # turned a quarter
+                width, height = height, width
             if image.getexif().get(0x0112, 1) != 1:  # orientation tag
                 image = ImageOps.exif_transpose(image)
-            return _to_rgb_array(image)
+            return _to_rgb_array(image), (height, width)
     except DatasetError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:

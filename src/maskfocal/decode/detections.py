@@ -31,7 +31,10 @@ class Detections:
         return Detections(self.points[keep], self.scores[keep],
                           None if self.boxes is None else self.boxes[keep])
 
-    def scaled(self, factor: float) -> Detections:
-        """The same heads with coordinates multiplied by ``factor``."""
-        return Detections(self.points * factor, self.scores,
-                          None if self.boxes is None else self.boxes * factor)
+    def scaled(self, factor: float | tuple[float, float]) -> Detections:
+        """The same heads with coordinates multiplied by ``factor`` (or x by one factor and y
+        by another)."""
+        fx, fy = (factor, factor) if isinstance(factor, (int, float)) else factor
+        xy = self.points.new_tensor([fx, fy])
+        return Detections(self.points * xy, self.scores,
+                          None if self.boxes is None else self.boxes * xy.repeat(2))

@@ -97,6 +97,12 @@ def non_finite_weights(path: str | Path) -> list[str]:
     return damaged
 
 
+MEMORY_PATTERN = False
+"""ONNX Runtime's memory pattern plans one block for each input shape it has seen; photos come
+in every shape, and without it a 2048x1536 pass peaked 380 MB lower at the same speed
+(benchmarks/tiling_memory.py measures both)."""
+
+
 class OnnxRunner:
     """Runs an exported model with ONNX Runtime; called like the eager model in eval
     (returns what ``model(images)`` would).
@@ -118,10 +124,7 @@ class OnnxRunner:
             providers.insert(0, "CUDAExecutionProvider")
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()  # as many as eager PyTorch
-        # ORT's memory pattern plans one block for a shape it has seen; photos come in every
-        # shape, and without it a 2048x1536 pass peaks 380 MB lower at the same speed
-        # (measured: benchmarks/tiling_memory.py)
-        options.enable_mem_pattern = False
+        options.enable_mem_pattern = MEMORY_PATTERN
         try:  # the weights are read before the session exists: the two peaks do not add up
             damaged = non_finite_weights(path)
             self.session = ort.InferenceSession(str(path), options, providers=providers)

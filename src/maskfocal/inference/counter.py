@@ -19,7 +19,7 @@ from maskfocal.data.readers.common import IMAGE_EXTENSIONS
 from maskfocal.decode import Detections
 from maskfocal.errors import MaskfocalError
 from maskfocal.fileio import written_here
-from maskfocal.structures import as_rgb, load_rgb
+from maskfocal.structures import as_rgb, load_rgb, read_rgb
 from maskfocal.zones import Zones, load_zones
 
 from .options import KEEP, InferenceOptions
@@ -145,6 +145,15 @@ class Counter:
             return load_rgb(image)
         return as_rgb(image)
 
+    def _read(self, image, reduce: bool) -> tuple[np.ndarray, tuple[int, int]]:
+        """The pixels to count and the image's own (height, width): a JPEG path counted whole
+        and shrunk at least twofold is decoded smaller where ``reduce``
+        (:meth:`Predictor.decode_side`); the heads are placed back in the image's pixels."""
+        if reduce and isinstance(image, (str, Path)):
+            return read_rgb(image, self.predictor.decode_side)
+        pixels = self.read_image(image)
+        return pixels, pixels.shape[:2]
+
     @staticmethod
     def _is_batch(images) -> bool:
         if isinstance(images, (list, tuple)):
@@ -169,16 +178,18 @@ class Counter:
         if return_heatmap and not self.has_heatmap:
             raise MaskfocalError("only CenterNet predicts a heatmap")
         batch = self._is_batch(images)
-        pixels = [self.read_image(image) for image in images] if batch else [
-            self.read_image(images)]
+        read = [self._read(image, not return_heatmap) for image in (images if batch
+                                                                      else [images])]
         if zones is not None:  # a zone that does not fit is an error before any work
-            for image in pixels:
-                zones.check(*image.shape[:2])
-        found = self.predictor.find(pixels, threshold, heatmaps=return_heatmap, stop=stop)
-        results = [_result(detections, maps) for detections, maps in found]
-        if zones is not None:
-            for result, image in zip(results, pixels, strict=True):
-                _add_zones(result, zones, image)
+            for _, size in read:
+                zones.check(*size)
+        found = self.predictor.find([pixels for pixels, _ in read], threshold,
+                                    heatmaps=return_heatmap, stop=stop)
+        results = []
+        for (detections, maps), (pixels, size) in zip(found, read, strict=True):
+            results.append(_result(detections, maps, pixels.shape[:2], size))
+            if zones is not None:
+                _add_zones(results[-1], zones, size)
         return results if batch else results[0]
 
     def track(self, video, *, lines=None, every: int = 1, fps: float | None = None,
@@ -242,13 +253,14 @@ class Counter:
         result = CountResult(int(keep.sum()), found.points[keep], found.scores[keep],
                              None if found.boxes is None else found.boxes[keep], found.heatmap)
         if zones is not None:
-            _add_zones(result, zones, pixels)
+            _add_zones(result, zones, pixels.shape[:2])
         return result, found
 
 
-def _add_zones(result: CountResult, zones: Zones, image: np.ndarray) -> None:
-    """Heads per zone (and per m² with a ground scale) of a result on ``image``."""
-    result.zones = zones.count(result.points, *image.shape[:2])
+def _add_zones(result: CountResult, zones: Zones, size: tuple[int, int]) -> None:
+    """Heads per zone (and per m² with a ground scale) of a result on an image of ``size``
+    (height, width)."""
+    result.zones = zones.count(result.points, *size)
     result.density = zones.density(result.zones)
 
 
@@ -257,7 +269,13 @@ def _check_threshold(threshold: float) -> None:
         raise MaskfocalError(f"threshold must be in (0, 1), got {threshold}")
 
 
-def _result(detections: Detections, heatmap: np.ndarray | None) -> CountResult:
+def _result(detections: Detections, heatmap: np.ndarray | None,
+            found_on: tuple[int, int] | None = None, size: tuple[int, int] | None = None
+            ) -> CountResult:
+    """The result of ``detections``; found on an image of ``found_on`` (height, width) read
+    smaller than the image's own ``size``, its points and boxes are scaled to ``size``."""
+    if found_on is not None and tuple(found_on) != tuple(size):
+        detections = detections.scaled((size[1] / found_on[1], size[0] / found_on[0]))
     return CountResult(count=detections.count, points=detections.points.cpu().numpy(),
                        scores=detections.scores.cpu().numpy(),
                        boxes=None if detections.boxes is None

@@ -215,6 +215,21 @@ class Predictor:
         return (self.tile_above is not None
                 and max(height, width) * self.input_scale > self.tile_above)
 
+    def decode_side(self, height: int, width: int) -> int | None:
+        """The least longer side a photo of this size may be read at (where that is at most
+        half its own) for the same network input and, within a head or two, the same count:
+        a photo counted whole and shrunk to ``max_eval_side`` is read at least that large and
+        shrunk from there (reading it smaller and enlarging it, as the input scale would,
+        lost 3 % of the heads on an 8000x6000 mosaic; see
+        :func:`maskfocal.structures.read_rgb`). None where it is counted in tiles, at a scale
+        chosen per photo, or not shrunk that far."""
+        longer = max(height, width)
+        if self.tiled(height, width) or self.scale_target is not None \
+                or self.max_eval_side >= longer * self.input_scale:
+            return None
+        side = max(self.max_eval_side, math.ceil(self.max_eval_side / self.input_scale))
+        return side if 2 * side <= longer else None
+
     @torch.no_grad()
     def find(self, images: Sequence[np.ndarray], threshold: float, *, heatmaps: bool = False,
              stop: threading.Event | None = None) -> list[tuple[Detections, np.ndarray | None]]:
