@@ -223,6 +223,7 @@ class CountingService:
         self.files = model_files(settings.checkpoint)
         self.counters = {self.model_name: counter or self._load(self.model_name)}
         self.loading = threading.Lock()
+        self.thresholds: dict[str, float | None] = {}  # of models not loaded, read once
         self.executor = ThreadPoolExecutor(max_workers=settings.max_in_flight,
                                            thread_name_prefix="maskfocal-count")
         self.slots = asyncio.Semaphore(settings.max_in_flight)
@@ -263,12 +264,15 @@ class CountingService:
         for name, path in self.files.items():
             if name in self.counters:
                 threshold = self.counters[name].threshold
+            elif name in self.thresholds:
+                threshold = self.thresholds[name]
             else:
                 try:
                     config = load_checkpoint(path)["config"]
                     threshold = InferenceOptions.from_saved(config).threshold
                 except MaskfocalError:  # not loadable: a request naming it says why
                     threshold = None
+                self.thresholds[name] = threshold
             listed.append({"name": name, "threshold": threshold,
                            "loaded": name in self.counters})
         return {"default": self.model_name, "models": listed}
