@@ -1,7 +1,7 @@
 """``maskfocal serve`` under load on loopback: requests/s, p50/p95 latency, peak memory.
 
     .venv/bin/python benchmarks/serve_load.py [--requests 40] [--concurrency 8] \\
-        [--workers 1 2] [--backends torch auto] [--screenshot docs/img/serve_page.png]
+        [--workers 1 2] [--backends torch auto] [--screenshot page.png]
 
 Starts the server (the shipped model unless --checkpoint) once per backend and worker count
 (the backends in one run, so their ratio is the figure; ``auto`` is the default), sends
