@@ -486,6 +486,12 @@ def test_page_in_headless_chromium_draws_zones_and_counts_like_the_api(tmp_path,
             WebDriverWait(driver, 10).until(
                 lambda d: d.find_element(By.ID, "shape-list").text == listed)
             assert card.find_element(By.CSS_SELECTOR, ".zones").text == zone_text
+            bad = tmp_path / "bad.json"  # what count --zones refuses, the page refuses too
+            bad.write_text('{"zones": [{"name": "x", "polygon": [[0, 0], [9, "9"], [0, 9]]}]}')
+            driver.find_element(By.ID, "load-shapes").send_keys(str(bad))
+            WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "draw-help").text
+                                            .startswith("bad.json: zone \"x\": \"polygon\""))
+            assert driver.find_element(By.ID, "shape-list").text == listed
             # nothing but this server was asked for anything; the page's weight
             requests = driver.execute_script(
                 "return performance.getEntriesByType('navigation').concat("

@@ -420,21 +420,61 @@ function shapesFile() {
   return JSON.stringify(file, null, 1) + "\n";
 }
 
+// what maskfocal.zones and maskfocal.flow would refuse is refused here too, saying why
+function checkedShapes(data) {
+  const isPoint = (p) => Array.isArray(p) && p.length === 2
+    && p.every((v) => typeof v === "number" && Number.isFinite(v));
+  if (!data || typeof data !== "object" || Array.isArray(data)) throw new Error("not a zone file");
+  const names = new Set();
+  const named = (entry, kind) => {
+    if (!entry || typeof entry.name !== "string" || !entry.name.trim()) {
+      throw new Error(`a ${kind} needs a non-empty "name"`);
+    }
+    if (names.has(entry.name)) throw new Error(`the name "${entry.name}" is used twice`);
+    names.add(entry.name);
+    return entry.name;
+  };
+  const zones = [], masks = [], lines = [];
+  for (const zone of Array.isArray(data.zones) ? data.zones : []) {
+    const name = named(zone, "zone");
+    if (zone.mask !== undefined) { masks.push(name); continue; }
+    if (!Array.isArray(zone.polygon) || zone.polygon.length < 3 || !zone.polygon.every(isPoint)) {
+      throw new Error(`zone "${name}": "polygon" must be at least three [x, y] numbers`);
+    }
+    zones.push({ name, polygon: zone.polygon });
+  }
+  for (const line of Array.isArray(data.lines) ? data.lines : []) {
+    const name = named(line, "line");
+    if (!Array.isArray(line.points) || line.points.length < 2 || !line.points.every(isPoint)) {
+      throw new Error(`line "${name}": "points" must be at least two [x, y] numbers`);
+    }
+    if (line.in !== "left" && line.in !== "right") {
+      throw new Error(`line "${name}": "in" must be "left" or "right"`);
+    }
+    lines.push({ name, points: line.points, in: line.in });
+  }
+  const ground = data.ground || null;
+  if (ground && !(ground.pixels_per_metre > 0) && !(Array.isArray(ground.image)
+      && ground.image.length === 4 && ground.image.every(isPoint) && Array.isArray(ground.metres)
+      && ground.metres.length === 4 && ground.metres.every(isPoint))) {
+    throw new Error('"ground" must be {"pixels_per_metre": number} or four "image" and ' +
+                    'four "metres" [x, y]');
+  }
+  return { zones, lines, ground, masks };
+}
+
 function loadShapes(text, name) {
-  let data;
-  try { data = JSON.parse(text); } catch (problem) {
-    say(`${name}: not JSON (${problem.message})`);
+  let loaded;
+  try {
+    loaded = checkedShapes(JSON.parse(text));
+  } catch (problem) {
+    say(`${name}: ${problem.message}; nothing loaded`);
     return;
   }
-  const zones = Array.isArray(data.zones) ? data.zones : [];
-  const masks = zones.filter((zone) => !Array.isArray(zone.polygon));
-  shapes.zones = zones.filter((zone) => Array.isArray(zone.polygon))
-    .map((zone) => ({ name: String(zone.name), polygon: zone.polygon }));
-  shapes.lines = (Array.isArray(data.lines) ? data.lines : [])
-    .map((line) => ({ name: String(line.name), points: line.points, in: line.in }));
-  shapes.ground = data.ground || null;
+  Object.assign(shapes, { zones: loaded.zones, lines: loaded.lines, ground: loaded.ground });
   say(`${name}: ${shapes.zones.length} zones, ${shapes.lines.length} lines` +
-      (masks.length ? `; ${masks.length} mask zones left out (masks are for count --zones)` : ""));
+      (loaded.masks.length ? `; ${loaded.masks.length} mask zones left out (masks are for ` +
+                             "count --zones)" : ""));
   shapesChanged();
 }
 
