@@ -441,6 +441,7 @@ function checkedShapes(data) {
     if (!Array.isArray(zone.polygon) || zone.polygon.length < 3 || !zone.polygon.every(isPoint)) {
       throw new Error(`zone "${name}": "polygon" must be at least three [x, y] numbers`);
     }
+    if (selfCrossing(zone.polygon)) throw new Error(`zone "${name}": its edges cross`);
     zones.push({ name, polygon: zone.polygon });
   }
   for (const line of Array.isArray(data.lines) ? data.lines : []) {
