@@ -241,13 +241,17 @@ class CountingService:
         return Counter.from_checkpoint(self.files[name], device=settings.device,
                                        backend=settings.backend, **settings.inference)
 
-    def counter_for(self, name: str | None):
-        """The counter of model ``name`` (None: the default), loaded the first time (each
-        model a worker has loaded stays in its memory: about 200 MB)."""
-        name = name or self.model_name
+    def known(self, name: str) -> str:
+        """``name``, where :meth:`models` lists it; else the 400 that lists the choices."""
         if name not in self.files:
             raise UploadError(400, f"model: no model {name!r} here; choose one of: "
                                    f"{', '.join(self.files)}")
+        return name
+
+    def counter_for(self, name: str | None):
+        """The counter of model ``name`` (None: the default), loaded the first time (each
+        model a worker has loaded stays in its memory: about 200 MB)."""
+        name = self.known(name or self.model_name)
         with self.loading:
             if name not in self.counters:
                 self.counters[name] = self._load(name)
@@ -337,8 +341,8 @@ class CountingService:
         the thread pool; busy (503), too large (413) and too slow (504) are refusals."""
         settings, state = self.settings, self.state
         deadline = time.monotonic() + settings.timeout_s
-        if model is not None and model not in self.files:
-            self.counter_for(model)  # the 400 naming the choices, before the upload is read
+        if model is not None:
+            self.known(model)  # before the upload is read
         if zones:
             from maskfocal.zones import zones_from_json
 
