@@ -326,9 +326,9 @@ class CountingService:
                              model=model or self.model_name, threshold=float(threshold)
                              ).to_json(points=True, scores=True, boxes=True, size=True,
                                        provenance=True)
-        if floor is not None:
+        if floor is not None:  # scores unrounded: counted at a threshold, the API's count
             answer["candidates"] = {"floor": floor, **CountRecord(candidates).to_json(
-                points=True, scores=True)}
+                points=True), "scores": candidates.scores.astype(float).tolist()}
         if overlay:
             answer["overlay_png"] = overlay_png(pixels, result, zones)
         answer["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
@@ -415,7 +415,9 @@ def _schemas():
             None, description="with zones and a ground scale: people per square metre")
         candidates: dict | None = Field(
             None, description='with floor: {"floor", "count", "points", "scores"} of every '
-                              "head scored at least the floor (a superset of points)")
+                              "head scored at least the floor (a superset of points; scores "
+                              "unrounded, so that counting them at a threshold gives what "
+                              "the API counts there)")
 
     class Model(BaseModel):
         name: str = Field(description="what a request's model field names")
