@@ -66,9 +66,10 @@ def read_rgb(path: str | Path, min_side: Callable[[int, int], int | None] | None
                 factor = side / max(width, height)
                 image.draft("RGB", (math.ceil(width * factor), math.ceil(height * factor)))
             image.load()
-            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # turned a quarter
+            orientation = image.getexif().get(0x0112, 1)
+            if orientation in (5, 6, 7, 8):  # turned a quarter
                 width, height = height, width
-            if image.getexif().get(0x0112, 1) != 1:  # orientation tag
+            if orientation != 1:
                 image = ImageOps.exif_transpose(image)
             return _to_rgb_array(image), (height, width)
     except DatasetError:
