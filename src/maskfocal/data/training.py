@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,11 +127,29 @@ class TrainingSet(Dataset):
                 continue
             o = self.options
             empty_crop = focus is None and o.empty_crops > 0 and rng.random() < o.empty_crops
-            return augment(sample, size=o.input_size, min_scale=o.min_scale,
-                           max_scale=o.max_scale, flip=o.flip, jitter=o.color_jitter, rng=rng,
-                           empty_crop=empty_crop, focus=focus if position == start else None)
+            with _one_thread():
+                return augment(sample, size=o.input_size, min_scale=o.min_scale,
+                               max_scale=o.max_scale, flip=o.flip, jitter=o.color_jitter,
+                               rng=rng, empty_crop=empty_crop,
+                               focus=focus if position == start else None)
         raise DatasetError(self.images[start].image_path or "dataset",
                            "no training image could be read")
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run a crop's augmentation on one thread, as a loader worker process does: reductions such
+    as the contrast jitter's mean round differently on 1 and N threads, so without this the
+    crops of ``data.workers=0`` and of workers differ in the last bit and training drifts."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def pad_batch(images: Sequence[Tensor], multiple: int = 32, min_side: int = 0) -> Tensor:
